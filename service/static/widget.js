@@ -1,0 +1,535 @@
+/* Comments widget: hand-written ES2019, no framework, no build step.
+ * Embed: <div data-comments-article="ID" data-lang="vi|en"></div><script src=".../widget.js" async></script>
+ * Reader-supplied text is only ever placed in text nodes (textContent / Node.append of strings). */
+(function () {
+  'use strict';
+  var CSS_VERSION = '__WIDGET_CSS_VERSION__';
+  var POLL_MS = 15000;
+  var PENDING_MAX_AGE = 30 * 864e5;
+
+  var L = {
+    vi: {
+      heading: 'Bình luận', form: 'Gửi bình luận của bạn', name: 'Họ Tên', email: 'Email', title: 'Tiêu Đề',
+      body: 'Nội dung', captcha: 'Mã xác nhận',
+      alt: 'Mã xác nhận dạng ảnh. Có bản âm thanh: bấm nút “Nghe mã” bên cạnh.',
+      newCap: 'Đổi mã', listen: 'Nghe mã', send: 'Gửi bình luận', sending: 'Đang gửi…',
+      more: 'Xem thêm', reply: 'Trả lời', cancel: 'Hủy trả lời', pending: 'Đang chờ duyệt',
+      sent: 'Bình luận của bạn đang chờ duyệt', closed: 'Bình luận đã đóng', loading: 'Đang tải bình luận…',
+      empty: 'Chưa có bình luận nào. Hãy là người đầu tiên!', loadErr: 'Không tải được bình luận.', retry: 'Thử lại',
+      approved: 'Bình luận của bạn đã được duyệt.', rejected: 'Một bình luận của bạn không được duyệt.',
+      req: 'Vui lòng nhập %s.', long: 'Tối đa %s ký tự (hiện có %s).', emailBad: 'Địa chỉ email không hợp lệ.',
+      capLen: 'Mã xác nhận gồm 5 ký tự.', capExp: 'Mã xác nhận đã hết hạn. Vui lòng nhập mã mới.',
+      capErr: 'Mã xác nhận không đúng hoặc đã hết hạn. Vui lòng nhập mã mới.',
+      capLoadErr: 'Không tải được mã xác nhận.', fix: 'Vui lòng kiểm tra lại các ô được đánh dấu.',
+      rate: 'Bạn gửi quá nhanh. Vui lòng thử lại sau %s giây.', tooBig: 'Bình luận quá dài.',
+      fail: 'Không gửi được bình luận. Vui lòng thử lại.', net: 'Không kết nối được máy chủ. Vui lòng thử lại.',
+      now: 'vừa xong', yours: 'Bình luận của bạn',
+      f: { name: 'họ tên', email: 'email', title: 'tiêu đề', body: 'nội dung', captcha_answer: 'mã xác nhận' }
+    },
+    en: {
+      heading: 'Comments', form: 'Post your comment', name: 'Name', email: 'Email', title: 'Title',
+      body: 'Comment', captcha: 'Verification code',
+      alt: 'Verification code image. An audio version is available: press the “Listen” button next to it.',
+      newCap: 'New code', listen: 'Listen', send: 'Post comment', sending: 'Sending…',
+      more: 'Load more', reply: 'Reply', cancel: 'Cancel reply', pending: 'Awaiting moderation',
+      sent: 'Your comment is awaiting moderation', closed: 'Comments are closed', loading: 'Loading comments…',
+      empty: 'No comments yet. Be the first!', loadErr: 'Could not load comments.', retry: 'Retry',
+      approved: 'Your comment has been approved.', rejected: 'One of your comments was not approved.',
+      req: 'Please enter your %s.', long: 'At most %s characters (currently %s).',
+      emailBad: 'Please enter a valid email address.',
+      capLen: 'The code has 5 characters.', capExp: 'The code has expired. Please enter the new code.',
+      capErr: 'Wrong or expired code. Please enter the new code.',
+      capLoadErr: 'Could not load the verification code.', fix: 'Please check the highlighted fields.',
+      rate: 'You are posting too fast. Please try again in %s seconds.', tooBig: 'Your comment is too long.',
+      fail: 'Your comment could not be sent. Please try again.', net: 'Could not reach the server. Please try again.',
+      now: 'just now', yours: 'Your comments',
+      f: { name: 'name', email: 'email', title: 'title', body: 'comment', captcha_answer: 'code' }
+    }
+  };
+  var LIMITS = { name: 80, title: 200, body: 5000 };
+  var FIELDS = ['name', 'email', 'title', 'body', 'captcha_answer'];
+  var uid = 0;
+  var current = document.currentScript; // only valid now, while the script first runs
+
+  function fmt(s) {
+    var a = arguments, i = 1;
+    return s.replace(/%s/g, function () { return String(a[i++]); });
+  }
+  function norm(s) { return String(s || '').normalize('NFC').trim(); }
+  function len(s) { return Array.from(s).length; }
+  function pad(n) { return (n < 10 ? '0' : '') + n; }
+
+  // h('tag', {attr: value, text: 'x', onclick: fn}, [children]) - strings become text nodes.
+  function h(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      var v = attrs[k];
+      if (v == null || v === false) return;
+      if (k === 'text') e.textContent = v;
+      else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : v);
+    });
+    (kids || []).forEach(function (c) { if (c != null && c !== false) e.append(c); });
+    return e;
+  }
+
+  function ownScript() {
+    if (current && current.src) return current;
+    var all = document.querySelectorAll('script[src]');
+    for (var i = all.length - 1; i >= 0; i--) {
+      if (/\/widget(\.[0-9a-f]+)?\.js([?#]|$)/.test(all[i].src)) return all[i];
+    }
+    return null;
+  }
+
+  function store(op, key, val) {
+    try {
+      var ls = window.localStorage;
+      if (op === 'get') return JSON.parse(ls.getItem(key) || 'null');
+      if (val == null) ls.removeItem(key); else ls.setItem(key, JSON.stringify(val));
+    } catch (e) { /* storage disabled: the widget still works, just forgets */ }
+    return null;
+  }
+
+  function avatarColor(seed) {
+    var x = 0;
+    for (var i = 0; i < seed.length; i++) x = (x * 31 + seed.charCodeAt(i)) | 0;
+    return 'hsl(' + (Math.abs(x) % 360) + ',52%,40%)';
+  }
+
+  function Widget(host, base) {
+    this.host = host;
+    this.base = base;
+    this.article = host.getAttribute('data-comments-article');
+    this.lang = (host.getAttribute('data-lang') || 'vi').toLowerCase().slice(0, 2) === 'en' ? 'en' : 'vi';
+    this.t = L[this.lang];
+    this.n = ++uid;
+    this.nodes = {};
+    this.cursor = null;
+    this.captcha = null;
+    this.parent = null;
+    this.pollTimer = 0;
+    this.pkey = 'cmts:pending:' + this.article;
+    this.render();
+  }
+
+  var W = Widget.prototype;
+
+  W.api = function (method, path, body, headers) {
+    var hd = { Accept: 'application/json', 'Accept-Language': this.lang };
+    Object.keys(headers || {}).forEach(function (k) { hd[k] = headers[k]; });
+    if (body !== undefined) hd['Content-Type'] = 'application/json';
+    return fetch(this.base + path, {
+      method: method, headers: hd, credentials: 'omit', mode: 'cors',
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      return r.text().then(function (txt) {
+        var data = null;
+        try { data = txt ? JSON.parse(txt) : null; } catch (e) { data = null; }
+        return { ok: r.ok, status: r.status, data: data || {}, headers: r.headers };
+      });
+    });
+  };
+
+  W.ago = function (iso) {
+    var d = new Date(iso), s = (Date.now() - d.getTime()) / 1000;
+    if (isNaN(s)) return '';
+    if (s < 60) return this.t.now;
+    var u = s < 3600 ? ['minute', 60] : s < 86400 ? ['hour', 3600] : s < 7 * 86400 ? ['day', 86400] : null;
+    if (u) {
+      var n = Math.floor(s / u[1]);
+      try { return new Intl.RelativeTimeFormat(this.lang).format(-n, u[0]); } catch (e) { /* old browser */ }
+    }
+    return pad(d.getDate()) + '/' + pad(d.getMonth() + 1) + '/' + d.getFullYear();
+  };
+
+  W.render = function () {
+    var t = this.t, self = this, id = function (s) { return 'cw' + self.n + '-' + s; };
+    var root = this.host.shadowRoot || this.host.attachShadow({ mode: 'open' });
+    var wrap = h('section', { class: 'cw', lang: this.lang, 'aria-labelledby': id('h'), hidden: true });
+    var link = h('link', { rel: 'stylesheet', href: this.base + '/widget.css?v=' + CSS_VERSION });
+    var show = function () { wrap.hidden = false; };
+    link.addEventListener('load', show);
+    link.addEventListener('error', show);
+    setTimeout(show, 3000);
+    root.replaceChildren(link, wrap);
+
+    var N = this.nodes;
+    N.count = h('span', { class: 'cw-count' });
+    N.status = h('p', { class: 'cw-status', role: 'status', 'aria-live': 'polite', id: id('status') });
+    N.list = h('ol', { class: 'cw-list', 'aria-label': t.heading });
+    N.mine = h('ol', { class: 'cw-list cw-mine', 'aria-label': t.yours });
+    N.info = h('p', { class: 'cw-info', text: t.loading });
+    N.more = h('button', { type: 'button', class: 'cw-btn cw-more', hidden: true, text: t.more, onclick: function () {
+      self.load(false);
+    } });
+    N.closed = h('p', { class: 'cw-closed', hidden: true, text: t.closed });
+    N.replyName = h('span');
+    N.reply = h('div', { class: 'cw-replying', hidden: true }, [
+      h('span', { text: t.reply + ' ' }), N.replyName,
+      h('button', { type: 'button', class: 'cw-btn cw-link', text: t.cancel, onclick: function () {
+        self.setParent(null);
+        self.field('body').focus();
+      } })
+    ]);
+
+    var fields = [];
+    var mk = function (name, label, input, extra) {
+      input.id = id(name);
+      input.name = name;
+      N['err_' + name] = h('p', { class: 'cw-err', id: id(name + '-err'), hidden: true });
+      var f = h('div', { class: 'cw-field cw-f-' + name }, [
+        h('label', { for: id(name), text: label }), extra || null, input, N['err_' + name]
+      ]);
+      fields.push(f);
+      return f;
+    };
+    mk('name', t.name, h('input', { type: 'text', autocomplete: 'name', required: true }));
+    mk('email', t.email, h('input', { type: 'email', autocomplete: 'email', inputmode: 'email', required: true,
+      spellcheck: 'false' }));
+    mk('title', t.title, h('input', { type: 'text', required: true }));
+    N.counter = h('span', { class: 'cw-counter', 'aria-hidden': 'true', text: '0/' + LIMITS.body });
+    var body = h('textarea', { rows: 5, required: true });
+    mk('body', t.body, body);
+    body.parentNode.insertBefore(N.counter, N.err_body);
+    body.addEventListener('input', function () {
+      N.counter.textContent = len(norm(body.value)) + '/' + LIMITS.body;
+    });
+
+    N.img = h('img', { class: 'cw-cap-img', alt: t.alt, width: 160, height: 60 });
+    N.audio = h('audio', { preload: 'none' });
+    var capRow = h('div', { class: 'cw-cap' }, [
+      N.img,
+      h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.newCap, onclick: function () {
+        self.newCaptcha(true);
+      } }),
+      h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.listen, onclick: function () {
+        self.listen();
+      } }),
+      N.audio
+    ]);
+    mk('captcha_answer', t.captcha, h('input', { type: 'text', autocomplete: 'off', autocapitalize: 'characters',
+      spellcheck: 'false', maxlength: 12, class: 'cw-code', required: true }), capRow);
+
+    var hp = h('input', { type: 'text', name: 'website', id: id('website'), tabindex: '-1', autocomplete: 'off',
+      'aria-hidden': 'true' });
+    N.hp = hp;
+    N.send = h('button', { type: 'submit', class: 'cw-btn cw-primary', text: t.send });
+    N.form = h('form', { class: 'cw-form', novalidate: true, 'aria-labelledby': id('fh'), onsubmit: function (e) {
+      e.preventDefault();
+      self.submit();
+    }, onfocusin: function () { self.ensureCaptcha(); } }, [
+      h('h3', { class: 'cw-fh', id: id('fh'), text: t.form }),
+      N.reply,
+      h('div', { class: 'cw-grid' }, fields.slice(0, 2)),
+      fields[2], fields[3], fields[4],
+      h('div', { class: 'cw-hp', 'aria-hidden': 'true' }, [h('label', { for: id('website'), text: 'Website' }), hp]),
+      h('div', { class: 'cw-actions' }, [N.send]),
+      N.status
+    ]);
+    N.form.hidden = true;
+
+    wrap.append(
+      h('h2', { class: 'cw-h', id: id('h') }, [t.heading + ' ', N.count]),
+      N.closed, N.form, N.mine, N.info, N.list, N.more
+    );
+
+    var me = store('get', 'cmts:me');
+    if (me) {
+      this.field('name').value = me.name || '';
+      this.field('email').value = me.email || '';
+    }
+    if ('IntersectionObserver' in window) {
+      var io = new IntersectionObserver(function (en) {
+        if (en.some(function (x) { return x.isIntersecting; })) { io.disconnect(); self.ensureCaptcha(); }
+      }, { rootMargin: '300px' });
+      io.observe(N.form);
+    }
+    this.showPending();
+    this.load(true);
+    this.poll();
+  };
+
+  W.field = function (name) { return this.nodes.form.elements.namedItem(name); };
+
+  W.comment = function (c, pending) {
+    var self = this, t = this.t, name = String(c.name || '');
+    var av = h('span', { class: 'cw-av', 'aria-hidden': 'true', text: (Array.from(name.trim())[0] || '?')
+      .toUpperCase() });
+    av.style.backgroundColor = avatarColor(String(c.avatar || name));
+    var head = h('div', { class: 'cw-head' }, [
+      h('span', { class: 'cw-name', text: name }),
+      h('time', { class: 'cw-time', datetime: c.created_at, title: new Date(c.created_at).toLocaleString(this.lang),
+        text: this.ago(c.created_at) }),
+      pending ? h('span', { class: 'cw-badge', text: t.pending }) : null
+    ]);
+    var main = h('div', { class: 'cw-main' }, [
+      head,
+      c.title ? h('p', { class: 'cw-title', text: c.title }) : null,
+      h('p', { class: 'cw-body', text: c.body }),
+      pending && c.parent_name ? h('p', { class: 'cw-meta', text: t.reply + ' ' + c.parent_name }) : null,
+      pending ? null : h('button', { type: 'button', class: 'cw-btn cw-link cw-reply', text: t.reply,
+        'aria-label': t.reply + ' ' + name, onclick: function () {
+          self.setParent({ id: c.id, name: name });
+        } })
+    ]);
+    var li = h('li', { class: 'cw-c' + (pending ? ' is-pending' : ''), 'data-id': c.id }, [
+      h('article', { class: 'cw-item', tabindex: '-1' }, [av, main])
+    ]);
+    li.replies = h('ol', { class: 'cw-replies' });
+    li.append(li.replies);
+    return li;
+  };
+
+  W.load = function (reset) {
+    var self = this, N = this.nodes, t = this.t;
+    if (reset) { this.cursor = null; this.seen = {}; }
+    N.more.disabled = true;
+    var q = '?limit=50&order=oldest' + (this.cursor ? '&cursor=' + encodeURIComponent(this.cursor) : '');
+    return this.api('GET', '/v1/articles/' + encodeURIComponent(this.article) + '/comments' + q).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      var d = r.data, first = null;
+      if (reset) N.list.replaceChildren();
+      (d.comments || []).forEach(function (c) {
+        if (self.seen[c.id]) return;
+        var li = self.comment(c, false), parent = c.parent_id && self.seen[c.parent_id];
+        self.seen[c.id] = li;
+        (parent ? parent.replies : N.list).append(li);
+        first = first || li;
+        self.dropPending(c.id);
+      });
+      self.cursor = d.next_cursor || null;
+      N.more.hidden = !self.cursor;
+      N.more.disabled = false;
+      N.count.textContent = typeof d.total === 'number' ? '(' + d.total + ')' : '';
+      N.info.hidden = N.list.childElementCount > 0;
+      N.info.textContent = t.empty;
+      var open = d.open !== false;
+      N.closed.hidden = open;
+      N.form.hidden = !open;
+      if (!reset && first && !self.cursor) first.querySelector('article').focus();
+    }).catch(function () {
+      N.more.disabled = false;
+      N.form.hidden = !N.closed.hidden;
+      N.info.hidden = false;
+      N.info.replaceChildren(t.loadErr + ' ', h('button', { type: 'button', class: 'cw-btn cw-link', text: t.retry,
+        onclick: function () { N.info.textContent = t.loading; self.load(reset); } }));
+    });
+  };
+
+  W.setParent = function (p) {
+    var N = this.nodes;
+    this.parent = p;
+    N.reply.hidden = !p;
+    N.replyName.textContent = p ? p.name : '';
+    if (p) {
+      var f = this.field('name').value ? this.field('body') : this.field('name');
+      N.form.scrollIntoView({ block: 'start', behavior: 'smooth' });
+      f.focus({ preventScroll: true });
+    }
+  };
+
+  // Captchas are created lazily (first focus in the form or when it scrolls near the viewport), single-use.
+  W.ensureCaptcha = function () {
+    if (!this.captcha || this.captcha.exp < Date.now()) this.newCaptcha(false);
+  };
+
+  W.newCaptcha = function (focus) {
+    var self = this, N = this.nodes;
+    if (this.capLoading) return this.capLoading;
+    this.captcha = { exp: Infinity };
+    this.capLoading = this.api('POST', '/v1/captchas').then(function (r) {
+      if (!r.ok || !r.data.id) throw new Error(String(r.status));
+      var d = r.data;
+      self.captcha = { id: d.id, exp: Date.now() + ((d.expires_in || 300) - 5) * 1000,
+        audio: self.base + d.audio_url + (self.lang === 'en' ? (d.audio_url.indexOf('?') < 0 ? '?' : '&') + 'lang=en' : '') };
+      N.img.src = self.base + d.image_url;
+      N.audio.removeAttribute('src');
+      self.field('captcha_answer').value = '';
+      if (focus) self.field('captcha_answer').focus();
+    }).catch(function () {
+      self.captcha = null;
+      self.fieldError('captcha_answer', self.t.capLoadErr);
+    }).then(function () { self.capLoading = null; });
+    return this.capLoading;
+  };
+
+  W.listen = function () {
+    var a = this.nodes.audio, c = this.captcha;
+    if (!c || !c.audio) return;
+    if (a.getAttribute('src') !== c.audio) a.src = c.audio;
+    a.currentTime = 0;
+    var p = a.play();
+    if (p && p.catch) p.catch(function () { /* autoplay policy or decode error */ });
+  };
+
+  W.fieldError = function (name, msg) {
+    var input = this.field(name), err = this.nodes['err_' + name];
+    if (!input || !err) return false;
+    err.textContent = msg || '';
+    err.hidden = !msg;
+    if (msg) {
+      input.setAttribute('aria-invalid', 'true');
+      input.setAttribute('aria-describedby', err.id);
+    } else {
+      input.removeAttribute('aria-invalid');
+      input.removeAttribute('aria-describedby');
+    }
+    return true;
+  };
+
+  W.validate = function (v) {
+    var t = this.t, e = {};
+    ['name', 'title', 'body'].forEach(function (k) {
+      var n = len(v[k]);
+      if (!n) e[k] = fmt(t.req, t.f[k]);
+      else if (n > LIMITS[k]) e[k] = fmt(t.long, LIMITS[k], n);
+    });
+    if (!v.email) e.email = fmt(t.req, t.f.email);
+    else if (len(v.email) > 254 || !/^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(v.email)) e.email = t.emailBad;
+    if (len(v.captcha_answer) !== 5) e.captcha_answer = t.capLen;
+    return e;
+  };
+
+  W.showErrors = function (errs) {
+    var self = this, first = null;
+    FIELDS.forEach(function (k) {
+      self.fieldError(k, errs[k]);
+      if (errs[k] && !first) first = k;
+    });
+    if (first) this.field(first).focus();
+    return first;
+  };
+
+  W.submit = function () {
+    var self = this, N = this.nodes, t = this.t;
+    if (this.busy) return;
+    var v = {};
+    FIELDS.forEach(function (k) { v[k] = norm(self.field(k).value); });
+    var errs = this.validate(v);
+    if (!errs.captcha_answer && (!this.captcha || !this.captcha.id || this.captcha.exp < Date.now())) {
+      errs.captcha_answer = t.capExp;
+      this.newCaptcha(false);
+    }
+    if (this.showErrors(errs)) { N.status.textContent = t.fix; return; }
+    this.busy = true;
+    N.send.disabled = true;
+    N.status.textContent = t.sending;
+    var parent = this.parent;
+    var payload = { name: v.name, email: v.email, title: v.title, body: v.body, captcha_id: this.captcha.id,
+      captcha_answer: v.captcha_answer, parent_id: parent ? parent.id : null, website: N.hp.value };
+    this.captcha = null; // single-use, whatever happens next
+    this.api('POST', '/v1/articles/' + encodeURIComponent(this.article) + '/comments', payload).then(function (r) {
+      if (r.status === 202 || (r.ok && r.data.id)) return self.accepted(r.data, payload, parent);
+      self.failed(r);
+    }, function () {
+      N.status.textContent = t.net;
+    }).then(function () {
+      self.busy = false;
+      N.send.disabled = false;
+      if (!self.captcha) self.newCaptcha(false);
+    });
+  };
+
+  W.accepted = function (d, p, parent) {
+    var N = this.nodes;
+    store('set', 'cmts:me', { name: p.name, email: p.email });
+    var list = (store('get', this.pkey) || []).filter(function (x) { return x.id !== d.id; });
+    list.push({ id: d.id, receipt: d.receipt, article: this.article, name: p.name, title: p.title, body: p.body,
+      created_at: new Date().toISOString(), parent_id: p.parent_id, parent_name: parent ? parent.name : null });
+    store('set', this.pkey, list);
+    this.field('title').value = '';
+    this.field('body').value = '';
+    this.field('captcha_answer').value = '';
+    N.counter.textContent = '0/' + LIMITS.body;
+    this.setParent(null);
+    this.showErrors({});
+    N.status.textContent = this.t.sent;
+    this.showPending();
+    this.schedule();
+  };
+
+  W.failed = function (r) {
+    var t = this.t, d = r.data, errs = {}, other = [];
+    (Array.isArray(d.errors) ? d.errors : []).forEach(function (e) {
+      var f = e && e.field, msg = String((e && (e.message || e.code)) || t.fail);
+      if (FIELDS.indexOf(f) >= 0) errs[f] = errs[f] || msg; else other.push(msg);
+    });
+    if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = d.detail || t.capErr;
+    if (d.code === 'comments_closed') {
+      this.nodes.form.hidden = true;
+      this.nodes.closed.hidden = false;
+      this.nodes.closed.setAttribute('tabindex', '-1');
+      this.nodes.closed.focus();
+      return;
+    }
+    var status = other.join(' ');
+    if (r.status === 429) status = fmt(t.rate, parseInt(r.headers.get('Retry-After'), 10) || 60);
+    else if (r.status === 413) status = status || t.tooBig;
+    else if (!status) status = Object.keys(errs).length ? t.fix : (d.detail || t.fail);
+    this.field('captcha_answer').value = '';
+    this.showErrors(errs);
+    this.nodes.status.textContent = status;
+  };
+
+  W.showPending = function () {
+    var self = this, now = Date.now();
+    var list = (store('get', this.pkey) || []).filter(function (x) {
+      return x && x.id && x.receipt && now - new Date(x.created_at).getTime() < PENDING_MAX_AGE;
+    });
+    this.nodes.mine.replaceChildren.apply(this.nodes.mine, list.map(function (c) { return self.comment(c, true); }));
+    return list;
+  };
+
+  W.dropPending = function (id) {
+    var list = store('get', this.pkey) || [];
+    var rest = list.filter(function (x) { return x.id !== id; });
+    if (rest.length !== list.length) {
+      store('set', this.pkey, rest.length ? rest : null);
+      this.showPending();
+    }
+  };
+
+  W.schedule = function () {
+    var self = this;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(function () { self.poll(); }, POLL_MS);
+  };
+
+  W.poll = function () {
+    var self = this, list = this.showPending();
+    if (!list.length) return;
+    if (document.hidden) { this.schedule(); return; }
+    Promise.all(list.map(function (c) {
+      return self.api('GET', '/v1/comments/' + encodeURIComponent(c.id) + '/status', undefined,
+        { Authorization: 'Receipt ' + c.receipt }).then(function (r) {
+        var s = r.ok ? r.data.status : (r.status === 404 || r.status === 401 || r.status === 403) ? 'gone' : '';
+        return s && s !== 'pending' ? { id: c.id, status: s } : null;
+      }, function () { return null; });
+    })).then(function (res) {
+      var done = res.filter(Boolean), approved = false, msgs = [];
+      done.forEach(function (x) {
+        self.dropPending(x.id);
+        if (x.status === 'approved') approved = true;
+        if (x.status === 'rejected') msgs.push(self.t.rejected);
+      });
+      if (approved) { msgs.unshift(self.t.approved); self.load(true); }
+      if (msgs.length) self.nodes.status.textContent = msgs.join(' ');
+      if (self.showPending().length) self.schedule();
+    });
+  };
+
+  function boot() {
+    var s = ownScript();
+    if (!s) return;
+    var base = s.src.replace(/[?#].*$/, '').replace(/\/[^/]*$/, '');
+    var hosts = document.querySelectorAll('[data-comments-article]');
+    Array.prototype.forEach.call(hosts, function (el) {
+      if (el.__cw || !el.getAttribute('data-comments-article')) return;
+      el.__cw = new Widget(el, base);
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+  else boot();
+})();
