@@ -92,9 +92,10 @@
   }
 
   function avatarColor(seed) {
-    var x = 0;
-    for (var i = 0; i < seed.length; i++) x = (x * 31 + seed.charCodeAt(i)) | 0;
-    return 'hsl(' + (Math.abs(x) % 360) + ',52%,40%)';
+    var x = 2166136261; // FNV-1a, then a final mix so similar seeds get distant hues
+    for (var i = 0; i < seed.length; i++) x = Math.imul(x ^ seed.charCodeAt(i), 16777619);
+    x = Math.imul(x ^ (x >>> 15), 2246822507) ^ (x >>> 13);
+    return 'hsl(' + ((x >>> 0) % 360) + ',55%,38%)';
   }
 
   function Widget(host, base) {
@@ -109,6 +110,8 @@
     this.captcha = null;
     this.parent = null;
     this.pollTimer = 0;
+    this.loadSeq = 0;
+    this.seen = {};
     this.pkey = 'cmts:pending:' + this.article;
     this.render();
   }
@@ -218,7 +221,10 @@
     N.form = h('form', { class: 'cw-form', novalidate: true, 'aria-labelledby': id('fh'), onsubmit: function (e) {
       e.preventDefault();
       self.submit();
-    }, onfocusin: function () { self.ensureCaptcha(); } }, [
+    }, onfocusin: function () { self.ensureCaptcha(); }, oninput: function (e) {
+      var err = N['err_' + e.target.name];
+      if (err && !err.hidden) self.fieldError(e.target.name, ''); // edited: the old message no longer applies
+    } }, [
       h('h3', { class: 'cw-fh', id: id('fh'), text: t.form }),
       N.reply,
       h('div', { class: 'cw-grid' }, fields.slice(0, 2)),
@@ -283,13 +289,14 @@
 
   W.load = function (reset) {
     var self = this, N = this.nodes, t = this.t;
-    if (reset) { this.cursor = null; this.seen = {}; }
+    var seq = ++this.loadSeq, cursor = reset ? null : this.cursor;
     N.more.disabled = true;
-    var q = '?limit=50&order=oldest' + (this.cursor ? '&cursor=' + encodeURIComponent(this.cursor) : '');
+    var q = '?limit=50&order=oldest' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
     return this.api('GET', '/v1/articles/' + encodeURIComponent(this.article) + '/comments' + q).then(function (r) {
+      if (seq !== self.loadSeq) return; // a newer load superseded this one
       if (!r.ok) throw new Error(String(r.status));
       var d = r.data, first = null;
-      if (reset) N.list.replaceChildren();
+      if (reset) { N.list.replaceChildren(); self.seen = {}; }
       (d.comments || []).forEach(function (c) {
         if (self.seen[c.id]) return;
         var li = self.comment(c, false), parent = c.parent_id && self.seen[c.parent_id];
@@ -309,6 +316,7 @@
       N.form.hidden = !open;
       if (!reset && first && !self.cursor) first.querySelector('article').focus();
     }).catch(function () {
+      if (seq !== self.loadSeq) return;
       N.more.disabled = false;
       N.form.hidden = !N.closed.hidden;
       N.info.hidden = false;
@@ -453,6 +461,7 @@
     var t = this.t, d = r.data, errs = {}, other = [];
     (Array.isArray(d.errors) ? d.errors : []).forEach(function (e) {
       var f = e && e.field, msg = String((e && (e.message || e.code)) || t.fail);
+      if (f === 'captcha_id') f = 'captcha_answer';
       if (FIELDS.indexOf(f) >= 0) errs[f] = errs[f] || msg; else other.push(msg);
     });
     if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = d.detail || t.capErr;
@@ -463,6 +472,7 @@
       this.nodes.closed.focus();
       return;
     }
+    if (d.code === 'invalid_parent') this.setParent(null);
     var status = other.join(' ');
     if (r.status === 429) status = fmt(t.rate, parseInt(r.headers.get('Retry-After'), 10) || 60);
     else if (r.status === 413) status = status || t.tooBig;
