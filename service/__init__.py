@@ -1,0 +1,3 @@
+"""Pre-moderated comments for news sites."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,23 @@
+"""The client behind a request, as the domain sees it: a keyed hash of its address."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.appkeys import SETTINGS
+from service.clients import client_address, keyed_hash, subject
+
+IP_HASH = web.RequestKey("ip_hash", str)
+
+
+def client_ip_hash(request: web.Request) -> str:
+    cached = request.get(IP_HASH)
+    if cached is not None:
+        return cached
+    settings = request.app[SETTINGS]
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    address = client_address(peer[0] if peer else None, request.headers.get("X-Forwarded-For"),
+                             settings.trusted_proxies)
+    value = keyed_hash(settings.secret, "ip", subject(address))
+    request[IP_HASH] = value
+    return value

@@ -1,0 +1,112 @@
+"""Request parsing and response helpers shared by the handlers."""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from service.errors import FieldError, MalformedJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+MAX_BODY_BYTES: Final = 16 * 1024
+JSON: Final = "application/json"
+
+Model = TypeVar("Model", bound=BaseModel)
+
+#: pydantic error types -> our stable field error codes.
+_FIELD_CODES: Final = {
+    "missing": "required", "string_too_short": "too_short", "string_too_long": "too_long",
+    "too_short": "too_short", "too_long": "too_long", "extra_forbidden": "unknown_field",
+    "string_type": "invalid_type", "int_type": "invalid_type", "int_parsing": "invalid_type",
+    "bool_type": "invalid_type", "list_type": "invalid_type", "dict_type": "invalid_type",
+    "model_type": "invalid_type", "string_pattern_mismatch": "invalid_format", "literal_error": "invalid",
+    "greater_than_equal": "invalid", "less_than_equal": "invalid", "int_from_float": "invalid_type",
+}
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        code = _FIELD_CODES.get(error["type"], error["type"] if error["type"] in (
+            "required", "too_long", "invalid_characters", "invalid_email") else "invalid")
+        context = error.get("ctx") or {}
+        params = tuple((k, v) for k, v in (("max", context.get("max", context.get("max_length"))),
+                                          ("min", context.get("min_length"))) if isinstance(v, int))
+        out.append(FieldError(field=location, code=code, params=params))
+    return out
+
+
+def parse(model: type[Model], data: Any) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("some fields are not valid", fields=field_errors(exc)) from exc
+
+
+async def read_json(request: web.Request, model: type[Model]) -> Model:
+    """The body as `model`: JSON only, at most 16 KiB, valid UTF-8, duplicate keys refused."""
+    if request.content_type != JSON:
+        raise UnsupportedMediaType("send the body as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    raw = await _read_limited(request)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON("the body is not valid JSON (or not UTF-8)") from exc
+    if isinstance(data, dict) and raw.count(b'"') and _has_duplicate_keys(raw):
+        raise MalformedJSON("the body repeats a key")
+    return parse(model, data)
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """orjson keeps the last of repeated keys silently; a repeated key is ambiguous, so we refuse it."""
+    import json
+
+    duplicate = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicate
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                duplicate = True
+            seen.add(key)
+        return dict(pairs)
+
+    json.loads(raw, object_pairs_hook=hook)
+    return duplicate
+
+
+def json_response(data: BaseModel | dict[str, Any] | list[Any] | bytes, *, status: int = 200,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    if isinstance(data, BaseModel):
+        body = data.__pydantic_serializer__.to_json(data)
+    elif isinstance(data, bytes):
+        body = data
+    else:
+        body = orjson.dumps(data)
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+        raise ValidationFailed(f"{name} must be an integer from {low} to {high}")
+    return int(raw)

@@ -1,0 +1,63 @@
+"""Routes for operators: liveness, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from service import openapi
+from service.api.common import json_response
+from service.api.docs import operation
+from service.appkeys import METRICS, REDIS
+from service.errors import Unavailable
+
+
+class Health(BaseModel):
+    status: str
+
+
+async def redis_problems(app: web.Application) -> list[str]:
+    """What makes this Redis unsafe for comments: no AOF means acknowledged comments can be lost in a crash,
+    an eviction policy means Redis may silently drop them when full."""
+    redis = app[REDIS]
+    problems = []
+    info = await redis.info("persistence")
+    policy = await redis.config_get("maxmemory-policy")
+    infos = info.values() if "aof_enabled" not in info else [info]
+    if not all(int(i.get("aof_enabled", 0)) == 1 for i in infos if isinstance(i, dict)):
+        problems.append("appendonly is off: acknowledged comments could be lost in a crash")
+    policies = {v for k, v in policy.items() if "maxmemory-policy" in str(k)} or set(policy.values())
+    if any(str(p) != "noeviction" for p in policies):
+        problems.append("maxmemory-policy is not noeviction: Redis could silently drop comments when full")
+    return problems
+
+
+@operation(summary="The process is alive", tag="ops", responses={200: Health})
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(Health(status="ok"), headers={"Cache-Control": "no-store"})
+
+
+@operation(summary="Redis is reachable and configured safely", tag="ops", responses={200: Health}, errors=(503,))
+async def readyz(request: web.Request) -> web.Response:
+    problems = await redis_problems(request.app)
+    if problems:
+        raise Unavailable("; ".join(problems), retry_after=5)
+    return json_response(Health(status="ready"), headers={"Cache-Control": "no-store"})
+
+
+@operation(summary="Prometheus metrics", tag="ops", responses={200: "text"}, media={200: "text/plain"})
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@operation(summary="This document", tag="ops", responses={200: "json"}, media={200: "application/json"})
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(openapi.document(request.app))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_json)

@@ -1,0 +1,158 @@
+"""Routes for readers (through the widget) and anyone on the web: captchas, submissions, approved comments,
+counts, and an author's receipt-based status."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from service.api.clientinfo import client_ip_hash
+from service.api.common import int_query, json_response, read_json
+from service.api.docs import Param, operation
+from service.appkeys import CAPTCHAS, METRICS, PUBLICATION, SETTINGS, SUBMISSIONS
+from service.errors import CaptchaInvalid, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from service.models import (
+    ARTICLE_ID_PATTERN,
+    ARTICLE_ID_RE,
+    COMMENT_ID_PATTERN,
+    COMMENT_ID_RE,
+    CaptchaIssued,
+    CommentList,
+    CommentStatus,
+    CommentSubmission,
+    Counts,
+    SubmissionAccepted,
+)
+from service.submissions import Client, read_receipt
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+ARTICLE_PARAM: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True)
+COUNTS_MAX: Final = 100
+
+
+def _article_id(request: web.Request) -> str:
+    article_id = request.match_info["article_id"]
+    if not ARTICLE_ID_RE.match(article_id):
+        raise NotFound("no such article")
+    return article_id
+
+
+@operation(summary="Issue a captcha", tag="captcha", responses={201: CaptchaIssued}, errors=(503,))
+async def issue_captcha(request: web.Request) -> web.Response:
+    issued = await request.app[CAPTCHAS].issue()
+    request.app[METRICS].captchas.labels("issued").inc()
+    return json_response(CaptchaIssued(
+        id=issued.id, image_url=f"/v1/captchas/{issued.id}.png", audio_url=f"/v1/captchas/{issued.id}.wav",
+        expires_in=issued.expires_in), status=201, headers=NO_STORE)
+
+
+CAPTCHA_PARAM: Final = Param("captcha_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, True)
+
+
+@operation(summary="The captcha as a picture", tag="captcha", responses={200: "bytes"}, media={200: "image/png"},
+           params=(CAPTCHA_PARAM,), errors=(404, 503))
+async def captcha_image(request: web.Request) -> web.Response:
+    png = await request.app[CAPTCHAS].image(request.match_info["captcha_id"])
+    return web.Response(body=png, content_type="image/png", headers=NO_STORE)
+
+
+@operation(summary="The captcha spoken (Vietnamese by default, ?lang=en for English)", tag="captcha",
+           responses={200: "bytes"}, media={200: "audio/wav"},
+           params=(CAPTCHA_PARAM, Param("lang", "query", {"type": "string", "enum": ["vi", "en"]})),
+           errors=(404, 422, 503))
+async def captcha_audio(request: web.Request) -> web.Response:
+    lang = request.query.get("lang", "vi")
+    if lang not in ("vi", "en"):
+        raise ValidationFailed("lang must be vi or en")
+    wav = await request.app[CAPTCHAS].audio(request.match_info["captcha_id"], "en" if lang == "en" else "vi")
+    return web.Response(body=wav, content_type="audio/wav", headers=NO_STORE)
+
+
+@operation(summary="Submit a comment for moderation", tag="comments", request=CommentSubmission,
+           responses={202: SubmissionAccepted},
+           params=(ARTICLE_PARAM, Param("Idempotency-Key", "header", {"type": "string", "maxLength": 200})),
+           errors=(400, 404, 409, 413, 415, 422, 429, 503))
+async def submit_comment(request: web.Request) -> web.Response:
+    article_id = _article_id(request)
+    metrics = request.app[METRICS]
+    try:
+        form = await read_json(request, CommentSubmission)
+    except ValidationFailed:
+        metrics.submissions.labels("validation").inc()
+        raise
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise ValidationFailed("Idempotency-Key must be 1-200 printable ASCII characters")
+    try:
+        outcome = await request.app[SUBMISSIONS].submit(
+            article_id, form, Client(ip_hash=client_ip_hash(request)), key)
+    except CaptchaInvalid:
+        metrics.submissions.labels("captcha").inc()
+        metrics.captchas.labels("failed").inc()
+        raise
+    except RateLimited:
+        metrics.submissions.labels("rate_limit").inc()
+        raise
+    metrics.submissions.labels(outcome.dropped or "accepted").inc()
+    if outcome.dropped != "honeypot":
+        metrics.captchas.labels("solved").inc()
+    return json_response(outcome.accepted, status=202, headers=NO_STORE)
+
+
+@operation(summary="Approved comments of an article", tag="comments", responses={200: CommentList, 304: None},
+           params=(ARTICLE_PARAM,
+                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
+                   Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,18}$"}),
+                   Param("order", "query", {"type": "string", "enum": ["oldest", "newest"]})),
+           errors=(404, 422, 503))
+async def list_comments(request: web.Request) -> web.StreamResponse:
+    article_id = _article_id(request)
+    order = request.query.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise ValidationFailed("order must be oldest or newest")
+    limit = int_query(request, "limit", 50, 1, 100)
+    page, _ = await request.app[PUBLICATION].page(
+        article_id, "newest" if order == "newest" else "oldest", limit, request.query.get("cursor"))
+    headers = {"ETag": page.etag, "Cache-Control": "public, max-age=5, stale-while-revalidate=30"}
+    if page.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return json_response(page.body, headers=headers)
+
+
+@operation(summary="Approved comment counts for up to 100 articles", tag="comments", responses={200: Counts},
+           params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
+                         many=True),), errors=(422, 503))
+async def counts(request: web.Request) -> web.Response:
+    article_ids = list(dict.fromkeys(request.query.getall("article_id", [])))
+    if not article_ids or len(article_ids) > COUNTS_MAX:
+        raise ValidationFailed(f"give 1 to {COUNTS_MAX} article_id parameters")
+    if not all(ARTICLE_ID_RE.match(a) for a in article_ids):
+        raise ValidationFailed("an article_id has the wrong format")
+    result = await request.app[PUBLICATION].counts(article_ids)
+    return json_response(Counts(counts=result), headers={"Cache-Control": "public, max-age=5"})
+
+
+@operation(summary="What became of my comment (Authorization: Receipt <receipt>)", tag="comments",
+           responses={200: CommentStatus},
+           params=(Param("comment_id", "path", {"type": "string", "pattern": COMMENT_ID_PATTERN}, True),),
+           errors=(401, 404, 503))
+async def comment_status(request: web.Request) -> web.Response:
+    scheme, _, receipt = request.headers.get("Authorization", "").partition(" ")
+    comment_id = request.match_info["comment_id"]
+    if scheme.lower() != "receipt" or not COMMENT_ID_RE.match(comment_id):
+        raise Unauthenticated("send the receipt as 'Authorization: Receipt <receipt>'")
+    if read_receipt(request.app[SETTINGS].secret, receipt.strip()) != comment_id:
+        raise Unauthenticated("this receipt is not for this comment")
+    status = await request.app[PUBLICATION].status(comment_id)
+    return json_response(status, headers={"Cache-Control": "private, no-store"})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/captchas", issue_captcha)
+    app.router.add_get(r"/v1/captchas/{captcha_id:[A-Za-z0-9_-]+}.png", captcha_image)
+    app.router.add_get(r"/v1/captchas/{captcha_id:[A-Za-z0-9_-]+}.wav", captcha_audio)
+    app.router.add_post("/v1/articles/{article_id}/comments", submit_comment)
+    app.router.add_get("/v1/articles/{article_id}/comments", list_comments)
+    app.router.add_get("/v1/counts", counts)
+    app.router.add_get("/v1/comments/{comment_id}/status", comment_status)

@@ -1,0 +1,121 @@
+"""The application factory: `create_app(settings)` builds everything, starts nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from service import captcha_render
+from service.api import admin, feed, middleware, moderation, ops, public, widget
+from service.appkeys import (
+    CAPTCHAS,
+    FEED,
+    METRICS,
+    MODERATION,
+    PUBLICATION,
+    REDIS,
+    RENDER_POOL,
+    SCRIPTS,
+    SETTINGS,
+    SUBMISSIONS,
+    TOKENS,
+    WEBHOOKS,
+)
+from service.captcha import Captchas
+from service.connections import create_redis
+from service.feed import Feed
+from service.metrics import Metrics
+from service.moderation import Moderation
+from service.publication import Publication
+from service.scripts import Scripts
+from service.settings import Settings
+from service.submissions import Submissions
+from service.tokens import Tokens
+
+log = logging.getLogger(__name__)
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
+
+
+def render_processes(settings: Settings) -> int:
+    if settings.captcha_render_processes:
+        return settings.captcha_render_processes
+    workers = settings.workers or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        raise RuntimeError("COMMENTS_REDIS_URL is not set (comments-service run starts an embedded Redis)")
+    redis = create_redis(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    app[REDIS] = redis
+    scripts = Scripts(redis)
+    app[SCRIPTS] = scripts
+    with contextlib.suppress(Exception):  # Redis may be down at start; scripts load on first use then
+        await scripts.load()
+    yield
+    await redis.aclose()
+
+
+async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    # spawn, not fork: the parent has an event loop and threads that a forked child must not inherit.
+    pool = ProcessPoolExecutor(max_workers=render_processes(app[SETTINGS]),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=captcha_render.warm_up)
+    app[RENDER_POOL] = pool
+    yield
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
+    from service.webhooks import Webhooks
+
+    settings = app[SETTINGS]
+    scripts = app[SCRIPTS]
+    captchas = Captchas(app[REDIS], app[RENDER_POOL], secret=settings.secret, ttl=settings.captcha_ttl_seconds,
+                        min_fill_seconds=settings.min_fill_seconds, test_answer=settings.captcha_test_answer,
+                        pool_size=settings.captcha_pool_size)
+    app[CAPTCHAS] = captchas
+    app[SUBMISSIONS] = Submissions(settings, scripts, captchas)
+    app[TOKENS] = Tokens(app[REDIS], settings.admin_token.get_secret_value() if settings.admin_token else None)
+    app[MODERATION] = Moderation(scripts, settings.secret)
+    app[PUBLICATION] = Publication(scripts, cache_seconds=settings.public_cache_seconds)
+    app[FEED] = Feed(scripts, retention_seconds=settings.feed_retention_seconds)
+    hooks = Webhooks(app[REDIS], scripts, settings)
+    hooks.on_delivery = lambda event, outcome: app[METRICS].webhook_deliveries.labels(event, outcome).inc()
+    app[WEBHOOKS] = hooks
+    with contextlib.suppress(Exception):
+        await hooks.start()
+    jobs: list[Coroutine[Any, Any, None]] = [captchas.run_pool(), app[FEED].run_janitor(), hooks.run()]
+    tasks = [asyncio.create_task(job) for job in jobs]
+    app[BACKGROUND] = tasks
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create_app(settings: Settings) -> web.Application:
+    settings = settings.with_secret_key()
+    app = web.Application(middlewares=[middleware.observe, middleware.cors, middleware.problems],
+                          client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx])
+    for module in (public, moderation, feed, admin, ops, widget):
+        module.setup_routes(app)
+    from service.api import webhooks as webhook_routes
+
+    webhook_routes.setup_routes(app)
+    if settings.captcha_test_answer:
+        log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "
+                    "Never use this outside tests.")
+    return app

@@ -1,0 +1,35 @@
+"""Every object shared through the application, as a typed `web.AppKey` (no string keys, no globals)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from service.captcha import Captchas
+from service.connections import RedisClient
+from service.feed import Feed
+from service.metrics import Metrics
+from service.moderation import Moderation
+from service.publication import Publication
+from service.scripts import Scripts
+from service.settings import Settings
+from service.submissions import Submissions
+from service.tokens import Tokens
+
+if TYPE_CHECKING:
+    from service.webhooks import Webhooks
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", RedisClient)  # type: ignore[arg-type]
+SCRIPTS = web.AppKey("scripts", Scripts)
+RENDER_POOL = web.AppKey("render_pool", Executor)
+CAPTCHAS = web.AppKey("captchas", Captchas)
+SUBMISSIONS = web.AppKey("submissions", Submissions)
+TOKENS = web.AppKey("tokens", Tokens)
+MODERATION = web.AppKey("moderation", Moderation)
+PUBLICATION = web.AppKey("publication", Publication)
+FEED = web.AppKey("feed", Feed)
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
+METRICS = web.AppKey("metrics", Metrics)

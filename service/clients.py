@@ -1,0 +1,47 @@
+"""Who is asking: the client address behind trusted proxies, and its keyed hash (IPs are never stored)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Sequence
+
+from service.settings import IPNetwork
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> IPAddress | None:
+    """`X-Forwarded-For` is believed only when the peer is a trusted proxy, and then only up to the first
+    address (from the right) that is not itself a trusted proxy."""
+    try:
+        address: IPAddress | None = ipaddress.ip_address(peer) if peer else None
+    except ValueError:
+        address = None
+    if address is None or not forwarded_for or not any(address in net for net in trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            candidate = ipaddress.ip_address(hop)
+        except ValueError:
+            return address
+        address = candidate
+        if not any(candidate in net for net in trusted):
+            break
+    return address
+
+
+def subject(address: IPAddress | None) -> str:
+    """The unit we limit and remember: an IPv4 address, or the /64 an IPv6 address belongs to."""
+    if address is None:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def keyed_hash(secret: bytes, purpose: str, value: str, length: int = 24) -> str:
+    return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()[:length]

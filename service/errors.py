@@ -1,0 +1,139 @@
+"""Domain errors. They know nothing of HTTP beyond a suggested status; `api.middleware` renders them as
+RFC 9457 problem documents, in the reader's language (`i18n`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    code: str
+    #: Values for the message template (e.g. the limit that was exceeded).
+    params: tuple[tuple[str, str | int], ...] = ()
+
+
+class ServiceError(Exception):
+    """Base of every error a client can cause or see; `code` is stable and documented."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None,
+                 fields: list[FieldError] | None = None, **extra: object) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        self.retry_after = retry_after
+        self.fields = fields or []
+        self.extra = extra
+
+
+class BadRequest(ServiceError):
+    code = "bad_request"
+    status = 400
+
+
+class MalformedJSON(BadRequest):
+    code = "malformed_json"
+
+
+class Unauthenticated(ServiceError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(ServiceError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    status = 409
+
+
+class AlreadyDecided(Conflict):
+    code = "already_decided"
+
+
+class LeasedToOther(Conflict):
+    code = "leased_to_other"
+
+
+class StaleVersion(Conflict):
+    code = "stale_version"
+
+
+class NotApproved(Conflict):
+    code = "not_approved"
+
+
+class CommentsClosed(Conflict):
+    code = "comments_closed"
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
+
+
+class Gone(ServiceError):
+    code = "gone"
+    status = 410
+
+
+class CursorExpired(Gone):
+    code = "cursor_expired"
+
+
+class PayloadTooLarge(ServiceError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class Unprocessable(ServiceError):
+    status = 422
+
+
+class ValidationFailed(Unprocessable):
+    code = "validation_failed"
+
+
+class CaptchaInvalid(Unprocessable):
+    code = "captcha_invalid"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code = "idempotency_key_reused"
+
+
+class InvalidParent(Unprocessable):
+    code = "invalid_parent"
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+    status = 429
+
+
+class Unavailable(ServiceError):
+    """Redis is down, full or failing over: the client should retry; nothing was acknowledged."""
+
+    code = "unavailable"
+    status = 503

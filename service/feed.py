@@ -1,0 +1,119 @@
+"""The approvals feed: what the site backend polls to render approved comments into its own pages.
+
+Events live in one stream per partition (written by `lua/decide.lua` in the same step as the decision), so
+a cursor is the position in every partition's stream: the feed merges them in decision order and advances
+a partition's position only past events it returned. The same cursor returns the same events, and a
+consumer that resumes after a crash has no gap. A cursor from before the retention window gets 410.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Final
+
+import orjson
+
+from service import keys
+from service.errors import CursorExpired, ValidationFailed
+from service.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+CURSOR_VERSION: Final = "f1"
+POLL_SECONDS: Final = 0.2
+TRIM_EVERY_SECONDS: Final = 60.0
+
+Position = tuple[int, int]
+
+
+def _parse_id(raw: bytes | str) -> Position:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def encode_cursor(positions: list[Position]) -> str:
+    return CURSOR_VERSION + "." + ".".join(f"{ms:x}-{seq:x}" for ms, seq in positions)
+
+
+def decode_cursor(cursor: str) -> list[Position]:
+    try:
+        version, *parts = cursor.split(".")
+        if version != CURSOR_VERSION or len(parts) != keys.PARTITIONS:
+            raise ValueError(cursor)
+        positions = []
+        for part in parts:
+            ms, seq = part.split("-")
+            positions.append((int(ms, 16), int(seq, 16)))
+        return positions
+    except ValueError as exc:
+        raise ValidationFailed("the cursor is not one this service gave out") from exc
+
+
+class Feed:
+    def __init__(self, scripts: Scripts, *, retention_seconds: int) -> None:
+        self._scripts = scripts
+        self._retention_ms = retention_seconds * 1000
+
+    async def _trimmed(self) -> list[Position]:
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("GET", keys.feed_trimmed(partition))
+        return [_parse_id(raw) if raw else (0, 0) for raw in await batch.execute()]
+
+    async def read(self, after: str | None, limit: int, wait: float) -> bytes:
+        trimmed = await self._trimmed()
+        if after:
+            positions = decode_cursor(after)
+            if any(pos < mark for pos, mark in zip(positions, trimmed, strict=True)):
+                raise CursorExpired("events after this cursor were dropped by retention; start again")
+        else:
+            positions = trimmed
+        deadline = time.monotonic() + wait
+        while True:
+            events = await self._events(positions, limit)
+            if events or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        out = []
+        for partition, position, fields in events:
+            positions[partition] = position
+            cursor = encode_cursor(positions)
+            comment = fields.get(b"comment") or b"null"
+            out.append(b"".join((
+                b'{"cursor":"', cursor.encode(), b'","type":', orjson.dumps(fields[b"type"].decode()),
+                b',"article_id":', orjson.dumps(fields[b"article"].decode()), b',"comment":', comment, b"}")))
+        return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + encode_cursor(positions).encode() + b'"}'
+
+    async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
+        batch = self._scripts.batch()
+        for partition, (ms, seq) in enumerate(positions):
+            batch.command("XRANGE", keys.feed(partition), f"({ms}-{seq}", "+", "COUNT", limit)
+        merged = []
+        for partition, entries in enumerate(await batch.execute()):
+            for entry_id, fields in entries:
+                merged.append((_parse_id(entry_id), partition, fields))
+        merged.sort(key=lambda item: (item[0], item[1]))
+        return [(partition, position, fields) for position, partition, fields in merged[:limit]]
+
+    async def trim_once(self) -> int:
+        oldest = int(time.time() * 1000) - self._retention_ms
+        dropped = 0
+        for partition in range(keys.PARTITIONS):
+            dropped += int(await self._scripts.run(
+                "trim_feed", [keys.feed(partition), keys.feed_trimmed(partition)], [f"{oldest}-0"]))
+        return dropped
+
+    async def run_janitor(self) -> None:
+        while True:
+            try:
+                await self.trim_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: try again next round
+                log.warning("trimming the feed failed", exc_info=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.sleep(TRIM_EVERY_SECONDS)

@@ -1,0 +1,183 @@
+"""The Redis key schema: every key the service writes is built here and nowhere else.
+
+Comments are spread over `PARTITIONS` partitions by article, so a Redis Cluster shards them; everything one
+Lua script touches carries the partition's hash tag (`{pXX}`) and so lives in one slot. Comment ids start
+with their partition, so any key of a comment can be built from its id alone.
+
+| key                                  | type   | TTL                  | owner / purpose                                  |
+|--------------------------------------|--------|----------------------|--------------------------------------------------|
+| cm:cap:<captcha id>                  | string | captcha TTL          | captcha: "<issued ms>:<HMAC of the answer>"      |
+| cm:rl:<scope>:<subject>:<window>     | string | window               | ratelimit: fixed-window counter                  |
+| cm:seen:<body digest>                | string | 1 day                | risk: how often this exact text was sent         |
+| cm:rep:ip:<ip hash> / :email:<hmac>  | string | 90 days              | risk: spam decisions against this sender         |
+| cm:idem:<key digest>                 | string | idempotency TTL      | submissions: "<state>:<request fingerprint>"     |
+| cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`)           |
+| cm:{pXX}:h:<id>                      | list   | none                 | append-only history of state changes (JSON)      |
+| cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing)      |
+| cm:{pXX}:ready                       | zset   | none                 | pending, unleased ids -> submitted ms (claims)   |
+| cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms                    |
+| cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator                           |
+| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters)               |
+| cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed                 |
+| cm:{pXX}:a:<article>:order           | zset   | none                 | approved ids -> approval sequence                |
+| cm:{pXX}:a:<article>:public          | hash   | none                 | approved id -> public JSON (pre-rendered)        |
+| cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events      |
+| cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away              |
+| cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`)           |
+| cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour    |
+| cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires         |
+| cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation)         |
+| cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration                  |
+| cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | one delivery of one event to one webhook         |
+| cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms                   |
+| cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing)    |
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+PREFIX: Final = "cm"
+#: Fixed for the life of a deployment: changing it moves articles between partitions.
+PARTITIONS: Final = 16
+FEED_GROUP: Final = "webhooks"
+
+
+def partition_of_article(article_id: str) -> int:
+    return zlib.crc32(article_id.encode()) % PARTITIONS
+
+
+def partition_of_comment(comment_id: str) -> int:
+    """Comment ids begin with two hex digits naming their partition (see `submissions.new_comment_id`)."""
+    return int(comment_id[:2], 16) % PARTITIONS
+
+
+def _tag(partition: int) -> str:
+    return f"{PREFIX}:{{p{partition:02x}}}"
+
+
+# -- short-lived, single-key ------------------------------------------------------------------------------
+
+def captcha(captcha_id: str) -> str:
+    return f"{PREFIX}:cap:{captcha_id}"
+
+
+def rate_limit(scope: str, subject: str, window: int) -> str:
+    return f"{PREFIX}:rl:{scope}:{subject}:{window}"
+
+
+def seen_text(digest: str) -> str:
+    return f"{PREFIX}:seen:{digest}"
+
+
+def reputation(kind: str, subject: str) -> str:
+    return f"{PREFIX}:rep:{kind}:{subject}"
+
+
+def idempotency(digest: str) -> str:
+    return f"{PREFIX}:idem:{digest}"
+
+
+# -- one partition -----------------------------------------------------------------------------------------
+
+def comment(comment_id: str) -> str:
+    return f"{_tag(partition_of_comment(comment_id))}:c:{comment_id}"
+
+
+def history(comment_id: str) -> str:
+    return f"{_tag(partition_of_comment(comment_id))}:h:{comment_id}"
+
+
+def pending(partition: int) -> str:
+    return f"{_tag(partition)}:pending"
+
+
+def ready(partition: int) -> str:
+    return f"{_tag(partition)}:ready"
+
+
+def leases(partition: int) -> str:
+    return f"{_tag(partition)}:leases"
+
+
+def holders(partition: int) -> str:
+    return f"{_tag(partition)}:holders"
+
+
+def pending_articles(partition: int) -> str:
+    return f"{_tag(partition)}:articles"
+
+
+def article(article_id: str) -> str:
+    return f"{_tag(partition_of_article(article_id))}:a:{article_id}"
+
+
+def article_order(article_id: str) -> str:
+    return f"{article(article_id)}:order"
+
+
+def article_public(article_id: str) -> str:
+    return f"{article(article_id)}:public"
+
+
+def feed(partition: int) -> str:
+    return f"{_tag(partition)}:feed"
+
+
+def feed_trimmed(partition: int) -> str:
+    return f"{_tag(partition)}:feed:trimmed"
+
+
+def outbox(partition: int) -> str:
+    return f"{_tag(partition)}:outbox"
+
+
+def stats(partition: int, hour: int) -> str:
+    return f"{_tag(partition)}:stats:{hour}"
+
+
+# -- tokens and webhooks: small, global, one slot each ------------------------------------------------------
+
+def token(digest: str) -> str:
+    return f"{PREFIX}:{{auth}}:token:{digest}"
+
+
+def token_index() -> str:
+    return f"{PREFIX}:{{auth}}:tokens"
+
+
+def webhooks() -> str:
+    return f"{PREFIX}:{{hooks}}:webhooks"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}:{{hooks}}:delivery:{delivery_id}"
+
+
+def deliveries_due() -> str:
+    return f"{PREFIX}:{{hooks}}:due"
+
+
+def deliveries_recent() -> str:
+    return f"{PREFIX}:{{hooks}}:recent"
+
+
+# -- the keys a script touches, in the order its KEYS table documents ----------------------------------------
+
+def submit_keys(comment_id: str, article_id: str) -> list[str]:
+    p = partition_of_comment(comment_id)
+    return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p)]
+
+
+def claim_keys(partition: int) -> list[str]:
+    return [ready(partition), leases(partition), holders(partition), pending(partition), pending_articles(partition)]
+
+
+def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
+    p = partition_of_comment(comment_id)
+    return [
+        comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
+        pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
+        feed(p), outbox(p), stats(p, hour),
+    ]

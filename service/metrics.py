@@ -1,0 +1,48 @@
+"""Prometheus metrics. One registry per application (tests build many apps in one process).
+
+With several worker processes, `comments-service run` sets PROMETHEUS_MULTIPROC_DIR before anything imports
+prometheus_client; each worker then writes its samples there and `/metrics` in any worker aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("comments_http_requests_total", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("comments_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.captchas = Counter("comments_captchas_total", "Captchas issued, solved and failed",
+                                ["outcome"], registry=r)
+        self.submissions = Counter("comments_submissions_total", "Submissions accepted or refused by reason",
+                                   ["outcome"], registry=r)
+        self.decisions = Counter("comments_decisions_total", "Moderation decisions by action", ["action"],
+                                 registry=r)
+        self.time_to_decision = Histogram(
+            "comments_time_to_decision_seconds", "Time from submission to decision",
+            buckets=(60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400), registry=r)
+        self.webhook_deliveries = Counter("comments_webhook_deliveries_total", "Webhook deliveries by outcome",
+                                          ["event", "outcome"], registry=r)
+        self.redis_errors = Counter("comments_redis_errors_total", "Redis errors seen by requests", ["kind"],
+                                    registry=r)
+        self.queue_depth = Gauge("comments_queue_depth", "Pending comments", registry=r,
+                                 multiprocess_mode="max")
+        self.oldest_pending = Gauge("comments_oldest_pending_age_seconds", "Age of the oldest pending comment",
+                                    registry=r, multiprocess_mode="max")
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

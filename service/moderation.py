@@ -1,0 +1,391 @@
+"""The moderation queue: listing, claims with leases, decisions (single and bulk), retraction, history, stats,
+and opening or closing an article.
+
+Every state change goes through `lua/decide.lua`, the one place that knows the allowed transitions
+(`State`). This module turns its answers into domain results and errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service import keys, text
+from service.clients import keyed_hash
+from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
+from service.models import ARTICLE_ID_PATTERN, COMMENT_ID_PATTERN, iso
+from service.scripts import Scripts, scored
+from service.submissions import OUTBOX_MAXLEN
+from service.tokens import Principal
+
+STATS_TTL_SECONDS: Final = 8 * 86400
+REPUTATION_TTL_SECONDS: Final = 90 * 86400
+BULK_MAX: Final = 1000
+
+
+class State(enum.StrEnum):
+    PENDING = "pending"  #: waiting for a moderator; the only state a reader's comment starts in
+    APPROVED = "approved"  #: public: in the article's list and the approvals feed
+    REJECTED = "rejected"  #: never shown
+    SPAM = "spam"  #: never shown; teaches the sender's reputation
+    RETRACTED = "retracted"  #: was approved, then unpublished; the feed carries a retraction
+
+
+Action = Literal["approve", "reject", "spam"]
+
+
+class ModeratorComment(BaseModel):
+    """All a moderator needs to decide, including what the public never sees."""
+
+    id: str
+    article_id: str
+    parent_id: str | None
+    name: str
+    email: str
+    title: str
+    body: str
+    created_at: str
+    ip_hash: str
+    risk: list[str]
+    state: State
+    version: int
+    claimed_by: str | None = None
+    lease_expires_at: str | None = None
+    decided_at: str | None = None
+    decided_by: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    at: str
+    by: str
+    action: str
+    from_state: str | None
+    to_state: str
+    reason: str
+    version: int
+
+
+class CommentWithHistory(ModeratorComment):
+    history: list[HistoryEntry]
+
+
+class QueuePage(BaseModel):
+    comments: list[ModeratorComment]
+    next_cursor: str | None
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=10, ge=1, le=100)
+    lease_seconds: int = Field(default=300, ge=5, le=86400)
+    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
+
+
+class ClaimResult(BaseModel):
+    comments: list[ModeratorComment]
+    lease_expires_at: str
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+    reason: str = Field(default="", max_length=500)
+    version: int | None = Field(default=None, ge=1)
+
+
+class RetractRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class BulkFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
+    ip_hash: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+    risk: str | None = Field(default=None, max_length=64)
+    text_contains: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BulkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+    reason: str = Field(default="", max_length=500)
+    ids: list[str] | None = Field(default=None, min_length=1, max_length=BULK_MAX)
+    filter: BulkFilter | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> BulkRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give either ids or filter")
+        return self
+
+
+class BulkOutcome(BaseModel):
+    id: str
+    status: int
+    code: str | None = None
+    state: State | None = None
+
+
+class BulkResult(BaseModel):
+    matched: int
+    outcomes: list[BulkOutcome]
+
+
+class Stats(BaseModel):
+    queue_depth: int
+    oldest_pending_age_seconds: float | None
+    decisions_per_hour: dict[str, dict[str, int]]
+    decisions_per_moderator: dict[str, dict[str, int]]
+
+
+class ArticleState(BaseModel):
+    article_id: str
+    open: bool
+
+
+def _str(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+def parse_record(comment_id: str, row: dict[bytes, bytes], holder: str | None = None,
+                 lease_ms: float | None = None) -> ModeratorComment:
+    data = orjson.loads(row[b"d"])
+    decided_at = row.get(b"dt")
+    return ModeratorComment(
+        id=comment_id, article_id=row[b"a"].decode(), parent_id=data["parent_id"], name=data["name"],
+        email=data["email"], title=data["title"], body=data["body"], created_at=iso(int(row[b"t"])),
+        ip_hash=data["ip_hash"], risk=data["risk"], state=State(row[b"s"].decode()), version=int(row[b"v"]),
+        claimed_by=holder, lease_expires_at=iso(int(lease_ms)) if lease_ms else None,
+        decided_at=iso(int(decided_at)) if decided_at else None, decided_by=_str(row.get(b"db")))
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Moderation:
+    def __init__(self, scripts: Scripts, secret: bytes) -> None:
+        self._scripts = scripts
+        self._redis = scripts.redis
+        self._secret = secret
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def _records(self, ids: Sequence[str]) -> list[ModeratorComment]:
+        """Records with their live claim state, in the order given; ids that vanished are skipped."""
+        if not ids:
+            return []
+        batch = self._scripts.batch()
+        for comment_id in ids:
+            partition = keys.partition_of_comment(comment_id)
+            batch.command("HGETALL", keys.comment(comment_id))
+            batch.command("HGET", keys.holders(partition), comment_id)
+            batch.command("ZSCORE", keys.leases(partition), comment_id)
+        results = await batch.execute()
+        now = _now_ms()
+        out = []
+        for index, comment_id in enumerate(ids):
+            row, holder, lease = results[3 * index: 3 * index + 3]
+            if not row:
+                continue
+            row = row if isinstance(row, dict) else _pairs(row)
+            live = lease is not None and float(lease) > now
+            out.append(parse_record(comment_id, row, _str(holder) if live else None,
+                                    float(lease) if live else None))
+        return out
+
+    async def queue(self, article_id: str | None, limit: int, cursor: str | None) -> QueuePage:
+        """Pending comments, oldest first, across partitions; the cursor is the last (submitted ms, id)."""
+        after_score, after_id = 0.0, ""
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            try:
+                after_score = float(score_text)
+            except ValueError as exc:
+                raise ValidationFailed("bad cursor") from exc
+        partitions = [keys.partition_of_article(article_id)] if article_id else list(range(keys.PARTITIONS))
+        scan = limit + 1 if not article_id else max(200, limit * 4)
+        batch = self._scripts.batch()
+        for partition in partitions:
+            batch.command("ZRANGEBYSCORE", keys.pending(partition), after_score, "+inf",
+                          "WITHSCORES", "LIMIT", 0, scan + 50)
+        per_partition = await batch.execute()
+        candidates: list[tuple[float, str, int]] = []
+        for partition, rows in zip(partitions, per_partition, strict=True):
+            for member, score in scored(rows):
+                comment_id = member.decode()
+                if (score, comment_id) > (after_score, after_id):
+                    candidates.append((score, comment_id, partition))
+        candidates = heapq.nsmallest(len(candidates), candidates)
+        if article_id:
+            partition = keys.partition_of_article(article_id)
+            owners = await self._redis.hmget(keys.pending_articles(partition), [c[1] for c in candidates]) \
+                if candidates else []
+            candidates = [c for c, owner in zip(candidates, owners, strict=True)
+                          if owner is not None and owner.decode() == article_id]
+        page = candidates[:limit]
+        comments = await self._records([c[1] for c in page])
+        next_cursor = f"{page[-1][0]:.0f}:{page[-1][1]}" if len(candidates) > limit and page else None
+        return QueuePage(comments=comments, next_cursor=next_cursor)
+
+    async def get(self, comment_id: str) -> CommentWithHistory:
+        records = await self._records([comment_id])
+        if not records:
+            raise NotFound("no such comment")
+        raw_history = await self._redis.lrange(keys.history(comment_id), 0, -1)
+        history = [HistoryEntry(at=iso(int(e["at"])), by=e["by"], action=e["action"], from_state=e["from"],
+                                to_state=e["to"], reason=e["reason"], version=int(e["version"]))
+                   for e in map(orjson.loads, raw_history)]
+        return CommentWithHistory(**records[0].model_dump(), history=history)
+
+    # -- claims ----------------------------------------------------------------------------------------
+
+    async def claim(self, who: Principal, request: ClaimRequest) -> ClaimResult:
+        now = _now_ms()
+        expiry = now + request.lease_seconds * 1000
+        if request.article_id:
+            order = [keys.partition_of_article(request.article_id)]
+        else:
+            # Visit partitions by the age of their oldest claimable comment, so claims go oldest first.
+            batch = self._scripts.batch()
+            for partition in range(keys.PARTITIONS):
+                batch.command("ZRANGE", keys.ready(partition), 0, 0, "WITHSCORES")
+                batch.command("ZRANGEBYSCORE", keys.leases(partition), "-inf", now, "LIMIT", 0, 1)
+            heads = await batch.execute()
+            oldest = {p: scored(heads[2 * p]) for p in range(keys.PARTITIONS)}
+            order = sorted(
+                (p for p in range(keys.PARTITIONS) if oldest[p] or heads[2 * p + 1]),
+                key=lambda p: oldest[p][0][1] if oldest[p] else 0.0)
+        claimed: list[str] = []
+        for partition in order:
+            if len(claimed) >= request.limit:
+                break
+            ids = await self._scripts.run("claim", keys.claim_keys(partition), [
+                now, expiry, who.name, request.limit - len(claimed), request.article_id or "", 5000])
+            claimed.extend(i.decode() for i in ids)
+        return ClaimResult(comments=await self._records(claimed), lease_expires_at=iso(expiry))
+
+    # -- decisions -------------------------------------------------------------------------------------
+
+    async def decide(self, who: Principal, comment_id: str, action: str, reason: str = "",
+                     version: int | None = None) -> ModeratorComment:
+        article_id = await self._redis.hget(keys.comment(comment_id), "a")
+        if article_id is None:
+            raise NotFound("no such comment")
+        now = _now_ms()
+        result = await self._scripts.run(
+            "decide", keys.decide_keys(comment_id, article_id.decode(), now // 3_600_000),
+            [comment_id, action, who.name, reason, "" if version is None else version, now, iso(now),
+             secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS])
+        status = result[0].decode()
+        if status == "missing":
+            raise NotFound("no such comment")
+        if status == "stale":
+            raise StaleVersion(f"the comment is at version {result[1].decode()}")
+        if status == "decided":
+            raise AlreadyDecided(f"the comment is already {result[1].decode()}")
+        if status == "not_approved":
+            raise NotApproved(f"the comment is {result[1].decode()}, not approved")
+        if status == "leased":
+            raise LeasedToOther(f"{result[1].decode()} holds this comment")
+        record = parse_record(comment_id, _pairs(result[1:]))
+        if action == "spam":
+            await self._learn_spam(record)
+        return record
+
+    async def _learn_spam(self, record: ModeratorComment) -> None:
+        """Spam decisions teach: later comments from the same address or email carry a risk signal."""
+        batch = self._scripts.batch()
+        email_hash = keyed_hash(self._secret, "email", record.email)
+        for key in (keys.reputation("ip", record.ip_hash), keys.reputation("email", email_hash)):
+            batch.command("INCR", key)
+            batch.command("EXPIRE", key, REPUTATION_TTL_SECONDS)
+        await batch.execute()
+
+    async def bulk(self, who: Principal, request: BulkRequest) -> BulkResult:
+        ids = request.ids if request.ids is not None else await self._matching(request.filter)
+        outcomes = []
+        for comment_id in ids:
+            try:
+                record = await self.decide(who, comment_id, request.action, request.reason)
+            except (NotFound, AlreadyDecided, LeasedToOther, StaleVersion, NotApproved) as exc:
+                outcomes.append(BulkOutcome(id=comment_id, status=exc.status, code=exc.code))
+            else:
+                outcomes.append(BulkOutcome(id=comment_id, status=200, state=record.state))
+        return BulkResult(matched=len(ids), outcomes=outcomes)
+
+    async def _matching(self, selector: BulkFilter | None) -> list[str]:
+        assert selector is not None
+        matched: list[str] = []
+        cursor: str | None = None
+        needle = text.fold(selector.text_contains) if selector.text_contains else None
+        email = selector.email.strip().lower() if selector.email else None
+        while len(matched) < BULK_MAX:
+            page = await self.queue(selector.article_id, 200, cursor)
+            for comment in page.comments:
+                if selector.ip_hash and comment.ip_hash != selector.ip_hash:
+                    continue
+                if email and comment.email.lower() != email:
+                    continue
+                if selector.risk and selector.risk not in comment.risk:
+                    continue
+                if needle and needle not in text.fold(f"{comment.name}\n{comment.title}\n{comment.body}"):
+                    continue
+                matched.append(comment.id)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return matched[:BULK_MAX]
+
+    async def retract(self, who: Principal, comment_id: str, reason: str) -> ModeratorComment:
+        return await self.decide(who, comment_id, "retract", reason)
+
+    # -- articles and stats ------------------------------------------------------------------------------
+
+    async def set_open(self, article_id: str, is_open: bool) -> ArticleState:
+        await self._scripts.run("set_open", [keys.article(article_id)], ["0" if is_open else "1"])
+        return ArticleState(article_id=article_id, open=is_open)
+
+    async def stats(self, hours: int = 24) -> Stats:
+        now = _now_ms()
+        hour = now // 3_600_000
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("ZCARD", keys.pending(partition))
+            batch.command("ZRANGE", keys.pending(partition), 0, 0, "WITHSCORES")
+        for partition in range(keys.PARTITIONS):
+            for h in range(hour - hours + 1, hour + 1):
+                batch.command("HGETALL", keys.stats(partition, h))
+        results = await batch.execute()
+        depth = sum(int(results[2 * p]) for p in range(keys.PARTITIONS))
+        heads = [scored(results[2 * p + 1])[0][1] for p in range(keys.PARTITIONS) if results[2 * p + 1]]
+        per_hour: dict[str, dict[str, int]] = {}
+        per_moderator: dict[str, dict[str, int]] = {}
+        offset = 2 * keys.PARTITIONS
+        for index, row in enumerate(results[offset:]):
+            h = hour - hours + 1 + index % hours
+            row = row if isinstance(row, dict) else _pairs(row)
+            for field, count in row.items():
+                action, _, moderator = field.decode().partition(":")
+                label = iso(h * 3_600_000)
+                per_hour.setdefault(label, {}).setdefault(action, 0)
+                per_hour[label][action] += int(count)
+                per_moderator.setdefault(moderator, {}).setdefault(action, 0)
+                per_moderator[moderator][action] += int(count)
+        return Stats(queue_depth=depth,
+                     oldest_pending_age_seconds=(now - min(heads)) / 1000 if heads else None,
+                     decisions_per_hour=dict(sorted(per_hour.items())), decisions_per_moderator=per_moderator)
+

@@ -1,0 +1,98 @@
+"""The OpenAPI 3.1 document, generated from the routes' `@operation` metadata and the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from service import __version__
+from service.api.docs import Operation
+from service.models import Problem
+
+ERROR_TEXT = {400: "Bad request", 401: "No valid token", 403: "Wrong role", 404: "Not found", 409: "Conflict",
+              410: "Gone", 413: "Body too large", 415: "Not JSON", 422: "Invalid input", 429: "Rate limited",
+              503: "Redis unavailable; retry after Retry-After"}
+ROLE_TEXT = "Bearer token with role `{role}` (admins may do everything)."
+
+
+def _models(operations: list[Operation]) -> dict[str, Any]:
+    models: set[type[BaseModel]] = {Problem}
+    for op in operations:
+        if op.request is not None:
+            models.add(op.request)
+        models.update(m for m in op.responses.values() if isinstance(m, type))
+    pairs = [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)] + \
+            [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)]
+    _, definitions = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    return dict(definitions.get("$defs", {}))
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, model in op.responses.items():
+        entry: dict[str, Any] = {"description": "OK" if status < 300 else "Not modified"}
+        if isinstance(model, type):
+            entry["content"] = {"application/json": {"schema": _ref(model)}}
+        elif model is not None:
+            media = op.media.get(status, "application/octet-stream")
+            schema: dict[str, Any] = {"type": "object"} if model == "json" else \
+                {"type": "string", **({"contentMediaType": media} if model == "bytes" else {})}
+            entry["content"] = {media: {"schema": schema}}
+        out[str(status)] = entry
+    for status in sorted({*op.errors, 405}):
+        out[str(status)] = {"description": ERROR_TEXT.get(status, "Error"),
+                            "content": {"application/problem+json": {"schema": _ref(Problem)}}}
+    out.setdefault("500", {"description": "Unexpected error (a defect)",
+                           "content": {"application/problem+json": {"schema": _ref(Problem)}}})
+    return out
+
+
+def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
+    name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")
+    doc: dict[str, Any] = {"operationId": f"{method}_{name}", "summary": op.summary, "tags": [op.tag],
+                           "responses": _responses(op)}
+    params = []
+    for p in op.params:
+        schema = {"type": "array", "items": p.schema, "minItems": 1, "maxItems": 100} if p.many else p.schema
+        params.append({"name": p.name, "in": p.where, "required": p.required or p.where == "path",
+                       "schema": schema, **({"description": p.description} if p.description else {}),
+                       **({"explode": True, "style": "form"} if p.many else {})})
+    if op.role is not None:
+        doc["security"] = [{"bearer": []}]
+        doc["description"] = ROLE_TEXT.format(role=op.role)
+    if params:
+        doc["parameters"] = params
+    if op.request is not None:
+        doc["requestBody"] = {"required": True,
+                              "content": {"application/json": {"schema": _ref(op.request)}}}
+    return doc
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    operations: list[Operation] = []
+    for route in app.router.routes():
+        if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+            continue
+        op: Operation | None = getattr(route.handler, "__openapi__", None)
+        path = route.resource.canonical
+        if op is None:
+            op = Operation(summary=(route.handler.__doc__ or path).strip().splitlines()[0], tag="other",
+                           responses={200: "bytes"}, errors=(404,))
+        operations.append(op)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method.lower(), path, op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Comments service", "version": __version__,
+                 "description": "Pre-moderated comments: captcha, submission, moderation, publication."},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": _models(operations),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

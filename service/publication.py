@@ -1,0 +1,139 @@
+"""What the public reads: approved comments of an article, counts, and an author's view of their comment.
+
+A hot article is read by thousands of readers, so reads must not cost Redis work proportional to its
+comments: each worker keeps the article's version (bumped by every approval, retraction, opening or closing)
+for `public_cache_seconds`, and the rendered page bytes per version. A reader's request is then served from
+memory; Redis is asked once per article per interval, and pages are rendered again only after a change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import orjson
+
+from service import keys
+from service.errors import NotFound, ValidationFailed
+from service.models import CommentStatus, iso
+from service.scripts import Scripts, scored
+
+Order = Literal["oldest", "newest"]
+PAGE_CACHE_ENTRIES: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleMeta:
+    version: int
+    total: int
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    body: bytes
+    etag: str
+
+
+def _meta(row: list[bytes | None]) -> ArticleMeta:
+    version, total, closed = row
+    return ArticleMeta(version=int(version or 0), total=int(total or 0), open=closed != b"1")
+
+
+class Publication:
+    def __init__(self, scripts: Scripts, *, cache_seconds: float) -> None:
+        self._scripts = scripts
+        self._redis = scripts.redis
+        self._cache_seconds = cache_seconds
+        self._meta: dict[str, tuple[float, ArticleMeta]] = {}
+        self._pages: OrderedDict[tuple[str, int, str, int, int], Page] = OrderedDict()
+
+    async def metas(self, article_ids: list[str]) -> dict[str, ArticleMeta]:
+        now = time.monotonic()
+        found: dict[str, ArticleMeta] = {}
+        missing = []
+        for article_id in article_ids:
+            cached = self._meta.get(article_id)
+            if cached is not None and cached[0] > now:
+                found[article_id] = cached[1]
+            else:
+                missing.append(article_id)
+        if missing:
+            batch = self._scripts.batch()
+            for article_id in missing:
+                batch.command("HMGET", keys.article(article_id), "ver", "count", "closed")
+            for article_id, row in zip(missing, await batch.execute(), strict=True):
+                meta = _meta(row)
+                found[article_id] = meta
+                if self._cache_seconds > 0:
+                    self._meta[article_id] = (now + self._cache_seconds, meta)
+            if len(self._meta) > 100_000:
+                self._meta.clear()
+        return found
+
+    def etag(self, article_id: str, meta: ArticleMeta, order: Order, limit: int, after: int) -> str:
+        return f'"{meta.version}.{order[0]}{limit}.{after}"'
+
+    async def page(self, article_id: str, order: Order, limit: int, cursor: str | None) -> tuple[Page, bool]:
+        """The page and whether it came from memory. The cursor is the approval sequence of the last comment
+        on the previous page, so pages stay stable while new approvals arrive."""
+        after = self._parse_cursor(cursor)
+        meta = (await self.metas([article_id]))[article_id]
+        cache_key = (article_id, meta.version, order, limit, after)
+        cached = self._pages.get(cache_key)
+        if cached is not None:
+            self._pages.move_to_end(cache_key)
+            return cached, True
+        page = await self._render(article_id, meta, order, limit, after)
+        self._pages[cache_key] = page
+        while len(self._pages) > PAGE_CACHE_ENTRIES:
+            self._pages.popitem(last=False)
+        return page, False
+
+    @staticmethod
+    def _parse_cursor(cursor: str | None) -> int:
+        if not cursor:
+            return 0
+        if not cursor.isdigit() or len(cursor) > 18:
+            raise ValidationFailed("the cursor is not one this service gave out")
+        return int(cursor)
+
+    async def _render(self, article_id: str, meta: ArticleMeta, order: Order, limit: int, after: int) -> Page:
+        order_key = keys.article_order(article_id)
+        if order == "oldest":
+            low = f"({after}" if after else "-inf"
+            rows = await self._redis.execute_command(
+                "ZRANGEBYSCORE", order_key, low, "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)
+        else:
+            high = f"({after}" if after else "+inf"
+            rows = await self._redis.execute_command(
+                "ZREVRANGEBYSCORE", order_key, high, "-inf", "WITHSCORES", "LIMIT", 0, limit + 1)
+        pairs = scored(rows)
+        ids = [member for member, _ in pairs]
+        scores = [score for _, score in pairs]
+        more = len(ids) > limit
+        ids, scores = ids[:limit], scores[:limit]
+        bodies = [b for b in await self._redis.hmget(keys.article_public(article_id), ids) if b] if ids else []
+        next_cursor = orjson.dumps(str(int(float(scores[-1])))) if more else b"null"
+        body = b"".join((
+            b'{"article_id":', orjson.dumps(article_id), b',"open":', b"true" if meta.open else b"false",
+            b',"total":', str(meta.total).encode(), b',"comments":[', b",".join(bodies),
+            b'],"next_cursor":', next_cursor, b"}"))
+        return Page(body=body, etag=self.etag(article_id, meta, order, limit, after))
+
+    async def counts(self, article_ids: list[str]) -> dict[str, int]:
+        metas = await self.metas(article_ids)
+        return {article_id: metas[article_id].total for article_id in article_ids}
+
+    async def status(self, comment_id: str) -> CommentStatus:
+        row = await self._redis.hmget(keys.comment(comment_id), ["s", "a", "t", "d"])
+        state, article_id, created, private = row
+        if state is None or article_id is None or created is None or private is None:
+            raise NotFound("no such comment")
+        data = orjson.loads(private)
+        public_state = {"pending": "pending", "approved": "approved"}.get(state.decode(), "rejected")
+        return CommentStatus(id=comment_id, article_id=article_id.decode(), status=public_state,  # type: ignore[arg-type]
+                             name=data["name"], title=data["title"], body=data["body"],
+                             created_at=iso(int(created)))

@@ -1,0 +1,48 @@
+"""Rule-based risk signals, computed at submission and shown to moderators beside each pending comment.
+
+They never decide anything by themselves: pre-moderation means a person decides. They help sort the queue
+and find the spam run (bulk decisions can filter on them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from service import text
+
+_LINK: Final = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|vn|info|xyz|top|io)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """What Redis knows of the text and the sender, read in the same round trip as the rate limits."""
+
+    times_text_seen: int
+    ip_spam_count: int
+    email_spam_count: int
+
+
+def signals(*, name: str, title: str, body: str, blocklist: frozenset[str], sender: Sender) -> list[str]:
+    found: list[str] = []
+    links = len(_LINK.findall(f"{title}\n{body}"))
+    if links:
+        found.append("links" if links < 3 else "many_links")
+    if sender.times_text_seen > 1:
+        found.append("repeated_text")
+    words = set(text.folded_words(f"{name} {title} {body}"))
+    if blocklist and (words & blocklist or any(" " in phrase and phrase in text.fold(body) for phrase in blocklist)):
+        found.append("blocklisted_words")
+    letters = [ch for ch in body if ch.isalpha()]
+    if len(letters) >= 20 and sum(ch.isupper() for ch in letters) > 0.7 * len(letters):
+        found.append("shouting")
+    if sender.ip_spam_count:
+        found.append("ip_reputation")
+    if sender.email_spam_count:
+        found.append("email_reputation")
+    return found
+
+
+def fold_blocklist(words: list[str]) -> frozenset[str]:
+    return frozenset(text.fold(word).strip() for word in words if word.strip())

@@ -1,0 +1,93 @@
+"""The Lua scripts (package files under `service/lua/`), loaded once and called by name.
+
+Why not redis-py's `register_script`: inside a pipeline it asks `SCRIPT EXISTS` before every execution (an
+extra round trip on the hot path) and cannot recover from NOSCRIPT on a Redis Cluster pipeline. Here a
+script runs by EVALSHA and is loaded again only when a server says it does not know it (a restart, a
+failover, a new cluster node).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, Final, Literal
+
+from redis.exceptions import NoScriptError
+
+from service.connections import RedisClient
+
+ScriptName = Literal["submit", "claim", "decide", "rate_limit", "set_open", "trim_feed"]
+NAMES: Final[tuple[ScriptName, ...]] = ("submit", "claim", "decide", "rate_limit", "set_open", "trim_feed")
+
+Arg = str | bytes | int | float
+
+
+def _source(name: str) -> str:
+    return resources.files("service").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+        self._source = {name: _source(name) for name in NAMES}
+        self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._source.items()}
+
+    @property
+    def redis(self) -> RedisClient:
+        return self._redis
+
+    async def load(self) -> None:
+        for text in self._source.values():
+            await self._redis.script_load(text)
+
+    async def run(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
+        except NoScriptError:
+            await self._redis.script_load(self._source[name])
+            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+
+class Batch:
+    """A non-transactional pipeline of plain commands and script calls: one round trip per Redis node.
+
+    A script call that meets NOSCRIPT is loaded and run again on its own; plain commands are never repeated.
+    """
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
+        self._pipe: Any = scripts._redis.pipeline(transaction=False)
+        self._calls: list[tuple[ScriptName, Sequence[str], Sequence[Arg]] | None] = []
+
+    def script(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> None:
+        self._pipe.evalsha(self._scripts._sha[name], len(keys), *keys, *args)
+        self._calls.append((name, keys, args))
+
+    def command(self, *args: Arg) -> None:
+        self._pipe.execute_command(*args)
+        self._calls.append(None)
+
+    async def execute(self) -> list[Any]:
+        results: list[Any] = await self._pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            call = self._calls[index]
+            if isinstance(result, NoScriptError) and call is not None:
+                results[index] = await self._scripts.run(*call)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+
+def scored(result: Any) -> list[tuple[bytes, float]]:
+    """A WITHSCORES reply as (member, score) pairs, whichever shape this redis-py version and protocol give
+    (flat RESP2 list, or pairs)."""
+    if not result:
+        return []
+    if isinstance(result[0], list | tuple):
+        return [(member, float(score)) for member, score in result]
+    return [(result[i], float(result[i + 1])) for i in range(0, len(result), 2)]

@@ -1,0 +1,114 @@
+"""The one settings object: every knob the service has, read from `COMMENTS_*` environment variables.
+
+Only the entry point (`service.cli`) reads the environment; tests build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(RuntimeError):
+    """The configuration is unsafe or incomplete; the service refuses to start."""
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMMENTS_", frozen=True, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    #: redis://, rediss://, unix://, redis+cluster://h:p,h:p or redis+sentinel://h:p,h:p/master.
+    #: Unset: `comments-service run` starts an embedded redis-server under `data_dir`.
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: Worker processes sharing the port; 0 means one per CPU core.
+    workers: int = Field(default=0, ge=0, le=256)
+    data_dir: Path = Path("var")
+    secret_key: SecretStr | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
+    admin_token: SecretStr | None = None
+    rate_limit_enabled: bool = True
+    min_fill_seconds: float = Field(default=3.0, ge=0)
+    captcha_test_answer: str | None = None
+    captcha_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    #: Processes rendering captcha images and audio; 0 means one per core divided among the workers.
+    captcha_render_processes: int = Field(default=0, ge=0, le=64)
+    #: Pre-rendered captcha images kept ready per worker process, for bursts.
+    captcha_pool_size: int = Field(default=256, ge=0, le=100_000)
+    log_level: str = "INFO"
+    #: Seconds a public list or count may be served from a worker's memory before Redis is asked again.
+    public_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    feed_retention_seconds: int = Field(default=7 * 86400, ge=60)
+    idempotency_ttl_seconds: int = Field(default=86400, ge=60)
+    lease_seconds_default: int = Field(default=300, ge=5, le=86400)
+    #: Per-window limits for submissions: (count, window seconds).
+    rate_limit_ip: tuple[int, int] = (10, 60)
+    rate_limit_email: tuple[int, int] = (5, 60)
+    rate_limit_article: tuple[int, int] = (120, 60)
+    blocklist: Annotated[list[str], NoDecode] = []
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    #: Seconds a client has to send its request headers and body before being cut off.
+    client_timeout_seconds: float = Field(default=10.0, gt=0)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("allowed_origins", "trusted_proxies", "blocklist", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("captcha_test_answer")
+    @classmethod
+    def _normalise_test_answer(cls, value: str | None) -> str | None:
+        return value.strip().upper() if value and value.strip() else None
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.env == "production":
+            if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("COMMENTS_SECRET_KEY (at least 32 characters) is required in production")
+            if self.captcha_test_answer is not None:
+                raise ValueError("COMMENTS_CAPTCHA_TEST_ANSWER is refused in production")
+        return self
+
+    @property
+    def secret(self) -> bytes:
+        if self.secret_key is None:
+            raise SettingsError("no secret key: call with_secret_key() first")
+        return self.secret_key.get_secret_value().encode()
+
+    def with_secret_key(self) -> Settings:
+        """In development, generate the secret once and keep it in the data dir, so receipts survive restarts."""
+        if self.secret_key is not None:
+            return self
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            key = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key + "\n")
+            log.info("generated a development secret key in %s", path)
+        return self.model_copy(update={"secret_key": SecretStr(key)})

@@ -1,0 +1,131 @@
+"""Access tokens and roles for the moderation API and the approvals feed.
+
+A token is 256 random bits, shown once at creation and stored only as its SHA-256 (a fast hash is right
+here: the input is random, not a password). Lookups go by that hash and the result is compared again in
+constant time. `COMMENTS_ADMIN_TOKEN` is an admin that needs no Redis entry.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from service import keys
+from service.connections import RedisClient
+from service.errors import NotFound
+
+TOKEN_PREFIX: Final = "cmt_"
+#: A revoked token may still work for this long in a worker that looked it up just before.
+CACHE_SECONDS: Final = 2.0
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"  #: everything, including tokens and webhooks
+    MODERATOR = "moderator"  #: the queue and decisions
+    FEED = "feed"  #: reads the approvals feed only: the site backend's credential
+
+
+#: Which roles each role includes.
+GRANTS: Final[dict[Role, frozenset[Role]]] = {
+    Role.ADMIN: frozenset(Role),
+    Role.MODERATOR: frozenset({Role.MODERATOR}),
+    Role.FEED: frozenset({Role.FEED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    name: str
+    role: Role
+
+    def may(self, role: Role) -> bool:
+        return role in GRANTS[self.role]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: str
+    name: str
+    role: Role
+    created_at: int
+    expires_at: int | None
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tokens:
+    def __init__(self, redis: RedisClient, admin_token: str | None = None) -> None:
+        self._redis = redis
+        self._admin_digest = digest(admin_token) if admin_token else None
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def create(self, role: Role, name: str, ttl_seconds: int | None = None) -> tuple[str, TokenInfo]:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = int(time.time())
+        info = TokenInfo(id=secrets.token_hex(8), name=name, role=role, created_at=now,
+                         expires_at=now + ttl_seconds if ttl_seconds else None)
+        token_digest = digest(token)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(keys.token(token_digest), mapping={
+            "id": info.id, "name": name, "role": role.value, "created_at": now,
+            "expires_at": info.expires_at or 0, "digest": token_digest})
+        if ttl_seconds:
+            pipe.expire(keys.token(token_digest), ttl_seconds)
+        pipe.hset(keys.token_index(), info.id, orjson.dumps({"digest": token_digest, "name": name,
+                                                             "role": role.value, "created_at": now,
+                                                             "expires_at": info.expires_at}))
+        await pipe.execute()
+        return token, info
+
+    async def list(self) -> list[TokenInfo]:
+        rows = await self._redis.hgetall(keys.token_index())
+        now = time.time()
+        out = []
+        for token_id, raw in rows.items():
+            data = orjson.loads(raw)
+            if data["expires_at"] and data["expires_at"] < now:
+                continue
+            out.append(TokenInfo(id=token_id.decode(), name=data["name"], role=Role(data["role"]),
+                                 created_at=data["created_at"], expires_at=data["expires_at"]))
+        return sorted(out, key=lambda info: info.created_at)
+
+    async def revoke(self, token_id: str) -> None:
+        raw = await self._redis.hget(keys.token_index(), token_id)
+        if raw is None:
+            raise NotFound("no such token")
+        data = orjson.loads(raw)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(keys.token(data["digest"]))
+        pipe.hdel(keys.token_index(), token_id)
+        await pipe.execute()
+        self._cache.clear()
+
+    async def authenticate(self, token: str) -> Principal | None:
+        token_digest = digest(token)
+        if self._admin_digest is not None and hmac.compare_digest(token_digest, self._admin_digest):
+            return Principal(token_id="bootstrap", name="admin", role=Role.ADMIN)
+        cached = self._cache.get(token_digest)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = await self._redis.hgetall(keys.token(token_digest))
+        principal = None
+        stored = row.get(b"digest", b"").decode()
+        expires = int(row.get(b"expires_at", 0) or 0)
+        if row and hmac.compare_digest(stored, token_digest) and (not expires or expires > time.time()):
+            principal = Principal(token_id=row[b"id"].decode(), name=row[b"name"].decode(),
+                                  role=Role(row[b"role"].decode()))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token_digest] = (now + CACHE_SECONDS, principal)
+        return principal

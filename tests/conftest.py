@@ -1,0 +1,84 @@
+"""Shared fixtures: a real redis-server for the session (flushed per test), settings, and the app over real
+HTTP on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from service.app import create_app
+from service.embedded import find_redis_server, free_port, server_args, wait_until_ready
+from service.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token"
+TEST_ANSWER = "ABCDE"
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in its own directory; stoppable and restartable."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(server_args(find_redis_server(), self.directory, self.port, *self.extra),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_ready(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="comments-redis-"))
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_server.url, data_dir=tmp_path, secret_key=SecretStr("s" * 48),
+        admin_token=SecretStr(ADMIN_TOKEN), rate_limit_enabled=False, min_fill_seconds=0,
+        captcha_test_answer=TEST_ANSWER, captcha_render_processes=1, captcha_pool_size=4,
+        allowed_origins=["https://news.example"], public_cache_seconds=0.2,
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client: object, settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(settings))  # type: ignore[operator,no-any-return]
