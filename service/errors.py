@@ -59,6 +59,11 @@ class MethodNotAllowed(ServiceError):
     status = 405
 
 
+class RequestTimeout(ServiceError):
+    code = "request_timeout"
+    status = 408
+
+
 class Conflict(ServiceError):
     code = "conflict"
     status = 409

@@ -16,6 +16,7 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
     "not_found": ("Không tìm thấy", "Not found"),
     "method_not_allowed": ("Phương thức không được hỗ trợ", "Method not allowed"),
     "conflict": ("Xung đột", "Conflict"),
+    "request_timeout": ("Gửi dữ liệu quá chậm", "The request body arrived too slowly"),
     "already_decided": ("Bình luận này đã được xử lý", "This comment has already been decided"),
     "leased_to_other": ("Bình luận này đang được người khác duyệt", "Another moderator holds this comment"),
     "stale_version": ("Bình luận đã thay đổi, hãy tải lại", "The comment changed since you read it"),

@@ -167,7 +167,8 @@ def deliveries_recent() -> str:
 
 def submit_keys(comment_id: str, article_id: str) -> list[str]:
     p = partition_of_comment(comment_id)
-    return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p)]
+    return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
+            article_public(article_id)]
 
 
 def claim_keys(partition: int) -> list[str]:
