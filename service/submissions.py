@@ -184,7 +184,7 @@ class Submissions:
                                "title": form.title, "body": form.body, "created_at": iso(now_ms),
                                "avatar": avatar})[:-1]
         result = await self._scripts.run(
-            "submit", keys.submit_keys(comment_id, article_id) + [keys.article_public(article_id)],
+            "submit", keys.submit_keys(comment_id, article_id),
             [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint, OUTBOX_MAXLEN])
         status = result[0].decode()
         if status == "closed":
