@@ -87,6 +87,9 @@ MAX_BACKOFF_SECONDS: Final = 3600.0
 STALE_ENTRY_MS: Final = 30_000
 #: How often a dispatcher looks for such entries (XAUTOCLAIM on every partition).
 RECLAIM_EVERY_SECONDS: Final = 5.0
+#: Every process start adds a consumer name to each group; names idle this long with nothing pending are removed.
+CONSUMER_IDLE_MS: Final = 86_400_000
+PRUNE_EVERY_SECONDS: Final = 600.0
 #: A lease outlives the HTTP timeout by this much, so a slow but finished attempt is still recorded.
 LEASE_MARGIN_SECONDS: Final = 30.0
 READ_BATCH: Final = 100
@@ -253,7 +256,8 @@ class _StoredWebhook(BaseModel):
     id: str
     url: str
     events: list[EventType]
-    secret: str
+    #: Kept out of reprs, so a logged record does not leak it.
+    secret: str = Field(repr=False)
     created: int
 
     def public(self) -> Webhook:
@@ -383,6 +387,7 @@ class Webhooks:
         self.stale_entry_ms = STALE_ENTRY_MS
         self.reclaim_every_seconds = RECLAIM_EVERY_SECONDS
         self._last_reclaim = float("-inf")
+        self._last_prune = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -536,6 +541,9 @@ class Webhooks:
         results: builtins.list[Any] = await pipe.execute(raise_on_error=False)
         if reclaim:
             self._last_reclaim = time.monotonic()
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
+            self._last_prune = time.monotonic()
+            await self.prune_consumers()
         per_partition = 2 if reclaim else 1
         hooks: builtins.list[_StoredWebhook] | None = None
         handled = 0
@@ -557,6 +565,24 @@ class Webhooks:
             await self._dispatch(partition, entries, hooks)
             handled += len(entries)
         return handled
+
+    async def prune_consumers(self, idle_ms: int = CONSUMER_IDLE_MS) -> int:
+        """Forget consumers of processes long gone. Only those with nothing pending: deleting a consumer drops
+        its pending entries, which then could never be reclaimed. A live one is idle for at most a poll, and
+        would be recreated by its next read anyway."""
+        removed = 0
+        for partition in range(keys.PARTITIONS):
+            stream = keys.outbox(partition)
+            try:
+                consumers: list[dict[str, Any]] = await self._redis.xinfo_consumers(stream, keys.FEED_GROUP)
+            except ResponseError:  # no stream or no group yet
+                continue
+            for consumer in consumers:
+                name = _str(consumer["name"])
+                if name != self.consumer and not consumer["pending"] and consumer["idle"] >= idle_ms:
+                    await self._redis.xgroup_delconsumer(stream, keys.FEED_GROUP, name)
+                    removed += 1
+        return removed
 
     async def _dispatch(self, partition: int, entries: _Entries,
                         hooks: builtins.list[_StoredWebhook]) -> None:

@@ -318,6 +318,20 @@ async def test_entries_of_a_dead_dispatcher_are_taken_over_once(redis: Redis, ho
     assert (await redis.xpending(stream, keys.FEED_GROUP))["pending"] == 0
 
 
+async def test_consumers_of_gone_processes_are_pruned_unless_they_hold_entries(redis: Redis,
+                                                                               hooks: Webhooks) -> None:
+    stream = keys.outbox(2)
+    await emit(redis, "comment.approved", comment_id(11, partition=2), action="approve")
+    await redis.xreadgroup(keys.FEED_GROUP, "holds-an-entry", {stream: ">"})
+    await emit(redis, "comment.approved", comment_id(12, partition=2), action="approve")
+    read: Any = await redis.xreadgroup(keys.FEED_GROUP, "done", {stream: ">"})
+    await redis.xack(stream, keys.FEED_GROUP, read[0][1][0][0])
+    await hooks.dispatch_once()
+    assert await hooks.prune_consumers(idle_ms=0) == 1
+    names = {c["name"].decode() for c in await redis.xinfo_consumers(stream, keys.FEED_GROUP)}
+    assert names == {"holds-an-entry"}
+
+
 async def test_dispatch_recreates_a_lost_consumer_group(redis: Redis, hooks: Webhooks,
                                                         receiver: Receiver) -> None:
     await register(hooks, receiver.url, ["comment.approved"])
