@@ -118,12 +118,12 @@
 
   var W = Widget.prototype;
 
-  W.api = function (method, path, body, headers) {
+  W.api = function (method, path, body, headers, fresh) {
     var hd = { Accept: 'application/json', 'Accept-Language': this.lang };
     Object.keys(headers || {}).forEach(function (k) { hd[k] = headers[k]; });
     if (body !== undefined) hd['Content-Type'] = 'application/json';
     return fetch(this.base + path, {
-      method: method, headers: hd, credentials: 'omit', mode: 'cors',
+      method: method, headers: hd, credentials: 'omit', mode: 'cors', cache: fresh ? 'no-cache' : 'default',
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) {
       return r.text().then(function (txt) {
@@ -287,12 +287,13 @@
     return li;
   };
 
-  W.load = function (reset) {
+  W.load = function (reset, fresh) {
     var self = this, N = this.nodes, t = this.t;
     var seq = ++this.loadSeq, cursor = reset ? null : this.cursor;
     N.more.disabled = true;
     var q = '?limit=50&order=oldest' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
-    return this.api('GET', '/v1/articles/' + encodeURIComponent(this.article) + '/comments' + q).then(function (r) {
+    var path = '/v1/articles/' + encodeURIComponent(this.article) + '/comments' + q;
+    return this.api('GET', path, undefined, null, fresh).then(function (r) {
       if (seq !== self.loadSeq) return; // a newer load superseded this one
       if (!r.ok) throw new Error(String(r.status));
       var d = r.data, first = null;
@@ -464,7 +465,8 @@
       if (f === 'captcha_id') f = 'captcha_answer';
       if (FIELDS.indexOf(f) >= 0) errs[f] = errs[f] || msg; else other.push(msg);
     });
-    if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = d.detail || t.capErr;
+    // `title` is localised by the service (Accept-Language); `detail` is for developers
+    if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = d.title || t.capErr;
     if (d.code === 'comments_closed') {
       this.nodes.form.hidden = true;
       this.nodes.closed.hidden = false;
@@ -476,7 +478,7 @@
     var status = other.join(' ');
     if (r.status === 429) status = fmt(t.rate, parseInt(r.headers.get('Retry-After'), 10) || 60);
     else if (r.status === 413) status = status || t.tooBig;
-    else if (!status) status = Object.keys(errs).length ? t.fix : (d.detail || t.fail);
+    else if (!status) status = Object.keys(errs).length ? t.fix : (d.title || t.fail);
     this.field('captcha_answer').value = '';
     this.showErrors(errs);
     this.nodes.status.textContent = status;
@@ -500,6 +502,15 @@
     }
   };
 
+  // Newly approved comments: reload past the HTTP cache, and again while public caches still lag behind.
+  W.refreshFor = function (ids, tries) {
+    var self = this;
+    this.load(true, true).then(function () {
+      var missing = ids.filter(function (id) { return !self.seen[id]; });
+      if (missing.length && tries < 5) setTimeout(function () { self.refreshFor(missing, tries + 1); }, 3000);
+    });
+  };
+
   W.schedule = function () {
     var self = this;
     clearTimeout(this.pollTimer);
@@ -517,13 +528,13 @@
         return s && s !== 'pending' ? { id: c.id, status: s } : null;
       }, function () { return null; });
     })).then(function (res) {
-      var done = res.filter(Boolean), approved = false, msgs = [];
+      var done = res.filter(Boolean), approved = [], msgs = [];
       done.forEach(function (x) {
         self.dropPending(x.id);
-        if (x.status === 'approved') approved = true;
+        if (x.status === 'approved') approved.push(x.id);
         if (x.status === 'rejected') msgs.push(self.t.rejected);
       });
-      if (approved) { msgs.unshift(self.t.approved); self.load(true); }
+      if (approved.length) { msgs.unshift(self.t.approved); self.refreshFor(approved, 0); }
       if (msgs.length) self.nodes.status.textContent = msgs.join(' ');
       if (self.showPending().length) self.schedule();
     });
