@@ -50,7 +50,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     COMMENTS_ENV=production \
     COMMENTS_HOST=0.0.0.0 \
     COMMENTS_PORT=8080 \
+    COMMENTS_WORKERS=1 \
     COMMENTS_DATA_DIR=/var/lib/comments
+
+# COMMENTS_WORKERS=1: the service's default (one worker per CPU) would count the
+# host's cores, not the container's CPU share. Scale with containers/pods, or set
+# it explicitly to what the container is given.
 
 # Fixed numeric IDs so Kubernetes can verify runAsNonRoot without a passwd lookup.
 RUN groupadd --system --gid 10001 comments \

@@ -13,6 +13,7 @@ checked three ways:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -364,6 +365,8 @@ def test_runtime_environment(final: Stage) -> None:
     assert env["COMMENTS_ENV"] == "production"
     assert env["COMMENTS_HOST"] == "0.0.0.0"
     assert env["COMMENTS_PORT"] == "8080"
+    # The service's default (one worker per CPU) would count the host's cores, not the container's share.
+    assert env["COMMENTS_WORKERS"] == "1"
     assert env["PATH"].startswith(f"{CONTAINER_VENV}/bin:")
     assert "COMMENTS_SECRET_KEY" not in env, "secrets are injected at run time, never baked in"
     assert [e.args for e in final.all("EXPOSE")] == [env["COMMENTS_PORT"]]
@@ -495,6 +498,18 @@ def _get(url: str) -> int:
         return 0
 
 
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """True once no process is left in the process group (the container would be empty)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage, redis_port: int) -> None:
@@ -534,9 +549,7 @@ def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage
             text=True,
             timeout=900,
         )
-        assert proc.returncode == 0, (
-            f"{shlex.join(words)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
+        assert proc.returncode == 0, f"{shlex.join(words)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         ran += 1
     assert ran == 3
 
@@ -578,8 +591,15 @@ def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage
     assert program and Path(program).parent == bin_dir, f"{cmd[0]} must come from the venv, got {program}"
 
     log = (tmp_path / "service.log").open("w+")
+    # A session of its own: the service may spawn workers and render processes, and the
+    # test must be able to see (and finally kill) every one of them, as the container runtime would.
     service = subprocess.Popen(
-        [program, *cmd[1:]], cwd=data_dir, env=run_env, stdout=log, stderr=subprocess.STDOUT
+        [program, *cmd[1:]],
+        cwd=data_dir,
+        env=run_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def output() -> str:
@@ -613,12 +633,13 @@ def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage
         except subprocess.TimeoutExpired:
             pytest.fail(f"service ignored {stopsignal.name} for 30 s:\n{output()}")
         assert code == 0, f"exit code {code} after {stopsignal.name}:\n{output()}"
+        assert _group_gone(service.pid, timeout=10), f"processes outlived the service:\n{output()}"
 
         # With the service gone, the same HEALTHCHECK must now fail.
         hc = subprocess.run([health_program, *health[1:]], env=run_env, capture_output=True, timeout=30)
         assert hc.returncode != 0
     finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+        service.wait(timeout=10)
         log.close()

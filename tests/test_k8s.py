@@ -153,16 +153,12 @@ def test_every_object_validates_against_kubernetes_schemas_strictly(objs: list[O
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as err:
                 path = ".".join(str(p) for p in err.path)
-                pytest.fail(
-                    f"{obj['kind']}/{obj['metadata']['name']} invalid for {version} at {path}: {err.message}"
-                )
+                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {version} at {path}: {err.message}")
 
 
 def test_size_parsers() -> None:
     assert quantity_bytes("512Mi") == 512 * 2**20 and quantity_bytes("1G") == 10**9
-    assert (
-        redis_bytes("384mb") == 384 * 2**20 and redis_bytes("1GB") == 2**30 and redis_bytes("100m") == 10**8
-    )
+    assert redis_bytes("384mb") == 384 * 2**20 and redis_bytes("1GB") == 2**30 and redis_bytes("100m") == 10**8
 
 
 def test_strict_validation_rejects_an_unknown_field() -> None:
@@ -206,9 +202,7 @@ def test_deployment_resources_requests_and_limits(objs: list[Obj]) -> None:
         for c in workload["spec"]["template"]["spec"]["containers"]:
             res = c["resources"]
             for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(res[kind]), (
-                    f"{workload['metadata']['name']}/{c['name']} {kind}"
-                )
+                assert {"cpu", "memory"} <= set(res[kind]), f"{workload['metadata']['name']}/{c['name']} {kind}"
             assert quantity_bytes(res["requests"]["memory"]) <= quantity_bytes(res["limits"]["memory"])
 
 
@@ -353,9 +347,7 @@ def test_small_site_redis_url_reaches_the_statefulset() -> None:
     sts = one(objs, "StatefulSet", "comments-redis")
     headless = one(objs, "Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
-    assert selects(
-        {"matchLabels": headless["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"]
-    )
+    assert selects({"matchLabels": headless["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"])
     secret_name = main_container(objs)["envFrom"][1]["secretRef"]["name"]
     url = urlsplit(secret_data(one(objs, "Secret", secret_name))["COMMENTS_REDIS_URL"])
     assert url.scheme == "redis"
