@@ -17,8 +17,10 @@ from redis.exceptions import NoScriptError
 
 from service.connections import RedisClient
 
-ScriptName = Literal["submit", "claim", "decide", "rate_limit", "set_open", "trim_feed"]
-NAMES: Final[tuple[ScriptName, ...]] = ("submit", "claim", "decide", "rate_limit", "set_open", "trim_feed")
+ScriptName = Literal["submit", "claim", "decide", "rate_limit", "set_open", "trim_feed",
+                     "webhook_enqueue", "webhook_lease", "webhook_record"]
+NAMES: Final[tuple[ScriptName, ...]] = ("submit", "claim", "decide", "rate_limit", "set_open", "trim_feed",
+                                         "webhook_enqueue", "webhook_lease", "webhook_record")
 
 Arg = str | bytes | int | float
 

@@ -51,7 +51,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeAlias, get_args
@@ -61,7 +61,7 @@ import aiohttp
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StrictStr
 from pydantic_core import PydanticCustomError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from service import keys
 from service.connections import RedisClient
@@ -103,116 +103,10 @@ USER_AGENT: Final = "comments-service-webhooks/1"
 
 # -- scripts (to move to service/lua/ and `Scripts`; kept here while that module is not mine) --------------
 
-#: KEYS[1] webhooks hash   KEYS[2] due zset   KEYS[3] recent zset   KEYS[4..] one delivery hash per delivery
-#: ARGV[1] now ms   ARGV[2] deliveries the recent zset keeps
-#: ARGV[3 + 4(i-1) ..] for delivery i: delivery id, webhook id, event type, JSON body
-#: Returns the number of deliveries created.
-ENQUEUE_LUA: Final = """
--- Create the deliveries of one outbox event, once: a second dispatch of the same entry (after a crash between
--- this script and XACK) finds them and changes nothing. A webhook deleted meanwhile gets none.
-local now, keep, created = ARGV[1], tonumber(ARGV[2]), 0
-for i = 4, #KEYS do
-  local a = 3 + (i - 4) * 4
-  local id, hook = ARGV[a], ARGV[a + 1]
-  if redis.call('HEXISTS', KEYS[1], hook) == 1 and redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('HSET', KEYS[i], 'webhook', hook, 'type', ARGV[a + 2], 'body', ARGV[a + 3],
-      'state', 'pending', 'attempts', '0', 'created', now, 'updated', now, 'next', now)
-    redis.call('ZADD', KEYS[2], now, id)
-    redis.call('ZADD', KEYS[3], now, id)
-    created = created + 1
-  end
-end
-if created > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -keep - 1) end
-return created
-"""
-
-#: KEYS[1] due zset   KEYS[2] webhooks hash   KEYS[3] recent zset   KEYS[4..] delivery hashes (candidates)
-#: ARGV[1] now ms   ARGV[2] lease ms   ARGV[3] max attempts   ARGV[4] done TTL s   ARGV[5..] delivery ids
-#: Returns a flat list, five items per leased delivery: id, attempt, webhook JSON, event type, body.
-LEASE_LUA: Final = """
--- Take due deliveries for one attempt each. Atomic, so of several deliverers reading the same candidates only
--- the first takes each one: the others find its score moved past now.
-local now, lease, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for i = 4, #KEYS do
-  local id = ARGV[i + 1]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now then
-    local d = redis.call('HMGET', KEYS[i], 'webhook', 'type', 'body', 'attempts', 'state')
-    local hook = d[1] and redis.call('HGET', KEYS[2], d[1])
-    if not d[1] or not hook then
-      -- the record expired, or its webhook was deleted: nothing left to deliver
-      redis.call('DEL', KEYS[i])
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('ZREM', KEYS[3], id)
-    elseif d[5] == 'delivered' or d[5] == 'failed' then
-      redis.call('ZREM', KEYS[1], id)
-    elseif tonumber(d[4]) >= max_attempts then
-      -- the process making the last attempt died before recording it
-      redis.call('HSET', KEYS[i], 'state', 'failed', 'updated', ARGV[1], 'error', 'no outcome recorded')
-      redis.call('HDEL', KEYS[i], 'next')
-      redis.call('EXPIRE', KEYS[i], ARGV[4])
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('ZADD', KEYS[3], now, id)
-    else
-      local attempt = redis.call('HINCRBY', KEYS[i], 'attempts', 1)
-      redis.call('ZADD', KEYS[1], now + lease, id)
-      table.insert(out, id)
-      table.insert(out, tostring(attempt))
-      table.insert(out, hook)
-      table.insert(out, d[2])
-      table.insert(out, d[3])
-    end
-  end
-end
-return out
-"""
-
-#: KEYS[1] delivery hash   KEYS[2] due zset   KEYS[3] recent zset
-#: ARGV[1] delivery id   ARGV[2] attempt   ARGV[3] state: delivered | retrying | failed
-#: ARGV[4] next attempt ms   ARGV[5] HTTP status or ""   ARGV[6] error or ""   ARGV[7] now ms
-#: ARGV[8] done TTL s   ARGV[9] recent keep
-#: Returns 1 if recorded, 0 if the attempt is no longer current (dropped, or leased again after its lease
-#: expired).
-RECORD_LUA: Final = """
--- Record the outcome of one attempt, unless another attempt has superseded it.
-if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'delivered' or state == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'updated', ARGV[7], 'status', ARGV[5], 'error', ARGV[6])
-if ARGV[3] == 'retrying' then
-  redis.call('HSET', KEYS[1], 'next', ARGV[4])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-else
-  if ARGV[3] == 'delivered' then redis.call('HSET', KEYS[1], 'delivered', ARGV[7]) end
-  redis.call('HDEL', KEYS[1], 'next')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-end
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[9]) - 1)
-return 1
-"""
 
 
-class _Lua:
-    """EVALSHA with a reload on NOSCRIPT, like `Scripts.run`, for the three scripts above."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, redis: RedisClient, keys_: Sequence[str], args: Sequence[Arg]) -> Any:
-        try:
-            return await redis.evalsha(self.sha, len(keys_), *keys_, *args)
-        except NoScriptError:
-            await redis.script_load(self.source)
-            return await redis.evalsha(self.sha, len(keys_), *keys_, *args)
 
 
-_ENQUEUE: Final = _Lua(ENQUEUE_LUA)
-_LEASE: Final = _Lua(LEASE_LUA)
-_RECORD: Final = _Lua(RECORD_LUA)
 
 
 # -- models ------------------------------------------------------------------------------------------------
@@ -605,8 +499,8 @@ class Webhooks:
             args: builtins.list[Arg] = [_now_ms(), RECENT_KEEP]
             for item, hook in deliveries:
                 args += [item, hook.id, event_type, event_payload(item, fields)]
-            await _ENQUEUE(self._redis,
-                           [keys.webhooks(), keys.deliveries_due(), keys.deliveries_recent(),
+            await self._scripts.run(
+                "webhook_enqueue", [keys.webhooks(), keys.deliveries_due(), keys.deliveries_recent(),
                             *(keys.delivery(item) for item, _ in deliveries)],
                            args)
         # Acknowledged only now: a crash before this leaves the entries to be reclaimed and dispatched again.
@@ -630,8 +524,8 @@ class Webhooks:
             return []
         if len(candidates) > count:
             candidates = random.sample(candidates, count)
-        result: builtins.list[Any] = await _LEASE(
-            self._redis,
+        result: builtins.list[Any] = await self._scripts.run(
+            "webhook_lease",
             [keys.deliveries_due(), keys.webhooks(), keys.deliveries_recent(),
              *(keys.delivery(item) for item in candidates)],
             [now, self._lease_ms, self._settings.webhook_max_attempts, DONE_TTL_SECONDS, *candidates])
@@ -694,8 +588,8 @@ class Webhooks:
             next_ms = now + int(delay * 1000)
         if status is not None and not error and outcome != "delivered":
             error = f"HTTP {status}"
-        recorded = await _RECORD(
-            self._redis,
+        recorded = await self._scripts.run(
+            "webhook_record",
             [keys.delivery(lease.delivery_id), keys.deliveries_due(), keys.deliveries_recent()],
             [lease.delivery_id, lease.attempt, outcome, next_ms, "" if status is None else status, error, now,
              DONE_TTL_SECONDS, RECENT_KEEP])
