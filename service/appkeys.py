@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from service.webhooks import Webhooks
 
 SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", RedisClient)  # type: ignore[arg-type]
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 SCRIPTS = web.AppKey("scripts", Scripts)
 RENDER_POOL = web.AppKey("render_pool", Executor)
 CAPTCHAS = web.AppKey("captchas", Captchas)

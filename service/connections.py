@@ -59,15 +59,17 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
     query = parse_qs(parts.query)
     if parts.scheme == "redis+cluster":
         username, password = _password(parts.netloc, query)
+        # The cluster client retries (after refreshing its slot map) on its own list of errors, a moved slot or
+        # a failed-over master among them; twice is enough to follow one failover.
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in _nodes(parts.netloc)],
             username=username, password=password, max_connections=max_connections,
-            require_full_coverage=True, cluster_error_retry_attempts=2, **common,  # type: ignore[arg-type]
+            require_full_coverage=True, **{**common, "retry": Retry(NoBackoff(), 2)},  # type: ignore[arg-type]
         )
     if parts.scheme == "redis+sentinel":
         username, password = _password(parts.netloc, query)
         master = parts.path.strip("/") or "mymaster"
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             _nodes(parts.netloc), sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
             username=username, password=password, **common,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -24,8 +24,9 @@ def _models(operations: list[Operation]) -> dict[str, Any]:
         if op.request is not None:
             models.add(op.request)
         models.update(m for m in op.responses.values() if isinstance(m, type))
-    pairs = [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)] + \
-            [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)]
+    ordered = sorted(models, key=lambda m: m.__name__)
+    modes: tuple[Literal["validation", "serialization"], ...] = ("validation", "serialization")
+    pairs = [(m, mode) for mode in modes for m in ordered]
     _, definitions = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
     return dict(definitions.get("$defs", {}))
 

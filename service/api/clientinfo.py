@@ -11,9 +11,8 @@ IP_HASH = web.RequestKey("ip_hash", str)
 
 
 def client_ip_hash(request: web.Request) -> str:
-    cached = request.get(IP_HASH)
-    if cached is not None:
-        return cached
+    if IP_HASH in request:
+        return request[IP_HASH]
     settings = request.app[SETTINGS]
     peer = request.transport.get_extra_info("peername") if request.transport else None
     address = client_address(peer[0] if peer else None, request.headers.get("X-Forwarded-For"),

@@ -53,7 +53,7 @@ def problem(request: web.Request, error: ServiceError) -> web.Response:
              "message": i18n.field_message(f.field, f.code, dict(f.params), lang)}
             for f in error.fields]
     body.update(error.extra)
-    headers = {"Content-Language": lang}
+    headers: dict[str, str] = {"Content-Language": lang}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return web.Response(body=orjson.dumps(body), status=error.status, content_type=PROBLEM, headers=headers)
