@@ -491,8 +491,8 @@ async def test_layout_on_phone_and_desktop(browser: Browser, base: str, api: Api
             "() => document.querySelector('[data-comments-article]').shadowRoot"
             ".querySelector('.cw-cap-img').complete"
         )
-        await page.locator(f"{WIDGET} .cw-h").scroll_into_view_if_needed()
         await page.screenshot(path=str(SCREENSHOTS / f"widget-{width}.png"), full_page=True)
+        await page.locator(f"{WIDGET} .cw-h").evaluate("(el) => el.scrollIntoView({block: 'start'})")
         await page.screenshot(path=str(SCREENSHOTS / f"widget-{width}-viewport.png"))
         scroll_width = await page.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= width, f"horizontal scroll at {width}px: {scroll_width}"

@@ -203,12 +203,12 @@
     N.audio = h('audio', { preload: 'none' });
     var capRow = h('div', { class: 'cw-cap' }, [
       N.img,
-      h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.newCap, onclick: function () {
+      h('div', { class: 'cw-cap-btns' }, [h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.newCap, onclick: function () {
         self.newCaptcha(true);
       } }),
       h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.listen, onclick: function () {
         self.listen();
-      } }),
+      } })]),
       N.audio
     ]);
     mk('captcha_answer', t.captcha, h('input', { type: 'text', autocomplete: 'off', autocapitalize: 'characters',
