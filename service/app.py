@@ -72,7 +72,8 @@ async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
                                initializer=captcha_render.warm_up)
     app[RENDER_POOL] = pool
     yield
-    pool.shutdown(wait=False, cancel_futures=True)
+    # Wait for the render processes to exit (they are idle by now), so none outlives its worker.
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
