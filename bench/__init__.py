@@ -1,0 +1,1 @@
+"""Benchmarks of the comments service: `python -m bench` (`make bench`); see docs/benchmarks.md."""

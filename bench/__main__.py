@@ -1,0 +1,59 @@
+"""`python -m bench`: run the benchmark, print the table with ratios and targets, write the JSON.
+
+    python -m bench                      # the full run: 3 runs x 4 s per scenario and concurrency
+    python -m bench --quick              # 1 run x 1 s: checks the harness end to end
+    python -m bench --scenarios submit,list --concurrency 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import wrk
+from bench.runner import EXTRAS, SCENARIOS, Options, run
+
+DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 run of 1 s each (a smoke test, not a measurement)")
+    parser.add_argument("--runs", type=int, help="runs per scenario and concurrency (default 3)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (default 4)")
+    parser.add_argument("--concurrency", default="16,64", help="comma-separated connection counts (default 16,64)")
+    names = ",".join((*SCENARIOS, *EXTRAS))
+    parser.add_argument("--scenarios", default=names, help=f"comma-separated subset of: {names}")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    unknown = set(scenarios) - set(SCENARIOS) - set(EXTRAS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))} (known: {names})")
+    try:
+        concurrencies = tuple(sorted({int(c) for c in args.concurrency.split(",") if c.strip()}))
+    except ValueError:
+        parser.error("--concurrency takes integers, e.g. 16,64")
+    if not concurrencies or min(concurrencies) < 1:
+        parser.error("--concurrency needs at least one positive number")
+    runs = args.runs or (1 if args.quick else 3)
+    seconds = args.seconds or (1 if args.quick else 4)
+    return Options(runs=runs, seconds=seconds, concurrencies=concurrencies, scenarios=scenarios,
+                   output=args.output, memory_comments=200 if args.quick else 2000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        wrk.binary()
+    except wrk.WrkError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    run(options)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
