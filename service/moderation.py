@@ -12,7 +12,7 @@ import heapq
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service import keys, text
 from service.clients import keyed_hash
 from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
-from service.models import ARTICLE_ID_PATTERN, COMMENT_ID_PATTERN, iso
+from service.models import ARTICLE_ID_PATTERN, iso
 from service.scripts import Scripts, scored
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal
@@ -28,6 +28,8 @@ from service.tokens import Principal
 STATS_TTL_SECONDS: Final = 8 * 86400
 REPUTATION_TTL_SECONDS: Final = 90 * 86400
 BULK_MAX: Final = 1000
+#: Times a claim plans again when concurrent claims took what it planned to lease.
+CLAIM_ROUNDS: Final = 4
 
 
 class State(enum.StrEnum):
@@ -256,27 +258,49 @@ class Moderation:
     async def claim(self, who: Principal, request: ClaimRequest) -> ClaimResult:
         now = _now_ms()
         expiry = now + request.lease_seconds * 1000
-        if request.article_id:
-            order = [keys.partition_of_article(request.article_id)]
-        else:
-            # Visit partitions by the age of their oldest claimable comment, so claims go oldest first.
-            batch = self._scripts.batch()
-            for partition in range(keys.PARTITIONS):
-                batch.command("ZRANGE", keys.ready(partition), 0, 0, "WITHSCORES")
-                batch.command("ZRANGEBYSCORE", keys.leases(partition), "-inf", now, "LIMIT", 0, 1)
-            heads = await batch.execute()
-            oldest = {p: scored(heads[2 * p]) for p in range(keys.PARTITIONS)}
-            order = sorted(
-                (p for p in range(keys.PARTITIONS) if oldest[p] or heads[2 * p + 1]),
-                key=lambda p: oldest[p][0][1] if oldest[p] else 0.0)
         claimed: list[str] = []
-        for partition in order:
-            if len(claimed) >= request.limit:
-                break
+
+        async def lease(partition: int, count: int) -> None:
             ids = await self._scripts.run("claim", keys.claim_keys(partition), [
-                now, expiry, who.name, request.limit - len(claimed), request.article_id or "", 5000])
+                now, expiry, who.name, count, request.article_id or "", 5000])
             claimed.extend(i.decode() for i in ids)
+
+        if request.article_id:
+            await lease(keys.partition_of_article(request.article_id), request.limit)
+        else:
+            # Another moderator may take some of the planned ones meanwhile: plan again for what is missing.
+            for _ in range(CLAIM_ROUNDS):
+                quotas = await self._oldest_claimable(now, request.limit - len(claimed))
+                if not quotas:
+                    break
+                for partition, count in quotas.items():
+                    await lease(partition, count)
+                if len(claimed) >= request.limit:
+                    break
         return ClaimResult(comments=await self._records(claimed), lease_expires_at=iso(expiry))
+
+    async def _oldest_claimable(self, now: int, limit: int) -> dict[int, int]:
+        """How many comments to lease from each partition so the claim takes the `limit` oldest claimable ones
+        over all partitions (unleased, or with a lease that ran out), partitions ordered by their oldest."""
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("ZRANGE", keys.ready(partition), 0, limit - 1, "WITHSCORES")
+            batch.command("ZRANGEBYSCORE", keys.leases(partition), "-inf", now, "LIMIT", 0, limit)
+        heads = await batch.execute()
+        candidates = [(score, partition) for partition in range(keys.PARTITIONS)
+                      for _, score in scored(heads[2 * partition])]
+        expired = [(partition, member) for partition in range(keys.PARTITIONS) for member in heads[2 * partition + 1]]
+        if expired:
+            batch = self._scripts.batch()
+            for partition, member in expired:
+                batch.command("ZSCORE", keys.pending(partition), member)
+            for (partition, _), score in zip(expired, await batch.execute(), strict=True):
+                if score is not None:
+                    candidates.append((float(score), partition))
+        quotas: dict[int, int] = {}
+        for _, partition in heapq.nsmallest(limit, candidates):
+            quotas[partition] = quotas.get(partition, 0) + 1
+        return quotas
 
     # -- decisions -------------------------------------------------------------------------------------
 
