@@ -1,0 +1,299 @@
+"""Schemathesis against our own `/openapi.json`, served by `comments-service run` in a subprocess: every
+operation, with valid (positive) and invalid (negative) inputs, plus a stateful run that follows links from
+a submission to its moderation, retraction and receipt status.
+
+Checks: no response >= 500, every response matches its documented schema, status code and content type, and
+invalid inputs are refused with a 4xx. FUZZ_EXAMPLES (default 15) sets examples per operation and mode;
+`make fuzz` raises it to 2000.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Final, TypeAlias
+
+import pytest
+import requests
+import schemathesis
+from conftest import RedisServer
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from tcp_proxy import ADMIN_TOKEN, TEST_ANSWER, ServedService
+
+from service import text
+
+Case: TypeAlias = "schemathesis.Case[Any]"
+Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
+EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+AUTH: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SUBMIT: Final = "POST /v1/articles/{article_id}/comments"
+CHECKS: Final = [not_a_server_error, response_schema_conformance, status_code_conformance,
+                 content_type_conformance]
+
+GET_MODERATED: Final = "get_v1_moderation_comments_comment_id"
+DECIDE: Final = "post_v1_moderation_comments_comment_id_decision"
+RETRACT: Final = "post_v1_moderation_comments_comment_id_retract"
+BY_ID: Final = {"comment_id": "$response.body#/id"}
+CAPTCHA_ID: Final = "$response.body#/id"
+#: Links the served document does not declare yet (a submission's id leads to its moderation and status).
+LINKS: Final = {
+    ("/v1/articles/{article_id}/comments", "post", "202"): {
+        "GetModerated": {"operationId": GET_MODERATED, "parameters": BY_ID},
+        "Decide": {"operationId": DECIDE, "parameters": BY_ID},
+        "Retract": {"operationId": RETRACT, "parameters": BY_ID},
+        "Status": {"operationId": "get_v1_comments_comment_id_status", "parameters": {
+            "comment_id": "$response.body#/id", "header.Authorization": "Receipt {$response.body#/receipt}"}},
+    },
+    ("/v1/moderation/comments/{comment_id}/decision", "post", "200"): {
+        "RetractDecided": {"operationId": RETRACT, "parameters": BY_ID},
+        "ListArticle": {"operationId": "get_v1_articles_article_id_comments",
+                        "parameters": {"article_id": "$response.body#/article_id"}},
+    },
+    ("/v1/captchas", "post", "201"): {
+        "Submit": {"operationId": "post_v1_articles_article_id_comments",
+                   "requestBody": {"captcha_id": CAPTCHA_ID, "captcha_answer": "ABCDE", "name": "Lan",
+                                   "email": "lan@example.com", "title": "Ý kiến", "body": "Bài viết hay."}},
+        "Image": {"operationId": "get_v1_captchas_captcha_id_png", "parameters": {"captcha_id": CAPTCHA_ID}},
+        "Audio": {"operationId": "get_v1_captchas_captcha_id_wav", "parameters": {"captcha_id": CAPTCHA_ID}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedService]:
+    service = ServedService(redis_server.url, tmp_path_factory.mktemp("fuzz-service"))
+    service.start()
+    yield service
+    service.stop()
+
+
+def _with_links(document: dict[str, Any]) -> dict[str, Any]:
+    document = copy.deepcopy(document)
+    for (path, method, status), links in LINKS.items():
+        document["paths"][path][method]["responses"][status]["links"] = links
+    return document
+
+
+@pytest.fixture(scope="module")
+def api(served: ServedService) -> schemathesis.BaseSchema:
+    with urllib.request.urlopen(f"{served.url}/openapi.json", timeout=5) as response:
+        document = json.load(response)
+    schema = schemathesis.openapi.from_dict(_with_links(document))
+    assert "links" not in json.dumps(document), "the document now has links of its own: use them"
+    schema.config.update(base_url=served.url)
+    schema.config.generation.update(max_examples=EXAMPLES, with_security_parameters=False)
+    return schema
+
+
+def _fresh_captcha(session: requests.Session, base_url: str) -> str:
+    response = session.post(f"{base_url}/v1/captchas", timeout=10)
+    assert response.status_code == 201, response.text
+    captcha_id: str = response.json()["id"]
+    return captcha_id
+
+
+def _solve_captcha(case: Case, session: requests.Session, base_url: str) -> None:
+    """A positive submission with a solved captcha and a real address goes all the way into the queue, not
+    just to the captcha check (the document types email as a string: generated strings are almost never
+    addresses, and the property tests cover email on their own)."""
+    if case.operation.label == SUBMIT and isinstance(case.body, dict) and "captcha_id" in case.body:
+        case.body["captcha_id"] = _fresh_captcha(session, base_url)
+        case.body["captcha_answer"] = TEST_ANSWER
+        case.body["email"] = "reader@example.com"
+        for field, maximum in (("name", 80), ("title", 200), ("body", 5000)):
+            value = case.body.get(field)
+            if isinstance(value, str):
+                case.body[field] = _repaired(value, maximum)
+
+
+def _repaired(value: str, maximum: int) -> str:
+    """The document does not state the text limits (a reported defect), so the fuzzer's strings mostly break
+    them; keep what it generated minus forbidden characters, non-empty and within length."""
+    kept = "".join(ch for ch in value if not text.has_forbidden_characters(ch, allow_newlines=False))
+    return ("x" + kept)[:maximum]
+
+
+#: Failures already reported, recognised by what Schemathesis says about them: the random run notes them
+#: and goes on; each has a deterministic strict-xfail test below, so a fix shows up as an XPASS failure.
+KNOWN_DEFECTS: Final = {
+    "undocumented content type of widget and demo routes": ("Undocumented Content-Type", "text/"),
+    "repeated article_id values beyond maxItems accepted": ("Schema-violating request accepted", "maxItems"),
+    "booleans accepted as integers": ("Schema-violating request accepted", "became boolean"),
+    "request line over 8190 bytes answered as text/plain": ("Undocumented Content-Type", "8190 bytes"),
+}
+
+
+def _known(message: str) -> str | None:
+    for name, signature in KNOWN_DEFECTS.items():
+        if all(part in message for part in signature):
+            return name
+    return None
+
+
+def _fuzz(operation: Operation, mode: GenerationMode, session: requests.Session, base_url: str,
+          tried: Counter[str], statuses: Counter[int]) -> None:
+    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None,
+                         phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                         suppress_health_check=list(HealthCheck))
+    def run(case: Case) -> None:
+        if mode is GenerationMode.POSITIVE:
+            _solve_captcha(case, session, base_url)
+        _no_long_poll(case)
+        response = case.call(session=session, headers=AUTH, timeout=30)
+        tried[mode.value] += 1
+        statuses[response.status_code] += 1
+        case.validate_response(response, checks=checks, headers=AUTH)
+
+    run()
+
+
+def _no_long_poll(case: Case) -> None:
+    """A valid feed `wait` of 1-30 s is a long poll costing only time; 0 is as valid and answers at once."""
+    wait = (case.query or {}).get("wait")
+    if case.operation.label == "GET /v1/feed" and isinstance(wait, int) and not isinstance(wait, bool) \
+            and 0 < wait <= 30:
+        case.query["wait"] = 0
+
+
+def _fuzz_all(api: schemathesis.BaseSchema, base_url: str) -> tuple[Counter[str], Counter[int], list[str],
+                                                                    Counter[str], int]:
+    session = requests.Session()
+    tried: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    failures: list[str] = []
+    known: Counter[str] = Counter()
+    operations = [result.ok() for result in api.get_all_operations()]  # type: ignore[union-attr]
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                _fuzz(operation, mode, session, base_url, tried, statuses)
+            except Unsatisfiable:
+                # A negative case needs an input to break; for some operations (no parameters, or only a path
+                # parameter whose invalid values cannot be routed) Schemathesis finds none: no failure.
+                if mode is GenerationMode.POSITIVE:
+                    failures.append(f"{operation.label} [positive]: no inputs could be generated")
+            except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure, not the first
+                message = str(exc)
+                if (name := _known(message)) is not None:
+                    known[name] += 1
+                else:
+                    failures.append(f"{operation.label} [{mode.value}]: {message[:3000]}")
+    return tried, statuses, failures, known, len(operations)
+
+
+def test_every_operation_positive_and_negative(api: schemathesis.BaseSchema, served: ServedService) -> None:
+    tried, statuses, failures, known, operations = _fuzz_all(api, served.url)
+    print(f"\nschemathesis: {sum(tried.values())} cases ({dict(tried)}) over {operations} operations; "
+          f"statuses {dict(sorted(statuses.items()))}; known defects met: {dict(known)}")
+    assert operations >= 30, "every route of the app is in the document"
+    assert sum(tried.values()) >= operations
+    assert not [s for s in statuses if s >= 500]
+    assert statuses[202] > 0, "some positive submissions reached the queue"
+    assert failures == [], "\n\n".join(failures)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: /widget.js, /widget.css and /demo/articles/{id} are served as javascript, css and html but "
+    "documented as application/octet-stream: service/api/widget.py routes have no @operation, so "
+    "service/openapi.py "
+    "falls back to 'bytes'"))
+def test_defect_widget_content_types(api: schemathesis.BaseSchema, served: ServedService) -> None:
+    for path in ("/widget.js", "/widget.css", "/demo/articles/a1"):
+        response = requests.get(f"{served.url}{path}", timeout=10)
+        assert response.status_code == 200
+        template = path if path.startswith("/widget") else "/demo/articles/{article_id}"
+        documented = api.raw_schema["paths"][template]
+        media_types = documented["get"]["responses"]["200"]["content"]
+        served_type = response.headers["Content-Type"].split(";")[0]
+        assert served_type in media_types, f"{path}: served {served_type}, documented {sorted(media_types)}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: the document does not state the text limits of a submission (name 1-80, title 1-200, body 1-5000 "
+    "characters): service/models.py enforces them in AfterValidators, which JSON Schema does not see, so "
+    "clients and fuzzers generate bodies the service then refuses"))
+def test_defect_submission_limits_documented(api: schemathesis.BaseSchema) -> None:
+    properties = api.raw_schema["components"]["schemas"]["CommentSubmission"]["properties"]
+    limits = [(properties[f].get("minLength"), properties[f].get("maxLength"))
+              for f in ("name", "title", "body")]
+    assert limits == [(1, 80), (1, 200), (1, 5000)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: GET /v1/counts documents maxItems=100 for article_id but accepts 101 repeated values: "
+    "service/api/public.py counts() de-duplicates before comparing with COUNTS_MAX"))
+def test_defect_counts_max_items(served: ServedService) -> None:
+    response = requests.get(f"{served.url}/v1/counts", params=[("article_id", "a1")] * 101, timeout=10)
+    assert response.status_code == 422
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: ClaimRequest (service/moderation.py) is not strict, so {\"limit\": true} is taken as limit=1 "
+    "although the document says integer; DecisionRequest.version has the same lax parsing"))
+def test_defect_claim_limit_boolean(served: ServedService) -> None:
+    response = requests.post(f"{served.url}/v1/moderation/claims", json={"limit": True}, headers=AUTH,
+                             timeout=10)
+    assert response.status_code == 422
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: a request line over 8190 bytes (e.g. GET /v1/feed?after= with 1000 four-byte characters, within "
+    "the documented maxLength) is refused by aiohttp's parser with a text/plain 400, not problem+json: "
+    "service/cli.py could pass max_line_size to the server, or the document could limit bytes"))
+def test_defect_long_request_line(served: ServedService) -> None:
+    response = requests.get(f"{served.url}/v1/feed", params={"after": "\U0001f600" * 1000}, headers=AUTH,
+                            timeout=10)
+    assert 400 <= response.status_code < 500
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_stateful_links(api: schemathesis.BaseSchema, served: ServedService) -> None:
+    """Submission -> moderation view, decision, retraction, receipt status, list; captcha -> image, audio."""
+    session = requests.Session()
+    steps: Counter[str] = Counter()
+    base = api.include(path_regex=r"^/v1/(articles|moderation/comments|comments|captchas)").as_state_machine()
+
+    class Machine(base):  # type: ignore[valid-type,misc]
+        def before_call(self, case: Case) -> None:
+            _solve_captcha(case, session, served.url)
+
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            headers = dict(AUTH)
+            if case.operation.label == "GET /v1/comments/{comment_id}/status":
+                headers.pop("Authorization")  # the link supplies the receipt
+            return {"session": session, "headers": headers, "timeout": 30}
+
+        def validate_response(self, response: schemathesis.Response, case: Case,
+                              additional_checks: Any = None, **kwargs: Any) -> None:
+            steps[f"{case.operation.label} {response.status_code}"] += 1
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Machine.run(settings=hypothesis_settings(
+        max_examples=max(10, EXAMPLES), stateful_step_count=8, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink]))
+    linked = {label for label in steps if label.startswith((
+        "GET /v1/moderation/comments/{comment_id} 200",
+        "POST /v1/moderation/comments/{comment_id}/decision 200",
+        "GET /v1/comments/{comment_id}/status 200"))}
+    print(f"\nschemathesis stateful: {sum(steps.values())} calls; {len(steps)} (operation, status) pairs")
+    assert sum(steps.values()) > 0
+    assert not [label for label in steps if label.endswith((" 500", " 502", " 503", " 504"))]
+    assert linked, f"links led to no successful follow-up: {sorted(steps)}"
+
