@@ -10,17 +10,56 @@ not hang. Only connection errors are retried (once, at once): a timed-out write 
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import asyncio
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
+
+
+def _raise_if_cancel_was_lost(cancels_before: int) -> None:
+    """redis-py 8.1's asyncio cluster client sometimes loses a cancellation that arrives while a command is in
+    flight: the command returns normally and the task runs on. A background loop (webhooks, captcha pool)
+    cancelled at shutdown then never ends and the application hangs on exit. Restore the cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > cancels_before:
+        raise asyncio.CancelledError
+
+
+def _cancels() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        before = _cancels()
+        result: list[Any] = await super().execute(raise_on_error, allow_redirections)
+        _raise_if_cancel_was_lost(before)
+        return result
+
+
+class _Cluster(RedisCluster):
+    """`RedisCluster` that does not lose cancellations (see `_raise_if_cancel_was_lost`)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        before = _cancels()
+        result = await super().execute_command(*args, **kwargs)
+        _raise_if_cancel_was_lost(before)
+        return result
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is not supported on a cluster")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
 def _nodes(netloc: str) -> list[tuple[str, int]]:
@@ -61,7 +100,7 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
         username, password = _password(parts.netloc, query)
         # The cluster client retries (after refreshing its slot map) on its own list of errors, a moved slot or
         # a failed-over master among them; twice is enough to follow one failover.
-        return RedisCluster(
+        return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in _nodes(parts.netloc)],
             username=username, password=password, max_connections=max_connections,
             require_full_coverage=True, **{**common, "retry": Retry(NoBackoff(), 2)},  # type: ignore[arg-type]

@@ -66,7 +66,8 @@ class Batch:
         self._calls: list[tuple[ScriptName, Sequence[str], Sequence[Arg]] | None] = []
 
     def script(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> None:
-        self._pipe.evalsha(self._scripts._sha[name], len(keys), *keys, *args)
+        # Through execute_command: a cluster pipeline refuses its `evalsha` method but routes EVALSHA by its keys.
+        self._pipe.execute_command("EVALSHA", self._scripts._sha[name], len(keys), *keys, *args)
         self._calls.append((name, keys, args))
 
     def command(self, *args: Arg) -> None:

