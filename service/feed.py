@@ -9,7 +9,6 @@ consumer that resumes after a crash has no gap. A cursor from before the retenti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Final
@@ -108,6 +107,7 @@ class Feed:
         return dropped
 
     async def run_janitor(self) -> None:
+        task = asyncio.current_task()
         while True:
             try:
                 await self.trim_once()
@@ -115,5 +115,9 @@ class Feed:
                 raise
             except Exception:  # Redis away: try again next round
                 log.warning("trimming the feed failed", exc_info=True)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.sleep(TRIM_EVERY_SECONDS)
+            # A cancel that lands during a Redis call can be swallowed by the client library (seen with
+            # redis-py 8 when the app shuts down right after starting): honour it here, or shutdown waits a
+            # whole round.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            await asyncio.sleep(TRIM_EVERY_SECONDS)
