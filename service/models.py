@@ -28,11 +28,11 @@ BODY_MAX: Final = 5000
 
 
 def _checked(value: str, *, maximum: int, allow_newlines: bool, strip_invisible: bool) -> str:
-    if allow_newlines:
-        value = text.normalise_newlines(value)
+    # NFC and trimming come before any check: surrounding whitespace (a pasted trailing newline or tab
+    # included) is removed, not judged.
+    value = text.normalise(text.normalise_newlines(value) if allow_newlines else value)
     if text.has_forbidden_characters(value, allow_newlines=allow_newlines):
         raise PydanticCustomError("invalid_characters", "contains control or bidi override characters")
-    value = text.normalise(value)
     if strip_invisible:
         value = text.strip_zero_width(value).strip()
     if not value:
