@@ -8,6 +8,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -28,34 +29,35 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def create(client: TestClient, role: str, name: str,  # type: ignore[type-arg]
-                 ttl: int | None = None) -> dict[str, str]:
+                 ttl: int | None = None) -> dict[str, Any]:
     response = await client.post("/v1/tokens", json={"role": role, "name": name, "ttl_seconds": ttl},
                                  headers=ADMIN)
     assert response.status == 201, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
-    created: dict[str, str] = await response.json()
+    created: dict[str, Any] = await response.json()
     return created
 
 
 async def everything_in(redis: Redis) -> list[bytes]:
     """Every key and every value in the database, whatever its type."""
+    raw: Any = redis  # redis-py 8 types replies as bytes | str; this client returns bytes
     out: list[bytes] = []
-    async for key in redis.scan_iter(count=1000):
+    async for key in raw.scan_iter(count=1000):
         out.append(key)
-        kind = (await redis.type(key)).decode()
+        kind = (await raw.type(key)).decode()
         if kind == "string":
-            out.append(await redis.get(key) or b"")
+            out.append(await raw.get(key) or b"")
         elif kind == "hash":
-            for field, value in (await redis.hgetall(key)).items():
+            for field, value in (await raw.hgetall(key)).items():
                 out.extend((field, value))
         elif kind == "list":
-            out.extend(await redis.lrange(key, 0, -1))
+            out.extend(await raw.lrange(key, 0, -1))
         elif kind == "set":
-            out.extend(await redis.smembers(key))
+            out.extend(await raw.smembers(key))
         elif kind == "zset":
-            out.extend(await redis.zrange(key, 0, -1))
+            out.extend(await raw.zrange(key, 0, -1))
         elif kind == "stream":
-            for entry_id, fields in await redis.xrange(key):
+            for entry_id, fields in await raw.xrange(key):
                 out.append(entry_id)
                 for field, value in fields.items():
                     out.extend((field, value))
