@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
@@ -37,6 +37,28 @@ def _raise_if_cancel_was_lost(cancels_before: int) -> None:
 def _cancels() -> int:
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
+
+
+class _MasterConnection(SentinelManagedConnection):
+    """A connection to the master the Sentinels name, that notices when that server stopped being the master.
+
+    After a failover the old master keeps its clients until the Sentinels demote it, and meanwhile it still
+    accepts writes that the new master never sees: acknowledged comments would be lost. With
+    `min-replicas-to-write 1` (docs/operations.md) the old master refuses them with NOREPLICAS as soon as its
+    replica leaves; this connection then drops and asks the Sentinels again (the command was not executed,
+    so the one retry is safe), like redis-py already does for READONLY.
+    """
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            # Also inside a script ("Error running script ...: -NOREPLICAS ..."): Redis refuses a script's first
+            # write, so nothing of it was applied either.
+            if "NOREPLICAS" in str(exc) and self.connection_pool.is_master:
+                await self.disconnect()
+                raise RedisConnectionError("the master has no replica: asking the Sentinels again") from exc
+            raise
 
 
 class _ClusterPipeline(ClusterPipeline):
@@ -112,7 +134,8 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
             _nodes(parts.netloc), sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
             username=username, password=password, **common,
         )
-        client: Redis = sentinel.master_for(master, max_connections=max_connections)
+        client: Redis = sentinel.master_for(master, connection_pool_class=SentinelConnectionPool,
+                                            connection_class=_MasterConnection, max_connections=max_connections)
         return client
     return Redis.from_url(url, max_connections=max_connections, **common)  # type: ignore[arg-type]
 
