@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     runs = args.runs or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
     return Options(runs=runs, seconds=seconds, concurrencies=concurrencies, scenarios=scenarios,
-                   output=args.output, memory_comments=200 if args.quick else 2000)
+                   output=args.output, memory_comments=100 if args.quick else 2000)
 
 
 def main(argv: list[str] | None = None) -> int:

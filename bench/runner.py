@@ -150,7 +150,7 @@ class Bench:
         return path
 
     def _submit_load(self, service: Service) -> Load:
-        count = int(self.seen_rate["submit"] * self.options.seconds * 1.5) + 500
+        count = int(self.seen_rate["submit"] * self.options.seconds * 1.25) + 200
         path = self._submission_file(service, count, COUNT_ARTICLES)
         return Load(service.base_url + "/v1/articles/x/comments", "replay", (str(path), str(wrk.THREADS)))
 
