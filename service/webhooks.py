@@ -61,7 +61,7 @@ import aiohttp
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StrictStr
 from pydantic_core import PydanticCustomError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from service import keys
 from service.connections import RedisClient
@@ -320,6 +320,10 @@ class Webhooks:
         while True:
             try:
                 done = await step()
+            except RedisError as exc:  # Redis away or failing over: say so once a round, without a traceback
+                log.warning("webhook %s: Redis unavailable (%s); retrying in %.0f s", name, exc, ERROR_PAUSE_SECONDS)
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                continue
             except Exception:
                 log.exception("webhook %s failed; retrying in %.0f s", name, ERROR_PAUSE_SECONDS)
                 await asyncio.sleep(ERROR_PAUSE_SECONDS)
@@ -337,6 +341,11 @@ class Webhooks:
                 if free > 0:
                     try:
                         leases = await self._lease(min(free, LEASE_BATCH))
+                    except RedisError as exc:
+                        log.warning("leasing webhook deliveries: Redis unavailable (%s); retrying in %.0f s",
+                                    exc, ERROR_PAUSE_SECONDS)
+                        await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                        continue
                     except Exception:
                         log.exception("leasing webhook deliveries failed; retrying in %.0f s",
                                       ERROR_PAUSE_SECONDS)

@@ -289,9 +289,6 @@ async def test_ready_on_a_safely_configured_cluster(api: TestClient[Any, Any]) -
     assert response.status == 200, await response.text()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: service/api/ops.py redis_problems sends INFO persistence and "
-                   "CONFIG GET to one default cluster node only (redis-py routes both to DEFAULT_NODE), so a "
-                   "master without AOF elsewhere in the cluster goes unnoticed")
 async def test_ready_notices_a_cluster_node_without_aof(api: TestClient[Any, Any], cluster: Cluster) -> None:
     app = api.app
     assert app is not None

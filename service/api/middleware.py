@@ -74,7 +74,9 @@ def _from_http(exc: web.HTTPException) -> ServiceError:
 def _redis_error(exc: redis_errors.RedisError) -> ServiceError | None:
     if isinstance(exc, REDIS_UNAVAILABLE):
         return Unavailable("the database is unreachable; nothing was saved", retry_after=2)
-    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(("OOM", "MISCONF", "NOREPLICAS")):
+    # Inside a Lua script the reply reads "Error running script ...: -NOREPLICAS ...", so look anywhere in it.
+    if isinstance(exc, redis_errors.ResponseError) and any(
+            word in str(exc) for word in ("OOM command", "MISCONF", "NOREPLICAS", "READONLY")):
         return Unavailable("the database refuses writes; nothing was saved", retry_after=5)
     return None
 

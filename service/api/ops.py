@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 from pydantic import BaseModel
 
 from service import openapi
@@ -21,15 +22,23 @@ async def redis_problems(app: web.Application) -> list[str]:
     an eviction policy means Redis may silently drop them when full."""
     redis = app[REDIS]
     problems = []
-    info = await redis.info("persistence")
-    policy = await redis.config_get("maxmemory-policy")
-    infos = info.values() if "aof_enabled" not in info else [info]
-    if not all(int(i.get("aof_enabled", 0)) == 1 for i in infos if isinstance(i, dict)):
+    if isinstance(redis, RedisCluster):
+        # Every node: a replica promoted in a failover must be as safe as the master it replaces.
+        infos = list((await redis.info("persistence", target_nodes=RedisCluster.ALL_NODES)).values())
+        configs = list((await redis.config_get("maxmemory-policy", target_nodes=RedisCluster.ALL_NODES)).values())
+    else:
+        infos = [await redis.info("persistence")]
+        configs = [await redis.config_get("maxmemory-policy")]
+    if not all(int(info.get("aof_enabled", 0)) == 1 for info in infos):
         problems.append("appendonly is off: acknowledged comments could be lost in a crash")
-    policies = {v for k, v in policy.items() if "maxmemory-policy" in str(k)} or set(policy.values())
-    if any(str(p) != "noeviction" for p in policies):
+    policies = {_text(value) for config in configs for key, value in config.items() if "policy" in _text(key)}
+    if policies != {"noeviction"}:
         problems.append("maxmemory-policy is not noeviction: Redis could silently drop comments when full")
     return problems
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @operation(summary="The process is alive", tag="ops", responses={200: Health})
