@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
-from redis.asyncio.cluster import RedisCluster
 from pydantic import BaseModel
+from redis.asyncio.cluster import RedisCluster
 
 from service import openapi
 from service.api.common import json_response
