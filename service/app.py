@@ -65,11 +65,19 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+def _init_render_process() -> None:
+    """Render processes yield the CPU to the workers serving requests: pictures are rendered ahead of demand,
+    so rendering can wait a moment, a reader's request should not."""
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    captcha_render.warm_up()
+
+
 async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     # spawn, not fork: the parent has an event loop and threads that a forked child must not inherit.
     pool = ProcessPoolExecutor(max_workers=render_processes(app[SETTINGS]),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=captcha_render.warm_up)
+                               initializer=_init_render_process)
     app[RENDER_POOL] = pool
     yield
     # Wait for the render processes to exit (they are idle by now), so none outlives its worker.

@@ -7,6 +7,7 @@ prometheus_client; each worker then writes its samples there and `/metrics` in a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -39,6 +40,19 @@ class Metrics:
                                  multiprocess_mode="max")
         self.oldest_pending = Gauge("comments_oldest_pending_age_seconds", "Age of the oldest pending comment",
                                     registry=r, multiprocess_mode="max")
+
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one request; label children are looked up once per (method, route, status)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            if len(self._request_children) < 10_000:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

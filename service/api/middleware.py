@@ -5,6 +5,7 @@ generic 500 that leaks nothing. Also: request ids, one JSON log line per request
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -31,6 +32,9 @@ errors_log = logging.getLogger("service.errors")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBLEM: Final = "application/problem+json"
 REQUEST_ID: Final = web.RequestKey("request_id", str)
+#: Request ids made here: unique per process (a random prefix and a counter), without a system call each.
+_ID_PREFIX: Final = secrets.token_hex(4)
+_ID_COUNTER: Final = itertools.count(1)
 #: Redis failures a client can do nothing about but retry: the service answers 503 with Retry-After.
 REDIS_UNAVAILABLE: Final = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError,
                             redis_errors.ReadOnlyError, redis_errors.ClusterDownError, redis_errors.TryAgainError,
@@ -86,7 +90,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: request id, access log, metrics, and the catch-all for anything unexpected."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if 0 < len(incoming) <= 128 and incoming.isascii() and incoming.isprintable() \
-        else secrets.token_hex(8)
+        else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
@@ -102,9 +106,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     elapsed = time.perf_counter() - started
     response.headers["X-Request-ID"] = request_id
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    metrics = request.app[METRICS]
-    metrics.requests.labels(request.method, route, str(response.status)).inc()
-    metrics.latency.labels(request.method, route).observe(elapsed)
+    request.app[METRICS].observe_request(request.method, route, response.status, elapsed)
     if log.isEnabledFor(logging.INFO):
         log.info("request", extra={"request_id": request_id, "method": request.method, "route": route,
                                    "status": response.status, "ms": round(elapsed * 1000, 2)})
