@@ -107,9 +107,23 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(job) for job in jobs]
     app[BACKGROUND] = tasks
     yield
+    await stop(tasks)
+
+
+async def stop(tasks: list[asyncio.Task[None]], patience: float = 10.0) -> None:
+    """Cancel background tasks and wait for them. redis-py can lose a cancellation that arrives while a
+    command is in flight (the task then carries on looping), so a task still running is cancelled again."""
+    deadline = asyncio.get_running_loop().time() + patience
+    pending = {task for task in tasks if not task.done()}
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
     for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+    if pending:
+        log.error("%d background task(s) did not stop", len(pending))
 
 
 def create_app(settings: Settings) -> web.Application:
