@@ -11,6 +11,7 @@ import enum
 import heapq
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final, Literal
 
@@ -28,6 +29,7 @@ from service.tokens import Principal
 STATS_TTL_SECONDS: Final = 8 * 86400
 REPUTATION_TTL_SECONDS: Final = 90 * 86400
 BULK_MAX: Final = 1000
+ARTICLE_CACHE_ENTRIES: Final = 100_000
 #: Times a claim plans again when concurrent claims took what it planned to lease.
 CLAIM_ROUNDS: Final = 4
 
@@ -174,6 +176,10 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -183,6 +189,13 @@ class Moderation:
         self._scripts = scripts
         self._redis = scripts.redis
         self._secret = secret
+        # comment -> article never changes; knowing it saves a round trip before each decision.
+        self._article_of: OrderedDict[str, str] = OrderedDict()
+
+    def _remember_article(self, comment_id: str, article_id: str) -> None:
+        self._article_of[comment_id] = article_id
+        if len(self._article_of) > ARTICLE_CACHE_ENTRIES:
+            self._article_of.popitem(last=False)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -205,8 +218,9 @@ class Moderation:
                 continue
             row = row if isinstance(row, dict) else _pairs(row)
             live = lease is not None and float(lease) > now
-            out.append(parse_record(comment_id, row, _str(holder) if live else None,
-                                    float(lease) if live else None))
+            record = parse_record(comment_id, row, _str(holder) if live else None, float(lease) if live else None)
+            self._remember_article(comment_id, record.article_id)
+            out.append(record)
         return out
 
     async def queue(self, article_id: str | None, limit: int, cursor: str | None) -> QueuePage:
@@ -306,25 +320,29 @@ class Moderation:
 
     async def decide(self, who: Principal, comment_id: str, action: str, reason: str = "",
                      version: int | None = None) -> ModeratorComment:
-        article_id = await self._redis.hget(keys.comment(comment_id), "a")
+        article_id = self._article_of.get(comment_id)
         if article_id is None:
-            raise NotFound("no such comment")
+            stored = await self._redis.hget(keys.comment(comment_id), "a")
+            if stored is None:
+                raise NotFound("no such comment")
+            article_id = _text(stored)
+            self._remember_article(comment_id, article_id)
         now = _now_ms()
         result = await self._scripts.run(
-            "decide", keys.decide_keys(comment_id, article_id.decode(), now // 3_600_000),
+            "decide", keys.decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, iso(now),
              secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS])
-        status = result[0].decode()
+        status, detail = _text(result[0]), _text(result[1]) if len(result) > 1 else ""
         if status == "missing":
             raise NotFound("no such comment")
         if status == "stale":
-            raise StaleVersion(f"the comment is at version {result[1].decode()}")
+            raise StaleVersion(f"the comment is at version {detail}")
         if status == "decided":
-            raise AlreadyDecided(f"the comment is already {result[1].decode()}")
+            raise AlreadyDecided(f"the comment is already {detail}")
         if status == "not_approved":
-            raise NotApproved(f"the comment is {result[1].decode()}, not approved")
+            raise NotApproved(f"the comment is {detail}, not approved")
         if status == "leased":
-            raise LeasedToOther(f"{result[1].decode()} holds this comment")
+            raise LeasedToOther(f"{detail} holds this comment")
         record = parse_record(comment_id, _pairs(result[1:]))
         if action == "spam":
             await self._learn_spam(record)
@@ -382,6 +400,17 @@ class Moderation:
     async def set_open(self, article_id: str, is_open: bool) -> ArticleState:
         await self._scripts.run("set_open", [keys.article(article_id)], ["0" if is_open else "1"])
         return ArticleState(article_id=article_id, open=is_open)
+
+    async def queue_health(self) -> tuple[int, float | None]:
+        """Queue depth and the age in seconds of the oldest pending comment (for metrics at scrape time)."""
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("ZCARD", keys.pending(partition))
+            batch.command("ZRANGE", keys.pending(partition), 0, 0, "WITHSCORES")
+        results = await batch.execute()
+        depth = sum(int(results[2 * p]) for p in range(keys.PARTITIONS))
+        heads = [scored(results[2 * p + 1])[0][1] for p in range(keys.PARTITIONS) if results[2 * p + 1]]
+        return depth, (_now_ms() - min(heads)) / 1000 if heads else None
 
     async def stats(self, hours: int = 24) -> Stats:
         now = _now_ms()

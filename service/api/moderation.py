@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
@@ -70,8 +71,15 @@ async def decide(request: web.Request) -> web.Response:
     comment_id = _comment_id(request)
     body = await read_json(request, DecisionRequest)
     record = await request.app[MODERATION].decide(who, comment_id, body.action, body.reason, body.version)
-    request.app[METRICS].decisions.labels(body.action).inc()
+    metrics = request.app[METRICS]
+    metrics.decisions.labels(body.action).inc()
+    metrics.time_to_decision.observe(_seconds_waiting(record))
     return json_response(record)
+
+
+def _seconds_waiting(record: ModeratorComment) -> float:
+    decided = datetime.fromisoformat(record.decided_at) if record.decided_at else datetime.now(UTC)
+    return max(0.0, (decided - datetime.fromisoformat(record.created_at)).total_seconds())
 
 
 @operation(summary="Decide many comments: by ids or by a filter", tag="moderation", role="moderator",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from service import openapi
 from service.api.common import json_response
 from service.api.docs import operation
-from service.appkeys import METRICS, REDIS
+from service.appkeys import METRICS, MODERATION, REDIS
 from service.errors import Unavailable
 
 
@@ -56,7 +57,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 @operation(summary="Prometheus metrics", tag="ops", responses={200: "text"}, media={200: "text/plain"})
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[METRICS].render(),
+    metrics = request.app[METRICS]
+    try:  # the queue's state at scrape time; the request counters need no Redis
+        depth, oldest = await request.app[MODERATION].queue_health()
+        metrics.queue_depth.set(depth)
+        metrics.oldest_pending.set(oldest or 0.0)
+    except RedisError:
+        metrics.redis_errors.labels("metrics").inc()
+    return web.Response(body=metrics.render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
