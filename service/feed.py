@@ -56,12 +56,19 @@ class Feed:
     def __init__(self, scripts: Scripts, *, retention_seconds: int) -> None:
         self._scripts = scripts
         self._retention_ms = retention_seconds * 1000
+        self._trimmed_cache: tuple[float, list[Position]] | None = None
 
     async def _trimmed(self) -> list[Position]:
+        """Where retention cut each partition; read at most once a second (it moves once a minute)."""
+        now = time.monotonic()
+        if self._trimmed_cache is not None and self._trimmed_cache[0] > now:
+            return self._trimmed_cache[1]
         batch = self._scripts.batch()
         for partition in range(keys.PARTITIONS):
             batch.command("GET", keys.feed_trimmed(partition))
-        return [_parse_id(raw) if raw else (0, 0) for raw in await batch.execute()]
+        marks = [_parse_id(raw) if raw else (0, 0) for raw in await batch.execute()]
+        self._trimmed_cache = (now + 1.0, marks)
+        return marks
 
     async def read(self, after: str | None, limit: int, wait: float) -> bytes:
         trimmed = await self._trimmed()
@@ -70,7 +77,7 @@ class Feed:
             if any(pos < mark for pos, mark in zip(positions, trimmed, strict=True)):
                 raise CursorExpired("events after this cursor were dropped by retention; start again")
         else:
-            positions = trimmed
+            positions = list(trimmed)
         deadline = time.monotonic() + wait
         while True:
             events = await self._events(positions, limit)
@@ -88,22 +95,41 @@ class Feed:
         return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + encode_cursor(positions).encode() + b'"}'
 
     async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
-        batch = self._scripts.batch()
-        for partition, (ms, seq) in enumerate(positions):
-            batch.command("XRANGE", keys.feed(partition), f"({ms}-{seq}", "+", "COUNT", limit)
-        merged = []
-        for partition, entries in enumerate(await batch.execute()):
-            for entry_id, fields in entries:
-                merged.append((_parse_id(entry_id), partition, fields))
-        merged.sort(key=lambda item: (item[0], item[1]))
-        return [(partition, position, fields) for position, partition, fields in merged[:limit]]
+        """The next `limit` events in decision order. Each partition is asked for a share of the page, not the
+        whole page (16 times the data otherwise); a partition that filled its share may hold more, so only
+        events up to the earliest last-fetched id among such partitions are known to be complete."""
+        fetched: list[list[tuple[Position, dict[bytes, bytes]]]] = [[] for _ in positions]
+        reached = list(positions)
+        todo = list(range(len(positions)))
+        share = max(4, 2 * -(-limit // len(positions)))
+        while True:
+            batch = self._scripts.batch()
+            for partition in todo:
+                ms, seq = reached[partition]
+                batch.command("XRANGE", keys.feed(partition), f"({ms}-{seq}", "+", "COUNT", share)
+            more = []
+            for partition, entries in zip(todo, await batch.execute(), strict=True):
+                for entry_id, fields in entries:
+                    fetched[partition].append((_parse_id(entry_id), fields))
+                if len(entries) == share:
+                    reached[partition] = fetched[partition][-1][0]
+                    more.append(partition)
+            boundary = min((reached[p] for p in more), default=None)
+            merged = sorted(((position, partition, fields) for partition, events in enumerate(fetched)
+                             for position, fields in events if boundary is None or position <= boundary),
+                            key=lambda item: (item[0], item[1]))
+            if len(merged) >= limit or not more:
+                return [(partition, position, fields) for position, partition, fields in merged[:limit]]
+            todo, share = more, share * 2
 
     async def trim_once(self) -> int:
+        self._trimmed_cache = None
         oldest = int(time.time() * 1000) - self._retention_ms
         dropped = 0
         for partition in range(keys.PARTITIONS):
             dropped += int(await self._scripts.run(
                 "trim_feed", [keys.feed(partition), keys.feed_trimmed(partition)], [f"{oldest}-0"]))
+        self._trimmed_cache = None
         return dropped
 
     async def run_janitor(self) -> None:
