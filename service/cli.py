@@ -14,7 +14,6 @@ import shutil
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from service.settings import Settings
 

@@ -4,33 +4,33 @@ Comments are spread over `PARTITIONS` partitions by article, so a Redis Cluster 
 Lua script touches carries the partition's hash tag (`{pXX}`) and so lives in one slot. Comment ids start
 with their partition, so any key of a comment can be built from its id alone.
 
-| key                                  | type   | TTL                  | owner / purpose                                  |
-|--------------------------------------|--------|----------------------|--------------------------------------------------|
-| cm:cap:<captcha id>                  | string | captcha TTL          | captcha: "<issued ms>:<HMAC of the answer>"      |
-| cm:rl:<scope>:<subject>:<window>     | string | window               | ratelimit: fixed-window counter                  |
-| cm:seen:<body digest>                | string | 1 day                | risk: how often this exact text was sent         |
-| cm:rep:ip:<ip hash> / :email:<hmac>  | string | 90 days              | risk: spam decisions against this sender         |
-| cm:idem:<key digest>                 | string | idempotency TTL      | submissions: "<state>:<request fingerprint>"     |
-| cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`)           |
-| cm:{pXX}:h:<id>                      | list   | none                 | append-only history of state changes (JSON)      |
-| cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing)      |
-| cm:{pXX}:ready                       | zset   | none                 | pending, unleased ids -> submitted ms (claims)   |
-| cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms                    |
-| cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator                           |
-| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters)               |
-| cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed                 |
-| cm:{pXX}:a:<article>:order           | zset   | none                 | approved ids -> approval sequence                |
-| cm:{pXX}:a:<article>:public          | hash   | none                 | approved id -> public JSON (pre-rendered)        |
-| cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events      |
-| cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away              |
-| cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`)           |
-| cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour    |
-| cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires         |
-| cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation)         |
-| cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration                  |
-| cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | one delivery of one event to one webhook         |
-| cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms                   |
-| cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing)    |
+| key                                  | type   | TTL                  | owner / purpose |
+|--------------------------------------|--------|----------------------|-----------------|
+| cm:cap:<captcha id>                  | string | captcha TTL          | captcha: "<issued ms>:<HMAC of the answer>" |
+| cm:rl:<scope>:<subject>:<window>     | string | window               | ratelimit: fixed-window counter |
+| cm:seen:<body digest>                | string | 1 day                | risk: how often this exact text was sent |
+| cm:rep:ip:<ip hash> / :email:<hmac>  | string | 90 days              | risk: spam decisions against this sender |
+| cm:idem:<key digest>                 | string | idempotency TTL      | submissions: the request fingerprint |
+| cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`) |
+| cm:{pXX}:h:<id>                      | list   | none                 | append-only history of state changes (JSON) |
+| cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing) |
+| cm:{pXX}:ready                       | zset   | none                 | claimable ids -> submitted ms |
+| cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms |
+| cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator |
+| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters) |
+| cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
+| cm:{pXX}:a:<article>:order           | zset   | none                 | approved ids -> approval sequence |
+| cm:{pXX}:a:<article>:public          | hash   | none                 | approved id -> public JSON (pre-rendered) |
+| cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events |
+| cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away |
+| cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`) |
+| cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
+| cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires |
+| cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation) |
+| cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration |
+| cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | one delivery of one event to one webhook |
+| cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
+| cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing) |
 """
 
 from __future__ import annotations

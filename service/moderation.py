@@ -22,7 +22,7 @@ from service import keys, text
 from service.clients import keyed_hash
 from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, iso
-from service.scripts import Scripts, scored
+from service.scripts import Scripts, as_text, scored
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal
 
@@ -251,7 +251,7 @@ class Moderation:
             owners = await self._redis.hmget(keys.pending_articles(partition), [c[1] for c in candidates]) \
                 if candidates else []
             candidates = [c for c, owner in zip(candidates, owners, strict=True)
-                          if owner is not None and owner.decode() == article_id]
+                          if owner is not None and as_text(owner) == article_id]
         page = candidates[:limit]
         comments = await self._records([c[1] for c in page])
         next_cursor = f"{page[-1][0]:.0f}:{page[-1][1]}" if len(candidates) > limit and page else None

@@ -18,7 +18,7 @@ import orjson
 from service import keys
 from service.errors import NotFound, ValidationFailed
 from service.models import CommentStatus, iso
-from service.scripts import Scripts, scored
+from service.scripts import Scripts, as_text, scored
 
 Order = Literal["oldest", "newest"]
 PAGE_CACHE_ENTRIES: Final = 4096
@@ -115,7 +115,9 @@ class Publication:
         scores = [score for _, score in pairs]
         more = len(ids) > limit
         ids, scores = ids[:limit], scores[:limit]
-        bodies = [b for b in await self._redis.hmget(keys.article_public(article_id), ids) if b] if ids else []
+        bodies: list[bytes] = [
+            b for b in await self._redis.hmget(keys.article_public(article_id), ids) if isinstance(b, bytes)
+        ] if ids else []
         next_cursor = orjson.dumps(str(int(float(scores[-1])))) if more else b"null"
         body = b"".join((
             b'{"article_id":', orjson.dumps(article_id), b',"open":', b"true" if meta.open else b"false",
@@ -133,7 +135,9 @@ class Publication:
         if state is None or article_id is None or created is None or private is None:
             raise NotFound("no such comment")
         data = orjson.loads(private)
-        public_state = {"pending": "pending", "approved": "approved"}.get(state.decode(), "rejected")
-        return CommentStatus(id=comment_id, article_id=article_id.decode(), status=public_state,  # type: ignore[arg-type]
+        state_text = as_text(state)
+        public_state: Literal["pending", "approved", "rejected"] = \
+            "pending" if state_text == "pending" else "approved" if state_text == "approved" else "rejected"
+        return CommentStatus(id=comment_id, article_id=as_text(article_id), status=public_state,
                              name=data["name"], title=data["title"], body=data["body"],
                              created_at=iso(int(created)))

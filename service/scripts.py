@@ -86,6 +86,11 @@ class Batch:
         return results
 
 
+def as_text(value: bytes | str) -> str:
+    """A reply as text: redis-py types replies as `bytes | str` (it depends on `decode_responses`)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def scored(result: Any) -> list[tuple[bytes, float]]:
     """A WITHSCORES reply as (member, score) pairs, whichever shape this redis-py version and protocol give
     (flat RESP2 list, or pairs)."""

@@ -20,6 +20,7 @@ import orjson
 from service import keys
 from service.connections import RedisClient
 from service.errors import NotFound
+from service.scripts import as_text
 
 TOKEN_PREFIX: Final = "cmt_"
 #: A revoked token may still work for this long in a worker that looked it up just before.
@@ -95,7 +96,7 @@ class Tokens:
             data = orjson.loads(raw)
             if data["expires_at"] and data["expires_at"] < now:
                 continue
-            out.append(TokenInfo(id=token_id.decode(), name=data["name"], role=Role(data["role"]),
+            out.append(TokenInfo(id=as_text(token_id), name=data["name"], role=Role(data["role"]),
                                  created_at=data["created_at"], expires_at=data["expires_at"]))
         return sorted(out, key=lambda info: info.created_at)
 
@@ -120,11 +121,11 @@ class Tokens:
             return cached[1]
         row = await self._redis.hgetall(keys.token(token_digest))
         principal = None
-        stored = row.get(b"digest", b"").decode()
+        stored = as_text(row.get(b"digest", b""))
         expires = int(row.get(b"expires_at", 0) or 0)
         if row and hmac.compare_digest(stored, token_digest) and (not expires or expires > time.time()):
-            principal = Principal(token_id=row[b"id"].decode(), name=row[b"name"].decode(),
-                                  role=Role(row[b"role"].decode()))
+            principal = Principal(token_id=as_text(row[b"id"]), name=as_text(row[b"name"]),
+                                  role=Role(as_text(row[b"role"])))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token_digest] = (now + CACHE_SECONDS, principal)

@@ -26,7 +26,7 @@ class Operation:
     summary: str
     tag: str
     #: Status -> model of the JSON body (None: no body; bytes: a binary body of `media`).
-    responses: dict[int, type[BaseModel] | None | str]
+    responses: dict[int, type[BaseModel] | str | None]
     request: type[BaseModel] | None = None
     role: str | None = None
     params: tuple[Param, ...] = ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel
 from redis.asyncio.cluster import RedisCluster
@@ -23,10 +25,13 @@ async def redis_problems(app: web.Application) -> list[str]:
     an eviction policy means Redis may silently drop them when full."""
     redis = app[REDIS]
     problems = []
+    infos: list[dict[str, Any]]
+    configs: list[dict[Any, Any]]
     if isinstance(redis, RedisCluster):
         # Every node: a replica promoted in a failover must be as safe as the master it replaces.
         infos = list((await redis.info("persistence", target_nodes=RedisCluster.ALL_NODES)).values())
-        configs = list((await redis.config_get("maxmemory-policy", target_nodes=RedisCluster.ALL_NODES)).values())
+        per_node: dict[Any, Any] = await redis.config_get("maxmemory-policy", target_nodes=RedisCluster.ALL_NODES)
+        configs = list(per_node.values())
     else:
         infos = [await redis.info("persistence")]
         configs = [await redis.config_get("maxmemory-policy")]
