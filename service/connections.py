@@ -114,6 +114,10 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
         "socket_timeout": timeout,
         "socket_connect_timeout": min(timeout, 1.0),
         "retry": retry,
+        # Under uvloop, writing to a connection the peer reset raises RuntimeError ("unable to perform operation
+        # on <TCPTransport closed=True>") before anything was sent; redis-py has dropped the connection by
+        # then, so one retry on a fresh connection is safe.
+        "retry_on_error": [RedisConnectionError, RuntimeError],
         "health_check_interval": 15,
     }
     parts = urlsplit(url)

@@ -238,11 +238,6 @@ async def test_dropped_and_delayed_redis_connections_with_retries(own_redis: Red
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: under uvloop, a Redis connection reset by the peer makes redis-py raise RuntimeError('unable to "
-    "perform operation on <TCPTransport closed=True>') from writelines, which is neither retried "
-    "(service/connections.py retries ConnectionError only) nor mapped to 503 (service/api/middleware.py "
-    "REDIS_UNAVAILABLE), so the request gets a 500"))
 async def test_reset_redis_connection_is_503_not_500(own_redis: RedisServer, tmp_path: Path) -> None:
     proxy = TcpProxy("127.0.0.1", own_redis.port)
     await proxy.start()

@@ -123,6 +123,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         return problem(request, _from_http(exc))
+    except RuntimeError as exc:
+        if "unable to perform operation on" not in str(exc):  # a Redis connection reset under uvloop
+            raise
+        request.app[METRICS].redis_errors.labels("ConnectionReset").inc()
+        return problem(request, Unavailable("the database connection was reset; nothing was saved", retry_after=1))
     except redis_errors.RedisError as exc:
         mapped = _redis_error(exc)
         if mapped is None:
