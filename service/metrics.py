@@ -36,10 +36,12 @@ class Metrics:
                                           ["event", "outcome"], registry=r)
         self.redis_errors = Counter("comments_redis_errors_total", "Redis errors seen by requests", ["kind"],
                                     registry=r)
+        # Each worker refreshes these when it is scraped: the freshest reading is the truth ("max" would let a
+        # worker's stale reading from a longer queue win for good).
         self.queue_depth = Gauge("comments_queue_depth", "Pending comments", registry=r,
-                                 multiprocess_mode="max")
+                                 multiprocess_mode="mostrecent")
         self.oldest_pending = Gauge("comments_oldest_pending_age_seconds", "Age of the oldest pending comment",
-                                    registry=r, multiprocess_mode="max")
+                                    registry=r, multiprocess_mode="mostrecent")
 
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

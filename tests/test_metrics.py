@@ -288,15 +288,59 @@ async def test_redis_errors_are_counted_and_metrics_still_answer(client: Client,
 
 # -- several worker processes ----------------------------------------------------------------------------------
 
-def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+def call(port: int, method: str, path: str, body: Json | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection (a new 4-tuple, so SO_REUSEPORT may pick either worker)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", path, headers={"Connection": "close"})
+        connection.request(method, path, body=None if body is None else orjson.dumps(body), headers={
+            "Connection": "close", **({} if body is None else {"Content-Type": "application/json"}),
+            **(headers or {})})
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         connection.close()
+
+
+def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    return call(port, "GET", path)
+
+
+def worker_of(headers: dict[str, str]) -> str:
+    """Request ids start with a per-process prefix: which worker answered."""
+    return headers["x-request-id"][:8]
+
+
+def wait_for_both_workers(process: subprocess.Popen[bytes], port: int, stderr: Path) -> tuple[set[str], int]:
+    """Poll /readyz until both workers answered 200; returns the workers and how many polls got an answer."""
+    answered = 0
+    ready: set[str] = set()
+    deadline = time.monotonic() + 30
+    while len(ready) < 2:
+        assert process.poll() is None, stderr.read_text()
+        assert time.monotonic() < deadline, "never ready: " + stderr.read_text()
+        try:
+            status, headers, _ = get(port, "/readyz")
+        except OSError:
+            time.sleep(0.05)
+            continue
+        answered += 1
+        if status == 200:
+            ready.add(worker_of(headers))
+        else:
+            time.sleep(0.05)
+    return ready, answered
+
+
+def scrape_each_worker(port: int) -> dict[str, Scrape]:
+    scrapes: dict[str, Scrape] = {}
+    for _ in range(40):
+        status, headers, body = get(port, "/metrics")
+        assert status == 200
+        scrapes.setdefault(worker_of(headers), parse(body.decode()))
+        if len(scrapes) == 2:
+            return scrapes
+    raise AssertionError(f"40 scrapes reached only {len(scrapes)} worker(s)")
 
 
 def descendants(pid: int) -> set[int]:
@@ -335,7 +379,9 @@ def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[sub
     stderr = tmp_path / "stderr.log"
     env = {**os.environ, "COMMENTS_WORKERS": "2", "COMMENTS_DATA_DIR": str(tmp_path / "data"),
            "COMMENTS_PORT": str(port), "COMMENTS_REDIS_URL": redis_server.url, "COMMENTS_LOG_LEVEL": "WARNING",
-           "COMMENTS_CAPTCHA_RENDER_PROCESSES": "1", "COMMENTS_CAPTCHA_POOL_SIZE": "2"}
+           "COMMENTS_CAPTCHA_RENDER_PROCESSES": "1", "COMMENTS_CAPTCHA_POOL_SIZE": "2",
+           "COMMENTS_CAPTCHA_TEST_ANSWER": "ABCDE", "COMMENTS_MIN_FILL_SECONDS": "0",
+           "COMMENTS_ADMIN_TOKEN": "test-admin-token", "COMMENTS_RATE_LIMIT_ENABLED": "false"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(stderr, "wb") as errors:
         process = subprocess.Popen([str(SERVICE), "run"], env=env, stdout=subprocess.DEVNULL, stderr=errors,
@@ -352,37 +398,21 @@ def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[sub
 def test_metrics_add_up_across_worker_processes_and_sigterm_exits_cleanly(
         two_workers: tuple[subprocess.Popen[bytes], int, Path]) -> None:
     process, port, stderr = two_workers
-    # Ready means both workers answered /readyz (request ids start with a per-process prefix).
-    readyz_answered = 0
-    ready: set[str] = set()
-    deadline = time.monotonic() + 30
-    while len(ready) < 2:
-        assert process.poll() is None, stderr.read_text()
-        assert time.monotonic() < deadline, "never ready: " + stderr.read_text()
-        try:
-            status, headers, _ = get(port, "/readyz")
-        except OSError:
-            time.sleep(0.05)
-            continue
-        readyz_answered += 1
-        if status == 200:
-            ready.add(headers["x-request-id"][:8])
-        else:
-            time.sleep(0.05)
+    ready, readyz_answered = wait_for_both_workers(process, port, stderr)
 
     requests = 60
     workers_seen: set[str] = set()
     for _ in range(requests):
         status, headers, _ = get(port, "/healthz")
         assert status == 200
-        workers_seen.add(headers["x-request-id"][:8])
+        workers_seen.add(worker_of(headers))
     assert workers_seen == ready, "SO_REUSEPORT should have spread 60 connections over both workers"
 
     scraped_by: set[str] = set()
     for _ in range(20):
         status, headers, body = get(port, "/metrics")
         assert status == 200
-        scraped_by.add(headers["x-request-id"][:8])
+        scraped_by.add(worker_of(headers))
         metrics = parse(body.decode())
         assert metrics.value("comments_http_requests_total", route="/healthz") == requests
         assert metrics.value("comments_http_requests_total", route="/healthz", status="200") == requests
@@ -406,7 +436,37 @@ def test_metrics_add_up_across_worker_processes_and_sigterm_exits_cleanly(
         time.sleep(0.05)
     assert leftovers == [], f"processes outlived the service: {leftovers}"
 
-    # COMMENTS_LOG_LEVEL=WARNING: no access line for any of these successful requests, and nothing went wrong.
+    # COMMENTS_LOG_LEVEL=WARNING: no access line for any of these successful requests, and nothing went wrong:
+    # each worker says once that the captcha test answer is on, as JSON, and nothing else.
     lines = stderr.read_text().splitlines()
     assert lines and lines[0].startswith("comments-service: http://")
-    assert lines[1:] == [], "unexpected output at WARNING: " + "\n".join(lines[1:])
+    entries = [orjson.loads(line) for line in lines[1:]]
+    assert [(e["logger"], e["level"]) for e in entries] == [("service.app", "warning")] * 2, lines
+
+
+@pytest.mark.slow
+def test_queue_gauges_agree_whichever_worker_is_scraped(
+        two_workers: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+    process, port, stderr = two_workers
+    wait_for_both_workers(process, port, stderr)
+    ids = []
+    for article in articles_in_distinct_partitions(3):
+        status, _, body = call(port, "POST", "/v1/captchas", {})
+        assert status == 201
+        status, _, body = call(port, "POST", f"/v1/articles/{article}/comments", form(orjson.loads(body)["id"]))
+        assert status == 202, body
+        ids.append(orjson.loads(body)["id"])
+    for worker, metrics in scrape_each_worker(port).items():
+        assert metrics.value("comments_queue_depth") == 3, worker
+        assert metrics.value("comments_submissions_total", outcome="accepted") == 3, worker
+
+    for comment_id in ids:
+        status, _, body = call(port, "POST", f"/v1/moderation/comments/{comment_id}/decision",
+                               {"action": "approve"}, ADMIN)
+        assert status == 200, body
+    # Each worker refreshes the gauge when scraped; the other worker's older reading must not win.
+    for worker, metrics in scrape_each_worker(port).items():
+        assert metrics.value("comments_queue_depth") == 0, worker
+        assert metrics.value("comments_oldest_pending_age_seconds") == 0, worker
+        assert metrics.value("comments_decisions_total", action="approve") == 3, worker
+        assert metrics.value("comments_time_to_decision_seconds_count") == 3, worker
