@@ -86,7 +86,7 @@ class QueuePage(BaseModel):
 
 
 class ClaimRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     limit: int = Field(default=10, ge=1, le=100)
     lease_seconds: int = Field(default=300, ge=5, le=86400)
     article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
@@ -98,19 +98,19 @@ class ClaimResult(BaseModel):
 
 
 class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     action: Action
     reason: str = Field(default="", max_length=500)
     version: int | None = Field(default=None, ge=1)
 
 
 class RetractRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     reason: str = Field(default="", max_length=500)
 
 
 class BulkFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
     ip_hash: str | None = Field(default=None, max_length=64)
     email: str | None = Field(default=None, max_length=320)
@@ -119,7 +119,7 @@ class BulkFilter(BaseModel):
 
 
 class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     action: Action
     reason: str = Field(default="", max_length=500)
     ids: list[str] | None = Field(default=None, min_length=1, max_length=BULK_MAX)

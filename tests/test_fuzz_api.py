@@ -209,11 +209,6 @@ def test_every_operation_positive_and_negative(api: schemathesis.BaseSchema, ser
     assert failures == [], "\n\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: /widget.js, /widget.css and /demo/articles/{id} are served as javascript, css and html but "
-    "documented as application/octet-stream: service/api/widget.py routes have no @operation, so "
-    "service/openapi.py "
-    "falls back to 'bytes'"))
 def test_defect_widget_content_types(api: schemathesis.BaseSchema, served: ServedService) -> None:
     for path in ("/widget.js", "/widget.css", "/demo/articles/a1"):
         response = requests.get(f"{served.url}{path}", timeout=10)
@@ -244,19 +239,12 @@ def test_defect_counts_max_items(served: ServedService) -> None:
     assert response.status_code == 422
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: ClaimRequest (service/moderation.py) is not strict, so {\"limit\": true} is taken as limit=1 "
-    "although the document says integer; DecisionRequest.version has the same lax parsing"))
 def test_defect_claim_limit_boolean(served: ServedService) -> None:
     response = requests.post(f"{served.url}/v1/moderation/claims", json={"limit": True}, headers=AUTH,
                              timeout=10)
     assert response.status_code == 422
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a request line over 8190 bytes (e.g. GET /v1/feed?after= with 1000 four-byte characters, within "
-    "the documented maxLength) is refused by aiohttp's parser with a text/plain 400, not problem+json: "
-    "service/cli.py could pass max_line_size to the server, or the document could limit bytes"))
 def test_defect_long_request_line(served: ServedService) -> None:
     response = requests.get(f"{served.url}/v1/feed", params={"after": "\U0001f600" * 1000}, headers=AUTH,
                             timeout=10)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service.api.auth import require_role
 from service.api.common import json_response, read_json
@@ -17,7 +17,7 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
     name: str = Field(min_length=1, max_length=80)
-    ttl_seconds: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
+    ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=10 * 365 * 86400)
 
 
 class TokenView(BaseModel):

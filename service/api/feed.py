@@ -31,7 +31,7 @@ class FeedPage(BaseModel):
 
 @operation(summary="Approvals and retractions in decision order (long poll with wait)", tag="feed", role="feed",
            responses={200: FeedPage},
-           params=(Param("after", "query", {"type": "string", "maxLength": 1000}),
+           params=(Param("after", "query", {"type": "string", "maxLength": 400}),
                    Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
                    Param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS})),
            errors=(400, 401, 403, 410, 422, 429, 503))

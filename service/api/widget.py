@@ -19,6 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from service.api.docs import Param, operation
+from service.models import ARTICLE_ID_PATTERN
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSS_VERSION_PLACEHOLDER = "__WIDGET_CSS_VERSION__"
 ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -118,10 +121,19 @@ def render_demo_page(template: str, article_id: str, widget_src: str, lang: str 
     return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: html.escape(values[m.group(1)], quote=True), template)
 
 
+_ASSET_ERRORS = (404,)
+
+
+@operation(summary="The embeddable widget script", tag="widget", responses={200: "text", 304: None},
+           media={200: "text/javascript"})
 async def widget_js(request: web.Request) -> web.Response:
     return asset_response(request, request.app[FILES_KEY].js, SHORT_CACHE)
 
 
+@operation(summary="The widget script under a pinned, immutable URL", tag="widget",
+           responses={200: "text", 304: None}, media={200: "text/javascript"},
+           params=(Param("version", "path", {"type": "string", "pattern": "^[0-9a-f]{12}$"}, True),),
+           errors=_ASSET_ERRORS)
 async def widget_js_pinned(request: web.Request) -> web.Response:
     asset = request.app[FILES_KEY].js
     if request.match_info["version"] != asset.version:
@@ -129,12 +141,20 @@ async def widget_js_pinned(request: web.Request) -> web.Response:
     return asset_response(request, asset, IMMUTABLE)
 
 
+@operation(summary="The widget stylesheet (immutable with ?v=<version>)", tag="widget",
+           responses={200: "text", 304: None}, media={200: "text/css"},
+           params=(Param("v", "query", {"type": "string", "maxLength": 64}),))
 async def widget_css(request: web.Request) -> web.Response:
     asset = request.app[FILES_KEY].css
     pinned = request.query.get("v") == asset.version
     return asset_response(request, asset, IMMUTABLE if pinned else SHORT_CACHE)
 
 
+@operation(summary="A demo article page embedding the widget as a newspaper would", tag="widget",
+           responses={200: "text"}, media={200: "text/html"},
+           params=(Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True),
+                   Param("lang", "query", {"type": "string", "enum": ["vi", "en"]})),
+           errors=_ASSET_ERRORS)
 async def demo_article(request: web.Request) -> web.Response:
     article_id = request.match_info["article_id"]
     if not ARTICLE_ID_RE.fullmatch(article_id):
