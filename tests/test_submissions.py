@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from test_captcha import aiohttp_client_cls  # noqa: F401 - see StoppingClient
 
 from service import keys
 from service.app import create_app
