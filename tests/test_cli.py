@@ -1,0 +1,118 @@
+"""`comments-service` as a real command: `run` with an embedded redis-server end to end over HTTP, SIGTERM,
+and `token create` against the same data dir; a bad production configuration refuses to start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import cli
+from service.embedded import free_port
+
+COMMAND = str(Path(sys.executable).parent / "comments-service")
+
+
+def _request(url: str, body: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _environment(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTS_")}
+    env.update(COMMENTS_DATA_DIR=str(data_dir), COMMENTS_PORT=str(port), COMMENTS_WORKERS="1",
+               COMMENTS_CAPTCHA_TEST_ANSWER="ABCDE", COMMENTS_MIN_FILL_SECONDS="0",
+               COMMENTS_CAPTCHA_POOL_SIZE="2", COMMENTS_LOG_LEVEL="WARNING")
+    return env
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_run_serves_end_to_end_with_an_embedded_redis_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = _environment(tmp_path, port)
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([COMMAND, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            try:
+                if _request(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "not ready within 60 s"
+            time.sleep(0.2)
+        redis_url = (tmp_path / "redis" / "url").read_text().strip()
+        redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        assert _port_open(redis_port)
+        assert (tmp_path / "secret_key").exists()
+        redis_dir = tmp_path / "redis"
+        assert (redis_dir / "appendonlydir").is_dir() or (redis_dir / "appendonly.aof").is_file()  # 7.x / 6.x
+
+        status, captcha = _request(f"{base}/v1/captchas", {})
+        assert status == 201
+        status, accepted = _request(f"{base}/v1/articles/bai-viet-1/comments", {
+            "name": "Lan", "email": "lan@example.com", "title": "Ý kiến", "body": "Bài viết hay.",
+            "captcha_id": captcha["id"], "captcha_answer": "abcde"})
+        assert status == 202 and accepted["status"] == "pending"
+
+        created = subprocess.run([COMMAND, "token", "create", "--role", "moderator", "--name", "Lan"], env=env,
+                                 capture_output=True, text=True, timeout=30, check=True)
+        token = created.stdout.strip()
+        assert token and "role=moderator" in created.stderr and token not in created.stderr
+        auth = {"Authorization": f"Bearer {token}"}
+        status, queue = _request(f"{base}/v1/moderation/queue", headers=auth)
+        assert status == 200 and accepted["id"] in json.dumps(queue)
+        assert _request(f"{base}/v1/moderation/queue", headers={"Authorization": "Bearer nope"})[0] == 401
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while _port_open(redis_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_open(redis_port), "the embedded redis-server outlived the service"
+        assert not (tmp_path / "redis" / "url").exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_production_without_a_secret_refuses_to_start(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    for name in list(os.environ):
+        if name.startswith("COMMENTS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("COMMENTS_ENV", "production")
+    assert cli.main(["run"]) == 2
+    assert "SECRET_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("COMMENTS_SECRET_KEY", "k" * 48)
+    monkeypatch.setenv("COMMENTS_CAPTCHA_TEST_ANSWER", "ABCDE")
+    assert cli.main(["run"]) == 2
+    assert "CAPTCHA_TEST_ANSWER" in capsys.readouterr().err
