@@ -142,7 +142,9 @@ class Submissions:
         if await redis.set(key, fingerprint, nx=True, ex=self._settings.idempotency_ttl_seconds):
             return False
         prior = await redis.get(key)
-        if prior is not None and prior.decode() != fingerprint:
+        if isinstance(prior, bytes):
+            prior = prior.decode()
+        if prior is not None and prior != fingerprint:
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
         return True
 
