@@ -26,7 +26,7 @@ from typing import Final, Literal
 
 from service import captcha_render, keys
 from service.connections import RedisClient
-from service.errors import CaptchaInvalid, NotFound
+from service.errors import CaptchaInvalid, FieldError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,15 @@ class Captchas:
 
     def check(self, captcha_id: str, answer: str, stored: bytes | str | None) -> None:
         """Judge an answer against the value GETDEL returned (for callers that batch the GETDEL)."""
+        # Named as a field error too, so a form shows the message beside the code box, in the reader's language.
+        field = [FieldError("captcha_answer", "captcha_invalid")]
         if stored is None:
-            raise CaptchaInvalid("the captcha does not exist, was already used or expired")
+            raise CaptchaInvalid("the captcha does not exist, was already used or expired", fields=field)
         raw = stored.decode() if isinstance(stored, bytes) else stored
-        issued_ms, _, mac = raw.partition(":")
+        _, _, mac = raw.partition(":")
         expected = self._answer_mac(captcha_id, normalise_answer(answer))
         if not hmac.compare_digest(mac, expected):
-            raise CaptchaInvalid("the answer is wrong")
+            raise CaptchaInvalid("the answer is wrong", fields=field)
 
     def filled_too_fast(self, stored: bytes | str | None) -> bool:
         """A person needs a few seconds to read a captcha and write a comment; a bot does not."""

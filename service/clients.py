@@ -45,3 +45,8 @@ def subject(address: IPAddress | None) -> str:
 
 def keyed_hash(secret: bytes, purpose: str, value: str, length: int = 24) -> str:
     return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()[:length]
+
+
+def email_hash(secret: bytes, email: str) -> str:
+    """The sender behind an address, for rate limits and reputation: case does not make another sender."""
+    return keyed_hash(secret, "email", email.casefold())

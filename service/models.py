@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from service import text
@@ -66,9 +66,14 @@ def _email(value: str) -> str:
         raise PydanticCustomError("invalid_email", "not a valid email address") from exc
 
 
-Name = Annotated[StrictStr, AfterValidator(_name)]
-Title = Annotated[StrictStr, AfterValidator(_title)]
-Body = Annotated[StrictStr, AfterValidator(_body)]
+# The limits count characters after NFC and trimming, so they are checked in the validators; the schema states
+# them for clients (in code points, which NFC can only shorten).
+Name = Annotated[StrictStr, AfterValidator(_name),
+                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": NAME_MAX})]
+Title = Annotated[StrictStr, AfterValidator(_title),
+                  WithJsonSchema({"type": "string", "minLength": 1, "maxLength": TITLE_MAX})]
+Body = Annotated[StrictStr, AfterValidator(_body),
+                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": BODY_MAX})]
 Email = Annotated[StrictStr, Field(max_length=320), AfterValidator(_email)]
 CommentId = Annotated[StrictStr, Field(pattern=COMMENT_ID_PATTERN)]
 ArticleId = Annotated[StrictStr, Field(pattern=ARTICLE_ID_PATTERN)]

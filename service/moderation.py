@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -19,7 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import keys, text
-from service.clients import keyed_hash
+from service.clients import email_hash
 from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, iso
 from service.scripts import Scripts, as_text, scored
@@ -29,6 +30,8 @@ from service.tokens import Principal
 STATS_TTL_SECONDS: Final = 8 * 86400
 REPUTATION_TTL_SECONDS: Final = 90 * 86400
 BULK_MAX: Final = 1000
+QUEUE_CURSOR_PATTERN: Final = r"^[0-9]{1,15}:[0-9a-z]{26}$"
+QUEUE_CURSOR_RE: Final = re.compile(QUEUE_CURSOR_PATTERN)
 ARTICLE_CACHE_ENTRIES: Final = 100_000
 #: Times a claim plans again when concurrent claims took what it planned to lease.
 CLAIM_ROUNDS: Final = 4
@@ -226,12 +229,11 @@ class Moderation:
     async def queue(self, article_id: str | None, limit: int, cursor: str | None) -> QueuePage:
         """Pending comments, oldest first, across partitions; the cursor is the last (submitted ms, id)."""
         after_score, after_id = 0.0, ""
-        if cursor:
+        if cursor is not None:
+            if not QUEUE_CURSOR_RE.match(cursor):
+                raise ValidationFailed("the cursor is not one this service gave out")
             score_text, _, after_id = cursor.partition(":")
-            try:
-                after_score = float(score_text)
-            except ValueError as exc:
-                raise ValidationFailed("bad cursor") from exc
+            after_score = float(score_text)
         partitions = [keys.partition_of_article(article_id)] if article_id else list(range(keys.PARTITIONS))
         scan = limit + 1 if not article_id else max(200, limit * 4)
         batch = self._scripts.batch()
@@ -351,8 +353,8 @@ class Moderation:
     async def _learn_spam(self, record: ModeratorComment) -> None:
         """Spam decisions teach: later comments from the same address or email carry a risk signal."""
         batch = self._scripts.batch()
-        email_hash = keyed_hash(self._secret, "email", record.email)
-        for key in (keys.reputation("ip", record.ip_hash), keys.reputation("email", email_hash)):
+        email_digest = email_hash(self._secret, record.email)
+        for key in (keys.reputation("ip", record.ip_hash), keys.reputation("email", email_digest)):
             batch.command("INCR", key)
             batch.command("EXPIRE", key, REPUTATION_TTL_SECONDS)
         await batch.execute()

@@ -94,7 +94,7 @@ class Publication:
 
     @staticmethod
     def _parse_cursor(cursor: str | None) -> int:
-        if not cursor:
+        if cursor is None:
             return 0
         if not cursor.isdigit() or len(cursor) > 18:
             raise ValidationFailed("the cursor is not one this service gave out")

@@ -70,6 +70,11 @@ class Batch:
         self._pipe.execute_command("EVALSHA", self._scripts._sha[name], len(keys), *keys, *args)
         self._calls.append((name, keys, args))
 
+    def script_by_source(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> None:
+        """EVAL with the script's text: never NOSCRIPT, so the call stays on this pipeline's connection."""
+        self._pipe.execute_command("EVAL", self._scripts._source[name], len(keys), *keys, *args)
+        self._calls.append(None)
+
     def command(self, *args: Arg) -> None:
         self._pipe.execute_command(*args)
         self._calls.append(None)

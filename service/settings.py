@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     #: Seconds a client has to send its request headers and body before being cut off.
     client_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    #: A new comment is acknowledged only once this many replicas have it (Redis WAIT); 0 trusts the primary's
+    #: AOF alone. With Sentinel, 1 means a failover loses no acknowledged comment. Not for Redis Cluster.
+    redis_replica_acks: int = Field(default=0, ge=0, le=5)
+    redis_replica_ack_timeout_ms: int = Field(default=500, ge=10, le=10_000)
 
     @field_validator("allowed_origins", "trusted_proxies", "blocklist", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ import orjson
 
 from service import keys, risk
 from service.captcha import Captchas
-from service.clients import keyed_hash
+from service.clients import email_hash, keyed_hash
 from service.errors import (
     CaptchaInvalid,
     CommentsClosed,
@@ -28,9 +28,10 @@ from service.errors import (
     IdempotencyKeyReused,
     InvalidParent,
     RateLimited,
+    Unavailable,
 )
 from service.models import COMMENT_ID_RE, CommentSubmission, SubmissionAccepted, iso
-from service.scripts import Scripts
+from service.scripts import Scripts, as_text
 from service.settings import Settings
 
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -112,15 +113,17 @@ class Submissions:
         replay = False
         if idempotency_key is not None:
             comment_id = idempotent_comment_id(self._secret, article_id, idempotency_key)
-            fingerprint = hashlib.sha256(orjson.dumps([article_id, form.model_dump()])).hexdigest()
+            # The captcha is not part of the request's identity: a retry after a failed attempt needs a new one.
+            fingerprint = hashlib.sha256(orjson.dumps(
+                [article_id, form.model_dump(exclude={"captcha_id", "captcha_answer"})])).hexdigest()
             replay = await self._claim_idempotency_key(comment_id, idempotency_key, fingerprint)
             if replay and await redis.exists(keys.comment(comment_id)):
                 return self._accepted(comment_id)
         else:
             comment_id = new_comment_id(article_id)
 
-        email_hash = keyed_hash(self._secret, "email", form.email)
-        stored, sender = await self._check_sender(article_id, form, client, email_hash)
+        email_digest = email_hash(self._secret, form.email)
+        stored, sender = await self._check_sender(article_id, form, client, email_digest)
         try:
             self._captchas.check(form.captcha_id, form.captcha_answer, stored)
         except CaptchaInvalid:
@@ -132,7 +135,7 @@ class Submissions:
 
         risks = tuple(risk.signals(name=form.name, title=form.title, body=form.body,
                                    blocklist=self._blocklist, sender=sender))
-        await self._store(comment_id, article_id, form, client, email_hash, risks, fingerprint)
+        await self._store(comment_id, article_id, form, client, email_digest, risks, fingerprint)
         return self._accepted(comment_id, risks)
 
     async def _claim_idempotency_key(self, comment_id: str, idempotency_key: str, fingerprint: str) -> bool:
@@ -149,7 +152,7 @@ class Submissions:
         return True
 
     async def _check_sender(self, article_id: str, form: CommentSubmission, client: Client,
-                            email_hash: str) -> tuple[bytes | None, risk.Sender]:
+                            email_digest: str) -> tuple[bytes | None, risk.Sender]:
         """One round trip: consume the captcha, count the rate limits, read what we know of the sender."""
         settings = self._settings
         batch = self._scripts.batch()
@@ -157,7 +160,7 @@ class Submissions:
         limits: list[tuple[str, tuple[int, int]]] = []
         if settings.rate_limit_enabled:
             limits = [(keys.rate_limit("ip", client.ip_hash, settings.rate_limit_ip[1]), settings.rate_limit_ip),
-                      (keys.rate_limit("email", email_hash, settings.rate_limit_email[1]), settings.rate_limit_email),
+                      (keys.rate_limit("email", email_digest, settings.rate_limit_email[1]), settings.rate_limit_email),
                       (keys.rate_limit("article", article_id, settings.rate_limit_article[1]),
                        settings.rate_limit_article)]
             for key, (_, window) in limits:
@@ -165,7 +168,7 @@ class Submissions:
         body_digest = hashlib.sha256(" ".join(form.body.lower().split()).encode()).hexdigest()[:32]
         batch.script("rate_limit", [keys.seen_text(body_digest)], [SEEN_TEXT_SECONDS * 1000])
         batch.command("GET", keys.reputation("ip", client.ip_hash))
-        batch.command("GET", keys.reputation("email", email_hash))
+        batch.command("GET", keys.reputation("email", email_digest))
         results = await batch.execute()
         stored = results[0]
         for (_, (limit, _)), (count, ttl_ms) in zip(limits, results[1:1 + len(limits)], strict=True):
@@ -176,22 +179,36 @@ class Submissions:
                                    email_spam_count=int(email_rep or 0))
 
     async def _store(self, comment_id: str, article_id: str, form: CommentSubmission, client: Client,
-                     email_hash: str, risks: tuple[str, ...], fingerprint: str) -> None:
+                     email_digest: str, risks: tuple[str, ...], fingerprint: str) -> None:
         now_ms = int(time.time() * 1000)
-        avatar = keyed_hash(self._secret, "avatar", form.email, 16)
+        avatar = keyed_hash(self._secret, "avatar", form.email.casefold(), 16)
         private = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
-                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_hash,
+                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
                                 "avatar": avatar, "risk": list(risks)})
         public = orjson.dumps({"id": comment_id, "parent_id": form.parent_id, "name": form.name,
                                "title": form.title, "body": form.body, "created_at": iso(now_ms),
                                "avatar": avatar})[:-1]
-        result = await self._scripts.run(
-            "submit", keys.submit_keys(comment_id, article_id),
-            [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint, OUTBOX_MAXLEN])
-        status = result[0].decode()
+        submit_keys = keys.submit_keys(comment_id, article_id)
+        submit_args = [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint,
+                       OUTBOX_MAXLEN]
+        replicas = self._settings.redis_replica_acks
+        if replicas:
+            # The script and WAIT on one connection: WAIT counts the replicas that have this client's writes.
+            batch = self._scripts.batch()
+            batch.script_by_source("submit", submit_keys, submit_args)
+            batch.command("WAIT", replicas, self._settings.redis_replica_ack_timeout_ms)
+            result, acks = await batch.execute()
+        else:
+            result, acks = await self._scripts.run("submit", submit_keys, submit_args), 0
+        status = as_text(result[0])
+        if replicas and acks < replicas and status == "ok":
+            # Saved on the primary only: a failover now could lose it, so it is not acknowledged. A retry with
+            # the same Idempotency-Key gets the 202 once it is there (the widget sends one).
+            raise Unavailable("the comment is not yet on a replica; retry with the same Idempotency-Key",
+                              retry_after=1)
         if status == "closed":
             raise CommentsClosed("comments are closed for this article")
         if status == "bad_parent":
             raise InvalidParent("the comment replied to is not an approved comment of this article")
-        if status == "exists" and result[1].decode() != fingerprint:
+        if status == "exists" and as_text(result[1]) != fingerprint:
             raise IdempotencyInProgress("a different request holds this id")  # practically unreachable

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -72,9 +73,11 @@ class Tokens:
 
     async def create(self, role: Role, name: str, ttl_seconds: int | None = None) -> tuple[str, TokenInfo]:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = int(time.time())
+        clock = time.time()
+        now = int(clock)
+        # Rounded up: a token must not expire before the time it was given for.
         info = TokenInfo(id=secrets.token_hex(8), name=name, role=role, created_at=now,
-                         expires_at=now + ttl_seconds if ttl_seconds else None)
+                         expires_at=math.ceil(clock + ttl_seconds) if ttl_seconds else None)
         token_digest = digest(token)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(keys.token(token_digest), mapping={

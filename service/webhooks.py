@@ -268,6 +268,14 @@ def new_consumer_name() -> str:
 
 # -- the service -------------------------------------------------------------------------------------------
 
+def _stop_if_cancelled() -> None:
+    """redis-py can swallow a cancellation that lands while a command is in flight; the task still counts it
+    (`cancelling()`), so a loop that checks each round stops instead of running on forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Webhooks:
     def __init__(self, redis: RedisClient, scripts: Scripts, settings: Settings) -> None:
         self._redis = redis
@@ -318,6 +326,7 @@ class Webhooks:
 
     async def _forever(self, name: str, step: Callable[[], Awaitable[int]]) -> None:
         while True:
+            _stop_if_cancelled()
             try:
                 done = await step()
             except RedisError as exc:  # Redis away or failing over: say so once a round, without a traceback
@@ -336,6 +345,7 @@ class Webhooks:
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
+                _stop_if_cancelled()
                 free = MAX_IN_FLIGHT - len(in_flight)
                 leases: builtins.list[_Lease] = []
                 if free > 0:

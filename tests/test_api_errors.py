@@ -11,7 +11,6 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from test_captcha import aiohttp_client_cls  # noqa: F401 - see StoppingClient
 
 from service.settings import Settings
 

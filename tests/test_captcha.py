@@ -17,7 +17,7 @@ from PIL import Image
 from redis.asyncio import Redis
 
 from service import keys
-from service.app import BACKGROUND, create_app
+from service.app import create_app
 from service.appkeys import CAPTCHAS, RENDER_POOL
 from service.captcha import ALPHABET, ANSWER_LENGTH, Captchas, derive_answer, normalise_answer
 from service.settings import Settings
@@ -42,37 +42,6 @@ async def _issue(client: Client) -> str:
 async def _submit(client: Client, captcha_id: str, answer: str) -> tuple[int, dict[str, Any]]:
     response = await client.post(f"/v1/articles/{ARTICLE}/comments", json=_form(captcha_id, answer))
     return response.status, await response.json(content_type=None)
-
-
-class StoppingClient(TestClient[web.Request, web.Application]):
-    """Cancels the app's background tasks until they stop, then closes as usual.
-
-    Works around a shutdown hang in the service (reported with these tests): redis-py 8.1 can swallow a
-    cancellation that lands during a command, `app.domain_ctx` cancels each background task only once, and
-    `Webhooks._forever` / `_deliver_forever` (children of a TaskGroup, out of reach of a second cancel of
-    `Webhooks.run`) keep looping, so closing an app that was just started can hang until the test times out.
-    Other modules of these tests import this fixture.
-    """
-
-    def _is_background(self, task: asyncio.Task[Any]) -> bool:
-        if self.app is not None and task in self.app.get(BACKGROUND, []):
-            return True
-        return getattr(task.get_coro(), "__qualname__", "").startswith("Webhooks.")
-
-    async def close(self) -> None:
-        for _ in range(200):
-            running = [task for task in asyncio.all_tasks() if self._is_background(task) and not task.done()]
-            if not running:
-                break
-            for task in running:
-                task.cancel()
-            await asyncio.wait(running, timeout=0.05)
-        await super().close()
-
-
-@pytest.fixture
-def aiohttp_client_cls() -> type[Client]:
-    return StoppingClient
 
 
 @pytest.fixture

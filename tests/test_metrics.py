@@ -162,9 +162,6 @@ async def test_captchas_and_submissions_by_outcome(client: Client) -> None:
     assert metrics.value("comments_submissions_total", outcome="rate_limit") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: service/api/public.py submit_comment counts only ValidationFailed; "
-                   "bodies refused by read_json as MalformedJSON (400), UnsupportedMediaType (415) or "
-                   "PayloadTooLarge (413) are refused submissions counted under no reason")
 async def test_unreadable_bodies_count_as_refused_for_validation(client: Client) -> None:
     path = "/v1/articles/a1/comments"
     assert (await client.post(path, data=b"{", headers={"Content-Type": "application/json"})).status == 400

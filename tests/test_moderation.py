@@ -9,7 +9,6 @@ import ipaddress
 import time
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
@@ -436,9 +435,6 @@ async def test_spam_decisions_teach_email_and_ip_reputation(aiohttp_client: Aioh
     assert "email_reputation" not in risk[later]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the email reputation key is an HMAC of the email as typed "
-                   "(service/submissions.py `keyed_hash(..., form.email)`), so changing the case of the local part "
-                   "escapes it, while bulk filters treat emails case-insensitively")
 async def test_email_reputation_ignores_the_case_of_the_address(client: TestClient) -> None:  # type: ignore[type-arg]
     first = (await submit(client, email="spammer@example.com", body="lần một"))["id"]
     assert (await decide(client, ADMIN, first, "spam"))[0] == 200

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from test_captcha import aiohttp_client_cls  # noqa: F401 - see StoppingClient
 
 Client = TestClient[web.Request, web.Application]
 

@@ -309,10 +309,6 @@ async def test_wrong_content_type_is_415(client: Client) -> None:
 
 
 @pytest.mark.parametrize("depth", [950, 1000, 1020])
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a JSON object nested about 950-1023 deep (6 KB) passes orjson (depth limit 1024) but "
-    "service/api/common.py _has_duplicate_keys() re-parses it with json.loads(object_pairs_hook=...), which "
-    "raises RecursionError -> 500 internal_error instead of a 400"))
 async def test_deeply_nested_object_is_refused_not_500(client: Client, depth: int) -> None:
     status, content_type, body = await _post(client, _nested(depth, "dict"))
     assert_problem(status, content_type, body)

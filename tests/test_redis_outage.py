@@ -10,7 +10,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from test_captcha import aiohttp_client_cls  # noqa: F401 - see StoppingClient
 
 Client = TestClient[web.Request, web.Application]
 URL = "/v1/articles/bai-viet-1/comments"

@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from test_captcha import aiohttp_client_cls  # noqa: F401 - see StoppingClient
 
 from service import keys
 from service.app import create_app
@@ -305,4 +304,18 @@ async def test_a_reply_to_a_comment_that_is_not_approved_is_refused(client: Clie
     for parent_id in (parent, pending):
         status, problem, _ = await _submit(client, parent_id=parent_id)
         assert status == 422 and problem["code"] == "invalid_parent"
+    assert len(await _stored_comments(redis)) == 1
+
+
+async def test_waiting_for_a_replica_that_is_not_there_is_not_an_acknowledgement(
+        aiohttp_client: MakeClient, settings: Settings, redis: Redis) -> None:
+    """With `redis_replica_acks`, a comment only the primary holds is not acknowledged: 503 and Retry-After.
+    It is kept all the same, and a retry with the same key returns the first answer instead of a duplicate."""
+    client = await aiohttp_client(create_app(settings.model_copy(update={
+        "redis_replica_acks": 1, "redis_replica_ack_timeout_ms": 50})))
+    status, body, headers = await _submit(client, headers={"Idempotency-Key": "form-1"})
+    assert status == 503 and body["code"] == "unavailable" and headers["Retry-After"] == "1"
+    assert len(await _stored_comments(redis)) == 1
+    status, body, _ = await _submit(client, headers={"Idempotency-Key": "form-1"})  # a new captcha, same form
+    assert status == 202 and COMMENT_ID_RE.match(body["id"])
     assert len(await _stored_comments(redis)) == 1

@@ -66,7 +66,11 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON("the body is not valid JSON (or not UTF-8)") from exc
-    if isinstance(data, dict) and raw.count(b'"') and _has_duplicate_keys(raw):
+    try:
+        duplicate = isinstance(data, dict) and _has_duplicate_keys(raw)
+    except RecursionError as exc:  # orjson nests to 1024, the json module's recursion gives up sooner
+        raise MalformedJSON("the body is nested too deeply") from exc
+    if duplicate:
         raise MalformedJSON("the body repeats a key")
     return parse(model, data)
 
@@ -84,7 +88,8 @@ async def _read_limited(request: web.Request) -> bytes:
                     raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
     except TimeoutError as exc:
-        request.transport and request.transport.close()
+        if request.transport is not None:
+            request.transport.close()
         raise RequestTimeout("the body did not arrive in time") from exc
     return b"".join(chunks)
 

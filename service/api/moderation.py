@@ -14,6 +14,7 @@ from service.appkeys import METRICS, MODERATION
 from service.errors import NotFound, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE, COMMENT_ID_PATTERN, COMMENT_ID_RE
 from service.moderation import (
+    QUEUE_CURSOR_PATTERN,
     ArticleState,
     BulkRequest,
     BulkResult,
@@ -44,7 +45,7 @@ def _comment_id(request: web.Request) -> str:
            responses={200: QueuePage},
            params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN}),
                    Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}),
-                   Param("cursor", "query", {"type": "string", "maxLength": 100})),
+                   Param("cursor", "query", {"type": "string", "pattern": QUEUE_CURSOR_PATTERN})),
            errors=(*AUTH_ERRORS, 422))
 async def queue(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)

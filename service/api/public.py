@@ -11,7 +11,17 @@ from service.api.clientinfo import client_ip_hash
 from service.api.common import int_query, json_response, read_json
 from service.api.docs import Param, operation
 from service.appkeys import CAPTCHAS, METRICS, PUBLICATION, SETTINGS, SUBMISSIONS
-from service.errors import CaptchaInvalid, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from service.errors import (
+    CaptchaInvalid,
+    MalformedJSON,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from service.models import (
     ARTICLE_ID_PATTERN,
     ARTICLE_ID_RE,
@@ -78,7 +88,7 @@ async def submit_comment(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     try:
         form = await read_json(request, CommentSubmission)
-    except ValidationFailed:
+    except (ValidationFailed, MalformedJSON, PayloadTooLarge, UnsupportedMediaType, RequestTimeout):
         metrics.submissions.labels("validation").inc()
         raise
     key = request.headers.get("Idempotency-Key")
@@ -124,8 +134,9 @@ async def list_comments(request: web.Request) -> web.StreamResponse:
            params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
                          many=True),), errors=(422, 503))
 async def counts(request: web.Request) -> web.Response:
-    article_ids = list(dict.fromkeys(request.query.getall("article_id", [])))
-    if not article_ids or len(article_ids) > COUNTS_MAX:
+    given = request.query.getall("article_id", [])
+    article_ids = list(dict.fromkeys(given))
+    if not given or len(given) > COUNTS_MAX:
         raise ValidationFailed(f"give 1 to {COUNTS_MAX} article_id parameters")
     if not all(ARTICLE_ID_RE.match(a) for a in article_ids):
         raise ValidationFailed("an article_id has the wrong format")

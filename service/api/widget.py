@@ -143,7 +143,8 @@ async def widget_js_pinned(request: web.Request) -> web.Response:
 
 @operation(summary="The widget stylesheet (immutable with ?v=<version>)", tag="widget",
            responses={200: "text", 304: None}, media={200: "text/css"},
-           params=(Param("v", "query", {"type": "string", "maxLength": 64}),))
+           params=(Param("v", "query", {"type": "string"},
+                         description="the stylesheet version; any other value gets a short cache"),))
 async def widget_css(request: web.Request) -> web.Response:
     asset = request.app[FILES_KEY].css
     pinned = request.query.get("v") == asset.version
@@ -153,7 +154,8 @@ async def widget_css(request: web.Request) -> web.Response:
 @operation(summary="A demo article page embedding the widget as a newspaper would", tag="widget",
            responses={200: "text"}, media={200: "text/html"},
            params=(Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True),
-                   Param("lang", "query", {"type": "string", "enum": ["vi", "en"]})),
+                   Param("lang", "query", {"type": "string"},
+                         description="en for the English widget; anything else is Vietnamese")),
            errors=_ASSET_ERRORS)
 async def demo_article(request: web.Request) -> web.Response:
     article_id = request.match_info["article_id"]

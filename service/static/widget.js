@@ -428,7 +428,15 @@
     var payload = { name: v.name, email: v.email, title: v.title, body: v.body, captcha_id: this.captcha.id,
       captcha_answer: v.captcha_answer, parent_id: parent ? parent.id : null, website: N.hp.value };
     this.captcha = null; // single-use, whatever happens next
-    this.api('POST', '/v1/articles/' + encodeURIComponent(this.article) + '/comments', payload).then(function (r) {
+    // Sending the same comment again (after a lost answer or a 503) reuses its key: the service then answers
+    // with the first acknowledgement instead of queueing it twice.
+    var same = JSON.stringify([v.name, v.email, v.title, v.body, payload.parent_id, payload.website]);
+    if (this.idemFor !== same) {
+      this.idemFor = same;
+      this.idem = window.crypto && crypto.randomUUID ? crypto.randomUUID() : Date.now() + '-' + Math.random();
+    }
+    this.api('POST', '/v1/articles/' + encodeURIComponent(this.article) + '/comments', payload,
+      { 'Idempotency-Key': this.idem }).then(function (r) {
       if (r.status === 202 || (r.ok && r.data.id)) return self.accepted(r.data, payload, parent);
       self.failed(r);
     }, function () {
@@ -442,6 +450,7 @@
 
   W.accepted = function (d, p, parent) {
     var N = this.nodes;
+    this.idemFor = null;
     store('set', 'cmts:me', { name: p.name, email: p.email });
     var list = (store('get', this.pkey) || []).filter(function (x) { return x.id !== d.id; });
     list.push({ id: d.id, receipt: d.receipt, article: this.article, name: p.name, title: p.title, body: p.body,
