@@ -31,7 +31,7 @@ from service.errors import (
     Unavailable,
 )
 from service.models import COMMENT_ID_RE, CommentSubmission, SubmissionAccepted, iso
-from service.scripts import Scripts, as_text
+from service.scripts import Arg, Scripts, as_text
 from service.settings import Settings
 
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -189,7 +189,7 @@ class Submissions:
                                "title": form.title, "body": form.body, "created_at": iso(now_ms),
                                "avatar": avatar})[:-1]
         submit_keys = keys.submit_keys(comment_id, article_id)
-        submit_args = [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint,
+        submit_args: list[Arg] = [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint,
                        OUTBOX_MAXLEN]
         replicas = self._settings.redis_replica_acks
         if replicas:
