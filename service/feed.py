@@ -22,6 +22,7 @@ from service.scripts import Scripts
 log = logging.getLogger(__name__)
 
 CURSOR_VERSION: Final = "f1"
+CURSOR_PREFIX: Final = CURSOR_VERSION.encode() + b"."
 POLL_SECONDS: Final = 0.2
 TRIM_EVERY_SECONDS: Final = 60.0
 
@@ -34,8 +35,12 @@ def _parse_id(raw: bytes | str) -> Position:
     return int(ms), int(seq or 0)
 
 
+def _encode_position(position: Position) -> bytes:
+    return b"%x-%x" % position
+
+
 def encode_cursor(positions: list[Position]) -> str:
-    return CURSOR_VERSION + "." + ".".join(f"{ms:x}-{seq:x}" for ms, seq in positions)
+    return (CURSOR_PREFIX + b".".join(map(_encode_position, positions))).decode()
 
 
 def decode_cursor(cursor: str) -> list[Position]:
@@ -85,14 +90,16 @@ class Feed:
                 break
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         out = []
+        # Each event carries the whole cursor after it; only one partition's part changes from one to the next.
+        parts = [_encode_position(position) for position in positions]
         for partition, position, fields in events:
-            positions[partition] = position
-            cursor = encode_cursor(positions)
+            parts[partition] = _encode_position(position)
+            cursor = CURSOR_PREFIX + b".".join(parts)
             comment = fields.get(b"comment") or b"null"
             out.append(b"".join((
-                b'{"cursor":"', cursor.encode(), b'","type":', orjson.dumps(fields[b"type"].decode()),
+                b'{"cursor":"', cursor, b'","type":', orjson.dumps(fields[b"type"].decode()),
                 b',"article_id":', orjson.dumps(fields[b"article"].decode()), b',"comment":', comment, b"}")))
-        return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + encode_cursor(positions).encode() + b'"}'
+        return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + CURSOR_PREFIX + b".".join(parts) + b'"}'
 
     async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
         """The next `limit` events in decision order. Each partition is asked for a share of the page, not the
@@ -120,7 +127,8 @@ class Feed:
                             key=lambda item: (item[0], item[1]))
             if len(merged) >= limit or not more:
                 return [(partition, position, fields) for position, partition, fields in merged[:limit]]
-            todo, share = more, share * 2
+            # The busy partitions: a second round asks them for a whole page, which settles it.
+            todo, share = more, limit
 
     async def trim_once(self) -> int:
         self._trimmed_cache = None

@@ -31,9 +31,11 @@ def signals(*, name: str, title: str, body: str, blocklist: frozenset[str], send
         found.append("links" if links < 3 else "many_links")
     if sender.times_text_seen > 1:
         found.append("repeated_text")
-    words = set(text.folded_words(f"{name} {title} {body}"))
-    if blocklist and (words & blocklist or any(" " in phrase and phrase in text.fold(body) for phrase in blocklist)):
-        found.append("blocklisted_words")
+    if blocklist:
+        folded = text.fold(f"{name}\n{title}\n{body}")
+        words = set(text.WORDS.findall(folded))
+        if words & blocklist or any(" " in phrase and phrase in folded for phrase in blocklist):
+            found.append("blocklisted_words")
     letters = [ch for ch in body if ch.isalpha()]
     if len(letters) >= 20 and sum(ch.isupper() for ch in letters) > 0.7 * len(letters):
         found.append("shouting")
