@@ -36,8 +36,8 @@ def signals(*, name: str, title: str, body: str, blocklist: frozenset[str], send
         words = set(text.WORDS.findall(folded))
         if words & blocklist or any(" " in phrase and phrase in folded for phrase in blocklist):
             found.append("blocklisted_words")
-    letters = [ch for ch in body if ch.isalpha()]
-    if len(letters) >= 20 and sum(ch.isupper() for ch in letters) > 0.7 * len(letters):
+    # All in capitals (str.isupper: no lower-case letter at all, at least one cased one), judged in C.
+    if len(body) >= 20 and body.isupper():
         found.append("shouting")
     if sender.ip_spam_count:
         found.append("ip_reputation")

@@ -22,17 +22,17 @@ def strip_zero_width(text: str) -> str:
     return text.translate(_ZERO_WIDTH_TABLE)
 
 
+# Category Cc is exactly U+0000-U+001F and U+007F-U+009F; with the bidi controls and lone surrogates that is
+# one character class, so the check is one C-level scan instead of a Python loop over every character.
+_BIDI_CLASS: Final = "".join(sorted(BIDI_CONTROLS))
+_FORBIDDEN_IN_LINE: Final = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI_CLASS}\ud800-\udfff]")
+_FORBIDDEN_IN_TEXT: Final = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI_CLASS}\\ud800-\\udfff]")
+
+
 def has_forbidden_characters(text: str, *, allow_newlines: bool) -> bool:
-    """Control characters (Cc), bidi overrides, lone surrogates and unassigned noncharacters are refused."""
-    for ch in text:
-        if ch in BIDI_CONTROLS:
-            return True
-        category = unicodedata.category(ch)
-        if category == "Cc" and not (allow_newlines and ch in "\n\t"):
-            return True
-        if category == "Cs":
-            return True
-    return False
+    """Control characters (Cc) other than newline and tab where allowed, bidi overrides and isolates, and lone
+    surrogates."""
+    return (_FORBIDDEN_IN_TEXT if allow_newlines else _FORBIDDEN_IN_LINE).search(text) is not None
 
 
 def normalise_newlines(text: str) -> str:
