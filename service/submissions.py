@@ -182,15 +182,13 @@ class Submissions:
                      email_digest: str, risks: tuple[str, ...], fingerprint: str) -> None:
         now_ms = int(time.time() * 1000)
         avatar = keyed_hash(self._secret, "avatar", form.email.casefold(), 16)
-        private = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
-                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
-                                "avatar": avatar, "risk": list(risks)})
-        public = orjson.dumps({"id": comment_id, "parent_id": form.parent_id, "name": form.name,
-                               "title": form.title, "body": form.body, "created_at": iso(now_ms),
-                               "avatar": avatar})[:-1]
+        # One copy of the text: the public view is made from this record at approval (decide.lua).
+        record = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
+                               "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
+                               "avatar": avatar, "risk": list(risks), "created_at": iso(now_ms)})
         submit_keys = keys.submit_keys(comment_id, article_id)
-        submit_args: list[Arg] = [comment_id, article_id, now_ms, private, public, form.parent_id or "", fingerprint,
-                       OUTBOX_MAXLEN]
+        submit_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
+                                  OUTBOX_MAXLEN]
         replicas = self._settings.redis_replica_acks
         if replicas:
             # The script and WAIT on one connection: WAIT counts the replicas that have this client's writes.

@@ -25,7 +25,7 @@ from tcp_proxy import TEST_ANSWER, ServedService, TcpProxy
 from service import keys
 from service.submissions import idempotent_comment_id
 
-RECORD_FIELDS: Final = {b"d", b"p", b"a", b"t", b"s", b"v", b"f"}
+RECORD_FIELDS: Final = {b"d", b"a", b"t", b"s", b"v", b"f"}
 
 
 @pytest.fixture

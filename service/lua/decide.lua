@@ -51,7 +51,10 @@ redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[9], '*', 'type', event, 'id', i
   'at', now, 'action', action)
 
 if target == 'approved' then
-  local public = redis.call('HGET', KEYS[1], 'p') .. ',"approved_at":"' .. ARGV[7] .. '"}'
+  -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
+  local d = cjson.decode(redis.call('HGET', KEYS[1], 'd'))
+  local public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
+    created_at = d.created_at, approved_at = ARGV[7], avatar = d.avatar})
   local seq = redis.call('HINCRBY', KEYS[8], 'seq', 1)
   redis.call('HINCRBY', KEYS[8], 'count', 1)
   redis.call('HINCRBY', KEYS[8], 'ver', 1)
