@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -58,7 +57,8 @@ class TokenInfo:
     name: str
     role: Role
     created_at: int
-    expires_at: int | None
+    #: Unix time, to the millisecond, from which the token is refused.
+    expires_at: float | None
 
 
 def digest(token: str) -> str:
@@ -75,9 +75,8 @@ class Tokens:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         clock = time.time()
         now = int(clock)
-        # Rounded up: a token must not expire before the time it was given for.
         info = TokenInfo(id=secrets.token_hex(8), name=name, role=role, created_at=now,
-                         expires_at=math.ceil(clock + ttl_seconds) if ttl_seconds else None)
+                         expires_at=round(clock + ttl_seconds, 3) if ttl_seconds else None)
         token_digest = digest(token)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(keys.token(token_digest), mapping={
@@ -125,7 +124,7 @@ class Tokens:
         row = await self._redis.hgetall(keys.token(token_digest))
         principal = None
         stored = as_text(row.get(b"digest", b""))
-        expires = int(row.get(b"expires_at", 0) or 0)
+        expires = float(row.get(b"expires_at", 0) or 0)
         if row and hmac.compare_digest(stored, token_digest) and (not expires or expires > time.time()):
             principal = Principal(token_id=as_text(row[b"id"]), name=as_text(row[b"name"]),
                                   role=Role(as_text(row[b"role"])))

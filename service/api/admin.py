@@ -39,7 +39,7 @@ class TokenListView(BaseModel):
 
 def _view(info: TokenInfo) -> TokenView:
     return TokenView(id=info.id, name=info.name, role=info.role, created_at=iso(info.created_at * 1000),
-                     expires_at=iso(info.expires_at * 1000) if info.expires_at else None)
+                     expires_at=iso(int(info.expires_at * 1000)) if info.expires_at else None)
 
 
 @operation(summary="Create a token (shown once)", tag="admin", role="admin", request=TokenRequest,
