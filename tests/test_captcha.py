@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 from redis.asyncio import Redis
+from redis_dump import dump_redis, flatten
 
 from service import keys
 from service.app import create_app
@@ -48,32 +49,6 @@ async def _submit(client: Client, captcha_id: str, answer: str) -> tuple[int, di
 async def real_client(aiohttp_client: MakeClient, settings: Settings) -> Client:
     """The app with real, derived answers (no test answer)."""
     return await aiohttp_client(create_app(settings.model_copy(update={"captcha_test_answer": None})))
-
-
-def _flatten(value: Any) -> list[bytes]:
-    if isinstance(value, bytes):
-        return [value]
-    if isinstance(value, str):
-        return [value.encode()]
-    if isinstance(value, dict):
-        return [b for pair in value.items() for item in pair for b in _flatten(item)]
-    if isinstance(value, list | tuple | set):
-        return [b for item in value for b in _flatten(item)]
-    return [] if value is None else [str(value).encode()]
-
-
-READ_ALL = {"string": ("GET",), "hash": ("HGETALL",), "list": ("LRANGE", 0, -1), "set": ("SMEMBERS",),
-            "zset": ("ZRANGE", 0, -1), "stream": ("XRANGE", "-", "+")}
-
-
-async def _dump_redis(redis: Redis) -> list[bytes]:
-    """Every key and every stored value, field or member, whatever its type."""
-    out: list[bytes] = []
-    async for key in redis.scan_iter(count=1000):
-        kind = _flatten(await redis.type(key))[0].decode()
-        command, *args = READ_ALL[kind]
-        out += [key, *_flatten(await redis.execute_command(command, key, *args))]  # type: ignore[no-untyped-call]
-    return out
 
 
 async def test_issue_shape(client: Client, redis: Redis) -> None:
@@ -157,14 +132,14 @@ async def test_redis_never_holds_the_plaintext_answer(real_client: Client, redis
     assert answer not in str(body) and answer.lower() not in str(body).lower().replace(captcha_id.lower(), "")
     # Rendering goes through the same derivation; nothing is written on the way.
     assert (await real_client.get(f"/v1/captchas/{captcha_id}.png")).status == 200
-    stored = _flatten(await redis.get(keys.captcha(captcha_id)))[0].decode()
+    stored = flatten(await redis.get(keys.captcha(captcha_id)))[0].decode()
     issued_ms, _, mac = stored.partition(":")
     assert issued_ms.isdigit() and len(mac) == 64
     int(mac, 16)
 
     status, accepted = await _submit(real_client, captcha_id, f"  {answer.lower()} ")
     assert status == 202, accepted
-    everything = await _dump_redis(redis)
+    everything = await dump_redis(redis)
     assert any(keys.comment(accepted["id"]).encode() == item for item in everything)
     for item in everything:
         assert answer.encode() not in item.upper(), item

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from redis_dump import dump_redis
 
 from service import keys
 from service.app import create_app
@@ -56,31 +57,6 @@ async def _record(redis: Redis, comment_id: str) -> dict[str, Any]:
 
 async def _stored_comments(redis: Redis) -> list[Any]:
     return [key async for key in redis.scan_iter(match="cm:{p*}:c:*")]
-
-
-def _flatten(value: Any) -> list[bytes]:
-    if isinstance(value, bytes):
-        return [value]
-    if isinstance(value, str):
-        return [value.encode()]
-    if isinstance(value, dict):
-        return [b for pair in value.items() for item in pair for b in _flatten(item)]
-    if isinstance(value, list | tuple | set):
-        return [b for item in value for b in _flatten(item)]
-    return [] if value is None else [str(value).encode()]
-
-
-READ_ALL = {"string": ("GET",), "hash": ("HGETALL",), "list": ("LRANGE", 0, -1), "set": ("SMEMBERS",),
-            "zset": ("ZRANGE", 0, -1), "stream": ("XRANGE", "-", "+")}
-
-
-async def _dump_redis(redis: Redis) -> list[bytes]:
-    """Every key and every stored value, field or member, whatever its type."""
-    out: list[bytes] = []
-    async for key in redis.scan_iter(count=1000):
-        command, *args = READ_ALL[_flatten(await redis.type(key))[0].decode()]
-        out += [key, *_flatten(await redis.execute_command(command, key, *args))]  # type: ignore[no-untyped-call]
-    return out
 
 
 async def _app(aiohttp_client: MakeClient, settings: Settings, **changes: Any) -> Client:
@@ -274,7 +250,7 @@ async def test_ips_are_stored_only_as_a_keyed_hash(client: Client, redis: Redis)
     assert status == 202
     record = await _record(redis, body["id"])
     assert len(record["ip_hash"]) == 24
-    everything = await _dump_redis(redis)
+    everything = await dump_redis(redis)
     assert len(everything) > 10
     for item in everything:
         assert b"127.0.0.1" not in item and b"198.51.100.23" not in item, item
