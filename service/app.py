@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from service import captcha_render
-from service.api import admin, feed, middleware, moderation, ops, public, widget
+from service.api import admin, feed, middleware, moderation, ops, public, webhooks, widget
 from service.appkeys import (
     CAPTCHAS,
     FEED,
@@ -39,6 +39,7 @@ from service.scripts import Scripts
 from service.settings import Settings
 from service.submissions import Submissions
 from service.tokens import Tokens
+from service.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
@@ -85,8 +86,6 @@ async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
-    from service.webhooks import Webhooks
-
     settings = app[SETTINGS]
     scripts = app[SCRIPTS]
     captchas = Captchas(app[REDIS], app[RENDER_POOL], secret=settings.secret, ttl=settings.captcha_ttl_seconds,
@@ -133,11 +132,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx])
-    for module in (public, moderation, feed, admin, ops, widget):
+    for module in (public, moderation, feed, admin, webhooks, ops, widget):
         module.setup_routes(app)
-    from service.api import webhooks as webhook_routes
-
-    webhook_routes.setup_routes(app)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "
                     "Never use this outside tests.")

@@ -3,14 +3,20 @@ HTTP on loopback."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import StrOrURL
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -82,3 +88,46 @@ def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Setting
 @pytest.fixture
 async def client(aiohttp_client: object, settings: Settings) -> TestClient:  # type: ignore[type-arg]
     return await aiohttp_client(create_app(settings))  # type: ignore[operator,no-any-return]
+
+
+#: Routes where an email may legitimately appear: moderators see it; webhooks and tokens carry none but are
+#: admin-only. Everything else, the feed included, is checked.
+_PRIVATE_PREFIXES = ("/v1/moderation", "/v1/webhooks", "/v1/tokens")
+
+
+class PrivacyCheckingClient(TestClient):  # type: ignore[type-arg]
+    """Every test client in the suite: remembers the emails a test submitted and, when the client closes,
+    fails the test if any public response (body or headers) showed one, or its md5/sha1/sha256."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.submitted_emails: set[str] = set()
+        self.public_responses: list[tuple[str, bytes]] = []
+
+    async def _request(self, method: str, path: StrOrURL, **kwargs: Any) -> ClientResponse:
+        body = kwargs.get("json")
+        if body is None and isinstance(kwargs.get("data"), bytes | str):
+            with contextlib.suppress(ValueError):
+                body = orjson.loads(kwargs["data"])
+        if isinstance(body, dict) and isinstance(body.get("email"), str) and "@" in body["email"]:
+            self.submitted_emails.add(body["email"].strip().lower())
+        response = await super()._request(method, path, **kwargs)
+        if not str(path).startswith(_PRIVATE_PREFIXES):
+            seen = await response.read()
+            headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items()).encode()
+            self.public_responses.append((f"{method} {path} {response.status}", (seen + b"\n" + headers).lower()))
+        return response
+
+    async def close(self) -> None:
+        needles = {e.encode() for e in self.submitted_emails}
+        needles |= {h(e.encode()).hexdigest().encode() for e in self.submitted_emails
+                    for h in (hashlib.md5, hashlib.sha1, hashlib.sha256)}
+        leaks = [(what, needle) for what, blob in self.public_responses for needle in needles if needle in blob]
+        self.public_responses.clear()  # checked once, however often the client is closed
+        await super().close()
+        assert not leaks, f"a public response showed an email: {leaks[:3]}"
+
+
+@pytest.fixture
+def aiohttp_client_cls() -> type[TestClient]:  # type: ignore[type-arg]
+    return PrivacyCheckingClient

@@ -17,6 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.app import create_app
+from service.settings import Settings
+
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 #: Routes only tokens reach: they may show moderators the email.
 PRIVATE_PREFIXES = ("/v1/moderation", "/v1/feed", "/v1/tokens", "/v1/webhooks", "/metrics")
@@ -144,3 +147,21 @@ async def test_the_check_catches_a_leak(client: TestClient) -> None:  # type: ig
     recorder.responses.append(seen)
     with pytest.raises(AssertionError, match="shows"):
         recorder.assert_private()
+
+
+async def test_every_client_in_the_suite_checks_public_responses(aiohttp_client: Any, settings: Settings) -> None:
+    """The conftest's client class records submitted emails and fails on close if a public response showed
+    one; here a leak is planted to show the check can fail."""
+    from conftest import PrivacyCheckingClient
+
+    client = await aiohttp_client(create_app(settings))
+    assert isinstance(client, PrivacyCheckingClient)
+    captcha_id = (await (await client.post("/v1/captchas")).json())["id"]
+    response = await client.post("/v1/articles/a1/comments", json={
+        "name": "Lan", "email": "Planted.Leak@Example.org", "title": "t", "body": "b", "captcha_id": captcha_id,
+        "captcha_answer": "ABCDE"})
+    assert response.status == 202
+    assert client.submitted_emails == {"planted.leak@example.org"}
+    client.public_responses.append(("GET /planted 200", b'{"email":"planted.leak@example.org"}'))
+    with pytest.raises(AssertionError, match="showed an email"):
+        await client.close()
