@@ -102,10 +102,12 @@ class Feed:
         return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + CURSOR_PREFIX + b".".join(parts) + b'"}'
 
     async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
-        """The next `limit` events in decision order. Each partition is asked for a share of the page, not the
-        whole page (16 times the data otherwise); a partition that filled its share may hold more, so only
-        events up to the earliest last-fetched id among such partitions are known to be complete."""
-        fetched: list[list[tuple[Position, dict[bytes, bytes]]]] = [[] for _ in positions]
+        """The next `limit` events in decision order, merged from the partitions' streams.
+
+        Each partition is first asked for a share of the page, not the whole page (16 times the data otherwise).
+        Let T be the `limit`-th earliest event fetched so far: a partition that filled its share and whose last
+        event is before T may hold events that belong in the page, so only such partitions are asked again."""
+        fetched: list[tuple[Position, int, dict[bytes, bytes]]] = []
         reached = list(positions)
         todo = list(range(len(positions)))
         share = max(4, 2 * -(-limit // len(positions)))
@@ -114,21 +116,20 @@ class Feed:
             for partition in todo:
                 ms, seq = reached[partition]
                 batch.command("XRANGE", keys.feed(partition), f"({ms}-{seq}", "+", "COUNT", share)
-            more = []
+            may_hold_more = []
             for partition, entries in zip(todo, await batch.execute(), strict=True):
                 for entry_id, fields in entries:
-                    fetched[partition].append((_parse_id(entry_id), fields))
+                    fetched.append((_parse_id(entry_id), partition, fields))
+                if entries:
+                    reached[partition] = _parse_id(entries[-1][0])
                 if len(entries) == share:
-                    reached[partition] = fetched[partition][-1][0]
-                    more.append(partition)
-            boundary = min((reached[p] for p in more), default=None)
-            merged = sorted(((position, partition, fields) for partition, events in enumerate(fetched)
-                             for position, fields in events if boundary is None or position <= boundary),
-                            key=lambda item: (item[0], item[1]))
-            if len(merged) >= limit or not more:
-                return [(partition, position, fields) for position, partition, fields in merged[:limit]]
-            # The busy partitions: a second round asks them for a whole page, which settles it.
-            todo, share = more, limit
+                    may_hold_more.append(partition)
+            fetched.sort(key=lambda item: (item[0], item[1]))
+            cutoff = fetched[limit - 1][0] if len(fetched) >= limit else None
+            todo = [p for p in may_hold_more if cutoff is None or reached[p] < cutoff]
+            if not todo:
+                return [(partition, position, fields) for position, partition, fields in fetched[:limit]]
+            share = max(share * 2, limit) if cutoff is None else limit
 
     async def trim_once(self) -> int:
         self._trimmed_cache = None
