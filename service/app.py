@@ -102,7 +102,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = hooks
     with contextlib.suppress(Exception):
         await hooks.start()
-    jobs: list[Coroutine[Any, Any, None]] = [captchas.run_pool(), app[FEED].run_janitor(), hooks.run()]
+    jobs: list[Coroutine[Any, Any, None]] = [captchas.keep_pool_filled(), app[FEED].run_janitor(), hooks.run()]
     tasks = [asyncio.create_task(job) for job in jobs]
     app[BACKGROUND] = tasks
     yield

@@ -13,7 +13,6 @@ loop. Pictures are rendered ahead of demand into a bounded pool, so bursts of re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -134,13 +133,9 @@ class Captchas:
         return await loop.run_in_executor(
             self._executor, captcha_render.render_wav, self.answer_for(captcha_id), lang)
 
-    async def verify(self, captcha_id: str, answer: str) -> None:
-        """One try per captcha, right or wrong: the key is read and deleted in one step."""
-        stored = await self._redis.getdel(keys.captcha(captcha_id))
-        self.check(captcha_id, answer, stored)
-
     def check(self, captcha_id: str, answer: str, stored: bytes | str | None) -> None:
-        """Judge an answer against the value GETDEL returned (for callers that batch the GETDEL)."""
+        """Judge an answer against what GETDEL returned: the key is read and deleted in one step (in the
+        submission's batch), so each captcha gets one try, right or wrong."""
         # Named as a field error too, so a form shows the message beside the code box, in the reader's language.
         field = [FieldError("captcha_answer", "captcha_invalid")]
         if stored is None:
@@ -180,7 +175,3 @@ class Captchas:
                 await asyncio.sleep(5)
                 continue
             self._pool.extend(zip(batch, pngs, strict=True))
-
-    async def run_pool(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.keep_pool_filled()

@@ -7,6 +7,7 @@ Every state change goes through `lua/decide.lua`, the one place that knows the a
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import heapq
 import re
@@ -415,22 +416,15 @@ class Moderation:
         return depth, (_now_ms() - min(heads)) / 1000 if heads else None
 
     async def stats(self, hours: int = 24) -> Stats:
-        now = _now_ms()
-        hour = now // 3_600_000
+        hour = _now_ms() // 3_600_000
         batch = self._scripts.batch()
-        for partition in range(keys.PARTITIONS):
-            batch.command("ZCARD", keys.pending(partition))
-            batch.command("ZRANGE", keys.pending(partition), 0, 0, "WITHSCORES")
         for partition in range(keys.PARTITIONS):
             for h in range(hour - hours + 1, hour + 1):
                 batch.command("HGETALL", keys.stats(partition, h))
-        results = await batch.execute()
-        depth = sum(int(results[2 * p]) for p in range(keys.PARTITIONS))
-        heads = [scored(results[2 * p + 1])[0][1] for p in range(keys.PARTITIONS) if results[2 * p + 1]]
+        (depth, oldest), results = await asyncio.gather(self.queue_health(), batch.execute())
         per_hour: dict[str, dict[str, int]] = {}
         per_moderator: dict[str, dict[str, int]] = {}
-        offset = 2 * keys.PARTITIONS
-        for index, row in enumerate(results[offset:]):
+        for index, row in enumerate(results):
             h = hour - hours + 1 + index % hours
             row = row if isinstance(row, dict) else _pairs(row)
             for field, count in row.items():
@@ -440,7 +434,6 @@ class Moderation:
                 per_hour[label][action] += int(count)
                 per_moderator.setdefault(moderator, {}).setdefault(action, 0)
                 per_moderator[moderator][action] += int(count)
-        return Stats(queue_depth=depth,
-                     oldest_pending_age_seconds=(now - min(heads)) / 1000 if heads else None,
+        return Stats(queue_depth=depth, oldest_pending_age_seconds=oldest,
                      decisions_per_hour=dict(sorted(per_hour.items())), decisions_per_moderator=per_moderator)
 

@@ -73,7 +73,7 @@ class Publication:
                 self._meta.clear()
         return found
 
-    def etag(self, article_id: str, meta: ArticleMeta, order: Order, limit: int, after: int) -> str:
+    def etag(self, meta: ArticleMeta, order: Order, limit: int, after: int) -> str:
         return f'"{meta.version}.{order[0]}{limit}.{after}"'
 
     async def page(self, article_id: str, order: Order, limit: int, cursor: str | None) -> tuple[Page, bool]:
@@ -123,7 +123,7 @@ class Publication:
             b'{"article_id":', orjson.dumps(article_id), b',"open":', b"true" if meta.open else b"false",
             b',"total":', str(meta.total).encode(), b',"comments":[', b",".join(bodies),
             b'],"next_cursor":', next_cursor, b"}"))
-        return Page(body=body, etag=self.etag(article_id, meta, order, limit, after))
+        return Page(body=body, etag=self.etag(meta, order, limit, after))
 
     async def counts(self, article_ids: list[str]) -> dict[str, int]:
         metas = await self.metas(article_ids)
