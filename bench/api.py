@@ -36,9 +36,10 @@ def text_bytes(form: dict[str, str]) -> int:
 
 
 def submission_line(article_id: str, captcha_id: str, serial: int) -> str:
-    """One line of a wrk replay file (see `bench/lua/replay.lua`)."""
+    """One line of a wrk replay file (see `bench/lua/replay.lua`). Like the widget, every submission carries an
+    Idempotency-Key, so the service does the work a real reader's comment costs."""
     body = orjson.dumps(submission(captcha_id, serial)).decode()
-    return f"POST\t/v1/articles/{article_id}/comments\t{body}"
+    return f"POST\t/v1/articles/{article_id}/comments\t{body}\tbench-{captcha_id}"
 
 
 async def bounded(items: Iterable[T], call: Callable[[T], Awaitable[Any]], concurrency: int = 16) -> list[Any]:

@@ -88,7 +88,7 @@ async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     scripts = app[SCRIPTS]
-    captchas = Captchas(app[REDIS], app[RENDER_POOL], secret=settings.secret, ttl=settings.captcha_ttl_seconds,
+    captchas = Captchas(app[RENDER_POOL], secret=settings.secret, ttl=settings.captcha_ttl_seconds,
                         min_fill_seconds=settings.min_fill_seconds, test_answer=settings.captcha_test_answer,
                         pool_size=settings.captcha_pool_size)
     app[CAPTCHAS] = captchas

@@ -4,13 +4,17 @@ Comments are spread over `PARTITIONS` partitions by article, so a Redis Cluster 
 Lua script touches carries the partition's hash tag (`{pXX}`) and so lives in one slot. Comment ids start
 with their partition, so any key of a comment can be built from its id alone.
 
+The keys a submission's gate reads and counts (captcha markers, rate limits, repeats, reputation, idempotency)
+share the tag `{g}`: small and short-lived, they fit one slot, so the gate is one script on a Cluster too. On one
+server (or Sentinel) the gate and the store run as one script, whatever the tags: one round trip per comment.
+
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
-| cm:cap:<captcha id>                  | string | captcha TTL          | captcha: "<issued ms>:<HMAC of the answer>" |
-| cm:rl:<scope>:<subject>:<window>     | string | window               | ratelimit: fixed-window counter |
-| cm:seen:<body digest>                | string | 1 day                | risk: how often this exact text was sent |
-| cm:rep:ip:<ip hash> / :email:<hmac>  | string | 90 days              | risk: spam decisions against this sender |
-| cm:idem:<key digest>                 | string | idempotency TTL      | submissions: the request fingerprint |
+| cm:{g}:cap:<captcha nonce>           | string | rest of captcha life | captcha: tried once (ids are signed tokens) |
+| cm:{g}:rl:<scope>:<subject>:<window> | string | window               | ratelimit: fixed-window counter |
+| cm:{g}:seen:<body digest>            | string | 1 day                | risk: how often this exact text was sent |
+| cm:{g}:rep:ip:<ip hash> / :email:<h> | string | 90 days              | risk: spam decisions against this sender |
+| cm:{g}:idem:<key digest>             | string | idempotency TTL      | submissions: the request fingerprint |
 | cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`) |
 | cm:{pXX}:h:<id>                      | list   | none                 | append-only history of state changes (JSON) |
 | cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing) |
@@ -57,26 +61,29 @@ def _tag(partition: int) -> str:
     return f"{PREFIX}:{{p{partition:02x}}}"
 
 
-# -- short-lived, single-key ------------------------------------------------------------------------------
+# -- the submission gate: short-lived, one slot -----------------------------------------------------------
 
-def captcha(captcha_id: str) -> str:
-    return f"{PREFIX}:cap:{captcha_id}"
+GATE: Final = f"{PREFIX}:{{g}}"
+
+
+def captcha_used(nonce: str) -> str:
+    return f"{GATE}:cap:{nonce}"
 
 
 def rate_limit(scope: str, subject: str, window: int) -> str:
-    return f"{PREFIX}:rl:{scope}:{subject}:{window}"
+    return f"{GATE}:rl:{scope}:{subject}:{window}"
 
 
 def seen_text(digest: str) -> str:
-    return f"{PREFIX}:seen:{digest}"
+    return f"{GATE}:seen:{digest}"
 
 
 def reputation(kind: str, subject: str) -> str:
-    return f"{PREFIX}:rep:{kind}:{subject}"
+    return f"{GATE}:rep:{kind}:{subject}"
 
 
 def idempotency(digest: str) -> str:
-    return f"{PREFIX}:idem:{digest}"
+    return f"{GATE}:idem:{digest}"
 
 
 # -- one partition -----------------------------------------------------------------------------------------
@@ -164,6 +171,12 @@ def deliveries_recent() -> str:
 
 
 # -- the keys a script touches, in the order its KEYS table documents ----------------------------------------
+
+def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str, email_digest: str,
+              rate_limits: list[str]) -> list[str]:
+    return [idempotency_key, captcha_marker, seen, reputation("ip", ip_hash), reputation("email", email_digest),
+            *rate_limits]
+
 
 def submit_keys(comment_id: str, article_id: str) -> list[str]:
     p = partition_of_comment(comment_id)

@@ -2,12 +2,15 @@
 
 They never decide anything by themselves: pre-moderation means a person decides. They help sort the queue
 and find the spam run (bulk decisions can filter on them).
+
+The signals of the text are judged here; those of the sender (`repeated_text`, `ip_reputation`,
+`email_reputation`) come from what Redis knows, in the submission's gate (`lua/lib/gate.lua`), which adds them to
+the record in the same step that stores it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from service import text
@@ -15,22 +18,11 @@ from service import text
 _LINK: Final = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|vn|info|xyz|top|io)\b")
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
-    """What Redis knows of the text and the sender, read in the same round trip as the rate limits."""
-
-    times_text_seen: int
-    ip_spam_count: int
-    email_spam_count: int
-
-
-def signals(*, name: str, title: str, body: str, blocklist: frozenset[str], sender: Sender) -> list[str]:
+def signals(*, name: str, title: str, body: str, blocklist: frozenset[str]) -> list[str]:
     found: list[str] = []
     links = len(_LINK.findall(f"{title}\n{body}"))
     if links:
         found.append("links" if links < 3 else "many_links")
-    if sender.times_text_seen > 1:
-        found.append("repeated_text")
     if blocklist:
         folded = text.fold(f"{name}\n{title}\n{body}")
         words = set(text.WORDS.findall(folded))
@@ -39,10 +31,6 @@ def signals(*, name: str, title: str, body: str, blocklist: frozenset[str], send
     # All in capitals (str.isupper: no lower-case letter at all, at least one cased one), judged in C.
     if len(body) >= 20 and body.isupper():
         found.append("shouting")
-    if sender.ip_spam_count:
-        found.append("ip_reputation")
-    if sender.email_spam_count:
-        found.append("email_reputation")
     return found
 
 

@@ -1,5 +1,9 @@
 """The Lua scripts (package files under `service/lua/`), loaded once and called by name.
 
+A script whose first line reads `--! uses: a b` is sent with the files `lua/lib/a.lua` and `lua/lib/b.lua` before
+it: those define local functions that several scripts share (the submission's gate and store run as one script
+on one server, as two on a Cluster).
+
 Why not redis-py's `register_script`: inside a pipeline it asks `SCRIPT EXISTS` before every execution (an
 extra round trip on the hot path) and cannot recover from NOSCRIPT on a Redis Cluster pipeline. Here a
 script runs by EVALSHA and is loaded again only when a server says it does not know it (a restart, a
@@ -13,20 +17,29 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final, Literal
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from service.connections import RedisClient
 
-ScriptName = Literal["submit", "claim", "decide", "rate_limit", "set_open", "trim_feed",
-                     "webhook_enqueue", "webhook_lease", "webhook_record"]
-NAMES: Final[tuple[ScriptName, ...]] = ("submit", "claim", "decide", "rate_limit", "set_open", "trim_feed",
-                                         "webhook_enqueue", "webhook_lease", "webhook_record")
+ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
+                     "trim_feed", "webhook_enqueue", "webhook_lease", "webhook_record"]
+NAMES: Final[tuple[ScriptName, ...]] = ("submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit",
+                                         "set_open", "trim_feed", "webhook_enqueue", "webhook_lease",
+                                         "webhook_record")
+_USES: Final = "--! uses:"
 
 Arg = str | bytes | int | float
 
 
 def _source(name: str) -> str:
-    return resources.files("service").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    lua = resources.files("service").joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    first = text.partition("\n")[0]
+    if not first.startswith(_USES):
+        return text
+    libraries = [lua.joinpath("lib", f"{lib}.lua").read_text(encoding="utf-8") for lib in first[len(_USES):].split()]
+    return "\n".join([*libraries, text])
 
 
 class Scripts:
@@ -38,6 +51,11 @@ class Scripts:
     @property
     def redis(self) -> RedisClient:
         return self._redis
+
+    @property
+    def one_server(self) -> bool:
+        """True unless this is a Redis Cluster: one script may then touch keys of any slot."""
+        return not isinstance(self._redis, RedisCluster)
 
     async def load(self) -> None:
         for text in self._source.values():

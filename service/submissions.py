@@ -1,8 +1,11 @@
 """Comment submission: from a validated form to a durable place in the moderation queue.
 
 The order of checks is chosen so that a retry is safe and a bot learns nothing:
-honeypot -> idempotency replay -> (one round trip) captcha, rate limits, sender facts -> minimum fill time
--> (one atomic script) the record and its queue entries. Only after that script returns does a 202 go out.
+honeypot -> the captcha's signature, age and answer, and the minimum fill time (no Redis: a captcha id is a
+signed token) -> the gate: idempotency replay, the captcha's single use, rate limits, what Redis knows of the
+sender (`lua/lib/gate.lua`) -> the store: the record and its queue entries (`lua/lib/store.lua`).
+On one server the gate and the store are one script, so a comment costs one round trip; on a Cluster the gate's
+keys share one slot and the store's another, so two. Only after the store returns does a 202 go out.
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
 from service import keys, risk
-from service.captcha import Captchas
+from service.captcha import Captchas, Token
 from service.clients import email_hash, keyed_hash
 from service.errors import (
     CaptchaInvalid,
     CommentsClosed,
+    FieldError,
     IdempotencyInProgress,
     IdempotencyKeyReused,
     InvalidParent,
@@ -31,7 +35,7 @@ from service.errors import (
     Unavailable,
 )
 from service.models import COMMENT_ID_RE, CommentSubmission, SubmissionAccepted, iso
-from service.scripts import Arg, Scripts, as_text
+from service.scripts import Arg, ScriptName, Scripts, as_text
 from service.settings import Settings
 
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -85,7 +89,11 @@ class Outcome:
     accepted: SubmissionAccepted
     #: Why nothing was queued although the client was told 202: "honeypot", "too_fast"; None when queued.
     dropped: str | None = None
-    risk: tuple[str, ...] = ()
+
+
+def _captcha_invalid(detail: str) -> CaptchaInvalid:
+    # Named as a field error too, so a form shows the message beside the code box, in the reader's language.
+    return CaptchaInvalid(detail, fields=[FieldError("captcha_answer", "captcha_invalid")])
 
 
 class Submissions:
@@ -100,113 +108,140 @@ class Submissions:
         comment_id = new_comment_id(article_id)
         return Outcome(SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id)), reason)
 
-    def _accepted(self, comment_id: str, risks: tuple[str, ...] = ()) -> Outcome:
-        return Outcome(SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id)),
-                       risk=risks)
+    def _accepted(self, comment_id: str) -> Outcome:
+        return Outcome(SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id)))
 
     async def submit(self, article_id: str, form: CommentSubmission, client: Client,
                      idempotency_key: str | None = None) -> Outcome:
         if form.website:
             return self._fake(article_id, "honeypot")
-        redis = self._scripts.redis
+        now_ms = int(time.time() * 1000)
         fingerprint = ""
-        replay = False
         if idempotency_key is not None:
             comment_id = idempotent_comment_id(self._secret, article_id, idempotency_key)
             # The captcha is not part of the request's identity: a retry after a failed attempt needs a new one.
             fingerprint = hashlib.sha256(orjson.dumps(
                 [article_id, form.model_dump(exclude={"captcha_id", "captcha_answer"})])).hexdigest()
-            replay = await self._claim_idempotency_key(comment_id, idempotency_key, fingerprint)
-            if replay and await redis.exists(keys.comment(comment_id)):
-                return self._accepted(comment_id)
         else:
-            comment_id = new_comment_id(article_id)
+            comment_id = new_comment_id(article_id, now_ms)
 
-        email_digest = email_hash(self._secret, form.email)
-        stored, sender = await self._check_sender(article_id, form, client, email_digest)
-        try:
-            self._captchas.check(form.captcha_id, form.captcha_answer, stored)
-        except CaptchaInvalid:
-            if replay and await redis.exists(keys.comment(comment_id)):
-                return self._accepted(comment_id)  # the first attempt won the captcha and stored the comment
-            raise
-        if self._captchas.filled_too_fast(stored):
+        captchas = self._captchas
+        token = captchas.read(form.captcha_id, now_ms)
+        right = token is not None and captchas.is_right(token, form.captcha_answer)
+        too_fast = token is not None and right and captchas.filled_too_fast(token, now_ms)
+        if token is None or not right or too_fast:
+            if await self._use_up(token, comment_id, fingerprint, now_ms):
+                return self._accepted(comment_id)  # a retry of a comment that an earlier attempt stored
+            if token is None:
+                raise _captcha_invalid("the captcha does not exist, was already used or expired")
+            if not right:
+                raise _captcha_invalid("the answer is wrong")
             return self._fake(article_id, "too_fast")
+        await self._gate_and_store(token, comment_id, article_id, form, client, idempotency_key, fingerprint,
+                                   now_ms)
+        return self._accepted(comment_id)
 
-        risks = tuple(risk.signals(name=form.name, title=form.title, body=form.body,
-                                   blocklist=self._blocklist, sender=sender))
-        await self._store(comment_id, article_id, form, client, email_digest, risks, fingerprint)
-        return self._accepted(comment_id, risks)
-
-    async def _claim_idempotency_key(self, comment_id: str, idempotency_key: str, fingerprint: str) -> bool:
-        """True when this key was seen before with the same request (a replay); raises if with another."""
-        redis = self._scripts.redis
-        key = keys.idempotency(keyed_hash(self._secret, "idem", idempotency_key, 32))
-        if await redis.set(key, fingerprint, nx=True, ex=self._settings.idempotency_ttl_seconds):
+    async def _use_up(self, token: Token | None, comment_id: str, fingerprint: str, now_ms: int) -> bool:
+        """Spend the captcha's one try (a wrong answer or a bot's speed uses it up too); True when the request
+        is a retry (same Idempotency-Key, same request) of a comment already stored."""
+        if token is None and not fingerprint:
             return False
-        prior = await redis.get(key)
-        if isinstance(prior, bytes):
-            prior = prior.decode()
-        if prior is not None and prior != fingerprint:
-            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-        return True
-
-    async def _check_sender(self, article_id: str, form: CommentSubmission, client: Client,
-                            email_digest: str) -> tuple[bytes | None, risk.Sender]:
-        """One round trip: consume the captcha, count the rate limits, read what we know of the sender."""
-        settings = self._settings
         batch = self._scripts.batch()
-        batch.command("GETDEL", keys.captcha(form.captcha_id))
-        limits: list[tuple[str, tuple[int, int]]] = []
-        if settings.rate_limit_enabled:
-            limits = [(keys.rate_limit("ip", client.ip_hash, settings.rate_limit_ip[1]), settings.rate_limit_ip),
-                      (keys.rate_limit("email", email_digest, settings.rate_limit_email[1]), settings.rate_limit_email),
-                      (keys.rate_limit("article", article_id, settings.rate_limit_article[1]),
-                       settings.rate_limit_article)]
-            for key, (_, window) in limits:
-                batch.script("rate_limit", [key], [window * 1000])
-        body_digest = hashlib.sha256(" ".join(form.body.lower().split()).encode()).hexdigest()[:32]
-        batch.script("rate_limit", [keys.seen_text(body_digest)], [SEEN_TEXT_SECONDS * 1000])
-        batch.command("GET", keys.reputation("ip", client.ip_hash))
-        batch.command("GET", keys.reputation("email", email_digest))
+        if token is not None:
+            marker, ttl_ms = self._captchas.marker(token, now_ms)
+            batch.command("SET", marker, "1", "NX", "PX", ttl_ms)
+        if fingerprint:
+            batch.command("HGET", keys.comment(comment_id), "f")
         results = await batch.execute()
-        stored = results[0]
-        for (_, (limit, _)), (count, ttl_ms) in zip(limits, results[1:1 + len(limits)], strict=True):
-            if count > limit:
-                raise RateLimited("too many comments, try again later", retry_after=max(1, math.ceil(ttl_ms / 1000)))
-        seen, ip_rep, email_rep = results[1 + len(limits):]
-        return stored, risk.Sender(times_text_seen=int(seen[0]), ip_spam_count=int(ip_rep or 0),
-                                   email_spam_count=int(email_rep or 0))
+        return bool(fingerprint) and results[-1] is not None and as_text(results[-1]) == fingerprint
 
-    async def _store(self, comment_id: str, article_id: str, form: CommentSubmission, client: Client,
-                     email_digest: str, risks: tuple[str, ...], fingerprint: str) -> None:
-        now_ms = int(time.time() * 1000)
+    async def _gate_and_store(self, token: Token, comment_id: str, article_id: str, form: CommentSubmission,
+                              client: Client, idempotency_key: str | None, fingerprint: str, now_ms: int) -> None:
+        settings = self._settings
+        email_digest = email_hash(self._secret, form.email)
+        limits: list[str] = []
+        limit_args: list[Arg] = []
+        if settings.rate_limit_enabled:
+            for scope, subject, (limit, window) in (("ip", client.ip_hash, settings.rate_limit_ip),
+                                                    ("email", email_digest, settings.rate_limit_email),
+                                                    ("article", article_id, settings.rate_limit_article)):
+                limits.append(keys.rate_limit(scope, subject, window))
+                limit_args += [limit, window * 1000]
+        body_digest = hashlib.sha256(" ".join(form.body.lower().split()).encode()).hexdigest()[:32]
+        idempotency = keys.idempotency(
+            keyed_hash(self._secret, "idem", idempotency_key, 32) if idempotency_key is not None else "-")
+        marker, marker_ms = self._captchas.marker(token, now_ms)
+        gate_keys = keys.gate_keys(idempotency, marker, keys.seen_text(body_digest), client.ip_hash, email_digest,
+                                   limits)
+        gate_args: list[Arg] = [fingerprint, settings.idempotency_ttl_seconds, marker_ms, SEEN_TEXT_SECONDS * 1000,
+                                *limit_args]
+
         avatar = keyed_hash(self._secret, "avatar", form.email.casefold(), 16)
-        # One copy of the text: the public view is made from this record at approval (decide.lua).
+        risks = risk.signals(name=form.name, title=form.title, body=form.body, blocklist=self._blocklist)
+        # One copy of the text: the public view is made from this record at approval (decide.lua). "risk" comes
+        # last: the gate adds the sender's signals to that list (lib/store.lua).
         record = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
-                               "avatar": avatar, "risk": list(risks), "created_at": iso(now_ms)})
-        submit_keys = keys.submit_keys(comment_id, article_id)
-        submit_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
-                                  OUTBOX_MAXLEN]
-        replicas = self._settings.redis_replica_acks
-        if replicas:
-            # The script and WAIT on one connection: WAIT counts the replicas that have this client's writes.
-            batch = self._scripts.batch()
-            batch.script_by_source("submit", submit_keys, submit_args)
-            batch.command("WAIT", replicas, self._settings.redis_replica_ack_timeout_ms)
-            result, acks = await batch.execute()
+                               "avatar": avatar, "created_at": iso(now_ms), "risk": risks})
+        store_keys = keys.submit_keys(comment_id, article_id)
+        store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
+                                 OUTBOX_MAXLEN]
+
+        if self._scripts.one_server:
+            result, acks = await self._run("submit", [*gate_keys, *store_keys],
+                                           [len(gate_keys), len(gate_args), *gate_args, *store_args])
         else:
-            result, acks = await self._scripts.run("submit", submit_keys, submit_args), 0
+            result, acks = await self._gate_then_store(comment_id, gate_keys, gate_args, store_keys, store_args)
+        self._judge(result, acks, fingerprint)
+
+    async def _gate_then_store(self, comment_id: str, gate_keys: list[str], gate_args: list[Arg],
+                               store_keys: list[str], store_args: list[Arg]) -> tuple[Any, int]:
+        """On a Redis Cluster: the gate in its slot, then the store in the article's."""
+        gate = await self._scripts.run("submit_gate", gate_keys, gate_args)
+        if as_text(gate[0]) == "replay":
+            # A retry: stored already? Otherwise go on as a first attempt (the key is ours, the fingerprint equal).
+            prior = await self._scripts.redis.hget(keys.comment(comment_id), "f")
+            if prior is not None:
+                return ["exists", prior], 0
+            gate = await self._scripts.run("submit_gate", gate_keys, ["", *gate_args[1:]])
+        if as_text(gate[0]) != "pass":
+            return gate, 0
+        return await self._run("submit_store", store_keys, [*store_args, ",".join(as_text(r) for r in gate[1:])])
+
+    async def _run(self, name: ScriptName, script_keys: list[str], args: list[Arg]) -> tuple[Any, int]:
+        """Run a storing script; with COMMENTS_REDIS_REPLICA_ACKS, also WAIT for replicas on its connection."""
+        replicas = self._settings.redis_replica_acks
+        if not replicas:
+            return await self._scripts.run(name, script_keys, args), 0
+        # The script and WAIT on one connection: WAIT counts the replicas that have this client's writes.
+        batch = self._scripts.batch()
+        batch.script_by_source(name, script_keys, args)
+        batch.command("WAIT", replicas, self._settings.redis_replica_ack_timeout_ms)
+        result, acks = await batch.execute()
+        return result, int(acks)
+
+    def _judge(self, result: Any, acks: int, fingerprint: str) -> None:
         status = as_text(result[0])
-        if replicas and acks < replicas and status == "ok":
-            # Saved on the primary only: a failover now could lose it, so it is not acknowledged. A retry with
-            # the same Idempotency-Key gets the 202 once it is there (the widget sends one).
-            raise Unavailable("the comment is not yet on a replica; retry with the same Idempotency-Key",
-                              retry_after=1)
+        if status == "ok":
+            if self._settings.redis_replica_acks and acks < self._settings.redis_replica_acks:
+                # Saved on the primary only: a failover now could lose it, so it is not acknowledged. A retry with
+                # the same Idempotency-Key gets the 202 once it is there (the widget sends one).
+                raise Unavailable("the comment is not yet on a replica; retry with the same Idempotency-Key",
+                                  retry_after=1)
+            return
+        if status == "exists":
+            if as_text(result[1]) != fingerprint:
+                raise IdempotencyInProgress("a different request holds this id")  # practically unreachable
+            return
+        if status == "captcha_used":
+            raise _captcha_invalid("the captcha does not exist, was already used or expired")
+        if status == "rate_limited":
+            raise RateLimited("too many comments, try again later",
+                              retry_after=max(1, math.ceil(int(result[1]) / 1000)))
+        if status == "idem_reused":
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
         if status == "closed":
             raise CommentsClosed("comments are closed for this article")
         if status == "bad_parent":
             raise InvalidParent("the comment replied to is not an approved comment of this article")
-        if status == "exists" and as_text(result[1]) != fingerprint:
-            raise IdempotencyInProgress("a different request holds this id")  # practically unreachable
+        raise RuntimeError(f"the submit script answered {status!r}")

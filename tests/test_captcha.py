@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 import wave
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
 from redis.asyncio import Redis
-from redis_dump import dump_redis, flatten
+from redis_dump import dump_redis
 
 from service import keys
 from service.app import create_app
@@ -52,6 +53,7 @@ async def real_client(aiohttp_client: MakeClient, settings: Settings) -> Client:
 
 
 async def test_issue_shape(client: Client, redis: Redis) -> None:
+    before = await dump_redis(redis)
     response = await client.post("/v1/captchas")
     assert response.status == 201
     assert response.headers["Cache-Control"] == "no-store"
@@ -61,8 +63,8 @@ async def test_issue_shape(client: Client, redis: Redis) -> None:
     assert body["audio_url"] == f"/v1/captchas/{body['id']}.wav"
     assert body["expires_in"] == 300
     assert len(body["id"]) >= 22  # 128 bits from secrets
-    ttl = await redis.ttl(keys.captcha(body["id"]))
-    assert 290 <= ttl <= 300
+    # A captcha id is a signed token: issuing one writes nothing to Redis.
+    assert await dump_redis(redis) == before
 
 
 async def test_picture_is_a_png_that_is_not_cached(client: Client) -> None:
@@ -95,11 +97,17 @@ async def test_audio_is_a_wav_vietnamese_by_default_and_english_on_request(clien
 
 
 async def test_unknown_captcha_is_a_404_problem(client: Client) -> None:
-    for suffix in ("png", "wav"):
-        response = await client.get(f"/v1/captchas/no-such-captcha-id-0000.{suffix}")
-        assert response.status == 404
-        assert response.content_type == "application/problem+json"
-        assert (await response.json())["code"] == "not_found"
+    issued = await _issue(client)
+    # One character changed: the signature no longer matches, so this service never issued it.
+    forged = issued[:10] + ("A" if issued[10] != "A" else "B") + issued[11:]
+    for captcha_id in ("no-such-captcha-id-0000", forged):
+        for suffix in ("png", "wav"):
+            response = await client.get(f"/v1/captchas/{captcha_id}.{suffix}")
+            assert response.status == 404
+            assert response.content_type == "application/problem+json"
+            assert (await response.json())["code"] == "not_found"
+    status, problem = await _submit(client, forged, "ABCDE")
+    assert status == 422 and problem["code"] == "captcha_invalid"
 
 
 def test_derived_answers_use_the_alphabet_without_look_alikes() -> None:
@@ -118,7 +126,9 @@ def test_derived_answers_use_the_alphabet_without_look_alikes() -> None:
 async def test_answer_for_without_a_test_answer_is_derived(real_client: Client) -> None:
     captchas = real_client.app[CAPTCHAS]
     captcha_id = await _issue(real_client)
-    answer = captchas.answer_for(captcha_id)
+    token = captchas.read(captcha_id)
+    assert token is not None
+    answer = captchas.answer_for(token.nonce)
     assert answer != "ABCDE" and len(answer) == 5 and set(answer) <= set(ALPHABET)
     assert normalise_answer(f"  {answer.lower()}\t") == answer
 
@@ -128,14 +138,14 @@ async def test_redis_never_holds_the_plaintext_answer(real_client: Client, redis
     response = await real_client.post("/v1/captchas")
     body = await response.json()
     captcha_id = body["id"]
-    answer = captchas.answer_for(captcha_id)
+    before = await dump_redis(redis)
+    token = captchas.read(captcha_id)
+    assert token is not None
+    answer = captchas.answer_for(token.nonce)
     assert answer not in str(body) and answer.lower() not in str(body).lower().replace(captcha_id.lower(), "")
     # Rendering goes through the same derivation; nothing is written on the way.
     assert (await real_client.get(f"/v1/captchas/{captcha_id}.png")).status == 200
-    stored = flatten(await redis.get(keys.captcha(captcha_id)))[0].decode()
-    issued_ms, _, mac = stored.partition(":")
-    assert issued_ms.isdigit() and len(mac) == 64
-    int(mac, 16)
+    assert await dump_redis(redis) == before
 
     status, accepted = await _submit(real_client, captcha_id, f"  {answer.lower()} ")
     assert status == 202, accepted
@@ -149,17 +159,36 @@ async def test_one_try_per_captcha_a_wrong_answer_consumes_it(client: Client, re
     captcha_id = await _issue(client)
     status, problem = await _submit(client, captcha_id, "WRONG")
     assert status == 422 and problem["code"] == "captcha_invalid"
-    assert not await redis.exists(keys.captcha(captcha_id))
+    token = client.app[CAPTCHAS].read(captcha_id)
+    assert token is not None
+    # The single-use marker lives as long as the captcha could still be valid, no longer.
+    assert 0 < await redis.pttl(keys.captcha_used(token.nonce)) <= 300_000
     status, problem = await _submit(client, captcha_id, "ABCDE")
     assert status == 422 and problem["code"] == "captcha_invalid"
-    assert (await client.get(f"/v1/captchas/{captcha_id}.png")).status == 404
+    assert await _stored_comment_count(redis) == 0
 
 
-async def test_a_right_answer_is_also_used_up(client: Client) -> None:
+async def _stored_comment_count(redis: Redis) -> int:
+    return len([key async for key in redis.scan_iter(match="cm:{p*}:c:*")])
+
+
+async def test_a_right_answer_is_also_used_up(client: Client, redis: Redis) -> None:
     captcha_id = await _issue(client)
     assert (await _submit(client, captcha_id, "ABCDE"))[0] == 202
     status, problem = await _submit(client, captcha_id, "ABCDE")
     assert status == 422 and problem["code"] == "captcha_invalid"
+    # Also for another article: the marker is the captcha's, not the article's.
+    response = await client.post("/v1/articles/bai-viet-khac/comments", json=_form(captcha_id, "ABCDE"))
+    assert response.status == 422
+    assert await _stored_comment_count(redis) == 1
+
+
+async def test_concurrent_tries_of_one_captcha_store_one_comment(client: Client, redis: Redis) -> None:
+    captcha_id = await _issue(client)
+    statuses = await asyncio.gather(*(
+        _submit(client, captcha_id, "ABCDE") for _ in range(8)))
+    assert sorted(status for status, _ in statuses) == [202] + [422] * 7
+    assert await _stored_comment_count(redis) == 1
 
 
 @pytest.mark.parametrize("answer", ["abcde", "  ABCDE  ", "\tAbCdE\n"])
@@ -173,13 +202,21 @@ async def test_inner_spaces_are_not_ignored(client: Client) -> None:
 
 
 async def test_an_expired_captcha_is_invalid(client: Client, redis: Redis) -> None:
-    captcha_id = await _issue(client)
-    assert await redis.pexpire(keys.captcha(captcha_id), 1)
-    while await redis.exists(keys.captcha(captcha_id)):
-        pass  # Redis expires the key on access once its millisecond has passed
-    status, problem = await _submit(client, captcha_id, "ABCDE")
-    assert status == 422 and problem["code"] == "captcha_invalid"
-    assert problem["title"] == "Mã xác nhận không đúng hoặc đã hết hạn"
+    captchas: Captchas = client.app[CAPTCHAS]
+    now_ms = int(time.time() * 1000)
+    expired = captchas.issue(now_ms=now_ms - 300_001).id
+    almost = captchas.issue(now_ms=now_ms - 290_000).id
+    from_the_future = captchas.issue(now_ms=now_ms + 60_000).id
+    for captcha_id in (expired, from_the_future):
+        status, problem = await _submit(client, captcha_id, "ABCDE")
+        assert status == 422 and problem["code"] == "captcha_invalid"
+        assert problem["title"] == "Mã xác nhận không đúng hoặc đã hết hạn"
+        assert (await client.get(f"/v1/captchas/{captcha_id}.png")).status == 404
+    assert (await client.get(f"/v1/captchas/{almost}.png")).status == 200
+    assert (await _submit(client, almost, "ABCDE"))[0] == 202
+    token = captchas.read(almost)
+    assert token is not None
+    assert 0 < await redis.pttl(keys.captcha_used(token.nonce)) <= 10_000
 
 
 async def test_the_ttl_follows_the_settings(aiohttp_client: MakeClient, settings: Settings, redis: Redis) -> None:
@@ -187,7 +224,13 @@ async def test_the_ttl_follows_the_settings(aiohttp_client: MakeClient, settings
     response = await client.post("/v1/captchas")
     body = await response.json()
     assert body["expires_in"] == 30
-    assert 0 < await redis.pttl(keys.captcha(body["id"])) <= 30_000
+    captchas: Captchas = client.app[CAPTCHAS]
+    assert captchas.read(body["id"]) is not None
+    assert captchas.read(body["id"], now_ms=int(time.time() * 1000) + 30_001) is None
+    assert (await _submit(client, body["id"], "ABCDE"))[0] == 202
+    token = captchas.read(body["id"])
+    assert token is not None
+    assert 0 < await redis.pttl(keys.captcha_used(token.nonce)) <= 30_000
 
 
 async def test_rendering_runs_in_the_process_pool(client: Client) -> None:
@@ -213,12 +256,11 @@ class RecordingPool(ProcessPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-async def test_captchas_render_pictures_and_audio_only_in_the_executor(redis: Redis) -> None:
+async def test_captchas_render_pictures_and_audio_only_in_the_executor() -> None:
     pool = RecordingPool()
     try:
-        captchas = Captchas(redis, pool, secret=b"k" * 32, ttl=60, min_fill_seconds=0, test_answer=None,
-                            pool_size=0)
-        issued = await captchas.issue()
+        captchas = Captchas(pool, secret=b"k" * 32, ttl=60, min_fill_seconds=0, test_answer=None, pool_size=0)
+        issued = captchas.issue()
         assert pool.submitted == []
         png = await captchas.image(issued.id)
         wav = await captchas.audio(issued.id, "en")

@@ -214,6 +214,42 @@ async def test_receipts_replies_idempotency_and_closing(api: TestClient[Any, Any
     assert (await refused.json())["code"] == "comments_closed"
 
 
+async def test_the_gate_runs_in_its_own_slot(api: TestClient[Any, Any], cluster_settings: Settings,
+                                            aiohttp_client: Any) -> None:
+    """On a Cluster the gate (captcha use, rate limits, repeats, idempotency) is a script of its own: each of its
+    answers reaches the client as on one server."""
+    article = articles_on_distinct_partitions(6)[5]
+    captcha = (await (await api.post("/v1/captchas")).json())["id"]
+    form = comment_form(captcha, ANSWER, body="Lặp lại")
+    assert (await api.post(f"/v1/articles/{article}/comments", json=form)).status == 202
+    used = await api.post(f"/v1/articles/{article}/comments", json=form)
+    assert used.status == 422 and (await used.json())["code"] == "captcha_invalid"
+
+    # A first attempt that failed its captcha, then a retry with a new one under the same key.
+    wrong = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
+                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], "WRONG",
+                                             body="Lặp lại"))
+    assert wrong.status == 422
+    retry = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
+                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], ANSWER,
+                                             body="Lặp lại"))
+    assert retry.status == 202
+    record = await (await api.get(f"/v1/moderation/comments/{(await retry.json())['id']}", headers=ADMIN)).json()
+    assert record["risk"] == ["repeated_text"]
+    other = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
+                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], ANSWER,
+                                             body="Khác hẳn"))
+    assert other.status == 422 and (await other.json())["code"] == "idempotency_key_reused"
+
+    limited = await aiohttp_client(create_app(cluster_settings.model_copy(
+        update={"rate_limit_enabled": True, "rate_limit_ip": (1, 60)})))
+    first = await submit(limited, article, "Một")
+    assert first["id"]
+    captcha = (await (await limited.post("/v1/captchas")).json())["id"]
+    refused = await limited.post(f"/v1/articles/{article}/comments", json=comment_form(captcha, ANSWER, body="Hai"))
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+
+
 async def test_feed_merges_partitions_in_decision_order_and_resumes(api: TestClient[Any, Any]) -> None:
     feed_token = await api.post("/v1/tokens", json={"role": "feed", "name": "site"}, headers=ADMIN)
     assert feed_token.status == 201

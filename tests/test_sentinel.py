@@ -78,17 +78,13 @@ class Run:
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def issue_captchas(api: TestClient[Any, Any], replica: Redis, count: int) -> list[str]:
+async def issue_captchas(api: TestClient[Any, Any], count: int) -> list[str]:
+    # Captcha ids are signed tokens, stored nowhere: a failover cannot lose one.
     ids = []
     for _ in range(count):
         response = await api.post("/v1/captchas")
         assert response.status == 201
         ids.append((await response.json())["id"])
-    # every captcha is on the replica too, so none is lost with the old master
-    deadline = time.monotonic() + 10
-    while await replica.exists(*(keys.captcha(i) for i in ids)) < count:
-        assert time.monotonic() < deadline, "the replica did not receive the captchas"
-        await asyncio.sleep(0.05)
     return ids
 
 
@@ -141,7 +137,7 @@ async def submit_forever(api: TestClient[Any, Any], replica: Redis, captchas: li
 
 async def failover_under_load(api: TestClient[Any, Any], sentinels: SentinelSetup, replica: Redis,
                               trigger: Callable[[], object]) -> Run:
-    captchas = await issue_captchas(api, replica, 600)
+    captchas = await issue_captchas(api, 600)
     run = Run()
     stop = asyncio.Event()
     workers = [asyncio.create_task(submit_forever(api, replica, captchas, run, stop, w)) for w in range(WORKERS)]

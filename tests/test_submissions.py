@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 import unicodedata
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,6 +19,7 @@ from redis_dump import dump_redis
 
 from service import keys
 from service.app import create_app
+from service.appkeys import CAPTCHAS
 from service.models import COMMENT_ID_RE
 from service.settings import Settings
 from service.submissions import new_comment_id, read_receipt
@@ -179,11 +181,8 @@ async def test_filling_in_faster_than_a_person_gets_an_ordinary_202_and_nothing_
     status, body, _ = await _submit(client)
     assert status == 202 and body["status"] == "pending" and COMMENT_ID_RE.match(body["id"])
     await _nothing_queued(redis)
-    # A person who took their time is queued: the same app, with the captcha's issue time moved back.
-    captcha_id = await _issue(client)
-    stored = (await redis.get(keys.captcha(captcha_id)) or b"").decode()  # type: ignore[union-attr]
-    issued, _, mac = stored.partition(":")
-    await redis.set(keys.captcha(captcha_id), f"{int(issued) - 4000}:{mac}", keepttl=True)
+    # A person who took their time is queued: the same app, with a captcha issued four seconds ago.
+    captcha_id = client.app[CAPTCHAS].issue(now_ms=int(time.time() * 1000) - 4000).id
     response = await client.post(f"/v1/articles/{ARTICLE}/comments", json=_form(captcha_id))
     assert response.status == 202
     assert len(await _stored_comments(redis)) == 1

@@ -1,4 +1,4 @@
--- Replay a file of pre-generated requests, one per line: METHOD <tab> PATH <tab> JSON BODY.
+-- Replay a file of pre-generated requests, one per line: METHOD <tab> PATH <tab> JSON BODY [<tab> IDEMPOTENCY KEY].
 -- Thread i of n sends the lines whose index is i modulo n, so no two threads send the same request
 -- (each submission carries its own single-use captcha). When a thread runs out it starts again from its
 -- first line; the harness counts those wraps and reports them, since repeats fail (captcha already used).
@@ -17,8 +17,11 @@ function init(args)
   local index = 0
   for line in io.lines(args[1]) do
     if index % nthreads == tid then
-      local method, path, body = line:match("^(%u+)\t(%S+)\t(.*)$")
-      reqs[#reqs + 1] = wrk.format(method, path, {["Content-Type"] = "application/json"}, body)
+      local method, path, rest = line:match("^(%u+)\t(%S+)\t(.*)$")
+      local body, key = rest:match("^(.*)\t(%S+)$")
+      local headers = {["Content-Type"] = "application/json"}
+      if key then headers["Idempotency-Key"] = key else body = rest end
+      reqs[#reqs + 1] = wrk.format(method, path, headers, body)
     end
     index = index + 1
   end

@@ -50,7 +50,7 @@ def _article_id(request: web.Request) -> str:
 
 @operation(summary="Issue a captcha", tag="captcha", responses={201: CaptchaIssued}, errors=(503,))
 async def issue_captcha(request: web.Request) -> web.Response:
-    issued = await request.app[CAPTCHAS].issue()
+    issued = request.app[CAPTCHAS].issue()
     request.app[METRICS].captchas.labels("issued").inc()
     return json_response(CaptchaIssued(
         id=issued.id, image_url=f"/v1/captchas/{issued.id}.png", audio_url=f"/v1/captchas/{issued.id}.wav",

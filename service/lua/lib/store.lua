@@ -1,0 +1,37 @@
+-- Queue one comment for moderation: the record and its places in the queue, in one atomic step.
+-- Idempotent: running it again for an existing id changes nothing and reports the stored fingerprint.
+--
+-- K[1] comment hash        K[2] pending zset     K[3] ready zset
+-- K[4] pending->article    K[5] article hash     K[6] outbox stream
+-- K[7] article public hash (approved comments, to check a reply's parent)
+-- A[1] comment id   A[2] article id   A[3] submitted ms   A[4] record JSON, ending with its "risk" list (the
+-- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint
+-- A[7] outbox max length
+-- risks: the gate's signals, added to the record's "risk" list.
+-- Returns {"ok"} | {"exists", fingerprint} | {"closed"} | {"bad_parent"}
+local function store(K, A, risks)
+  local id = A[1]
+  if redis.call('EXISTS', K[1]) == 1 then
+    return {'exists', redis.call('HGET', K[1], 'f') or ''}
+  end
+  if redis.call('HGET', K[5], 'closed') == '1' then
+    return {'closed'}
+  end
+  if A[5] ~= '' and redis.call('HEXISTS', K[7], A[5]) == 0 then
+    return {'bad_parent'}
+  end
+  local record = A[4]
+  if #risks > 0 then
+    -- The record ends with `"risk":[...]}` (submissions._store): extend that list.
+    local head = string.sub(record, 1, -3)
+    local comma = string.sub(head, -1) == '[' and '' or ','
+    record = head .. comma .. '"' .. table.concat(risks, '","') .. '"]}'
+  end
+  redis.call('HSET', K[1], 'd', record, 'a', A[2], 't', A[3], 's', 'pending', 'v', '1', 'f', A[6])
+  redis.call('ZADD', K[2], A[3], id)
+  redis.call('ZADD', K[3], A[3], id)
+  redis.call('HSET', K[4], id, A[2])
+  redis.call('XADD', K[6], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
+    'article', A[2], 'at', A[3])
+  return {'ok'}
+end
