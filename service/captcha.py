@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import logging
 import secrets
@@ -66,7 +65,7 @@ def derive_answer(secret: bytes, nonce: str) -> str:
     answer: list[str] = []
     counter = 0
     while len(answer) < ANSWER_LENGTH:
-        digest = hmac.new(secret, f"captcha-answer:{counter}:{nonce}".encode(), hashlib.sha256).digest()
+        digest = hmac.digest(secret, f"captcha-answer:{counter}:{nonce}".encode(), "sha256")
         answer.extend(ALPHABET[b % len(ALPHABET)] for b in digest if b < limit)
         counter += 1
     return "".join(answer[:ANSWER_LENGTH])

@@ -45,6 +45,7 @@ def _source(name: str) -> str:
 class Scripts:
     def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
+        self._one_server = not isinstance(redis, RedisCluster)
         self._source = {name: _source(name) for name in NAMES}
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._source.items()}
 
@@ -55,7 +56,7 @@ class Scripts:
     @property
     def one_server(self) -> bool:
         """True unless this is a Redis Cluster: one script may then touch keys of any slot."""
-        return not isinstance(self._redis, RedisCluster)
+        return self._one_server
 
     async def load(self) -> None:
         for text in self._source.values():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import unicodedata
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from service import risk
 
 
@@ -41,3 +44,9 @@ def test_shouting() -> None:
 
 def test_fold_blocklist_drops_blanks() -> None:
     assert risk.fold_blocklist(["  Đồ Ngốc ", "", "   "]) == frozenset({"do ngoc"})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="abcfhimnoprtvwxyz.:/- \nıİſKHTPWWW", max_size=60))
+def test_the_cheap_look_for_links_counts_as_the_expression_does(text: str) -> None:
+    assert risk._links(text) == len(risk._LINK.findall(text))
