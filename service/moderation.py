@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import heapq
 import re
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Final, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,7 +25,7 @@ from service import keys, text
 from service.clients import email_hash
 from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, iso
-from service.scripts import Scripts, as_text, scored
+from service.scripts import Arg, Scripts, as_text, scored
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal
 
@@ -160,24 +161,51 @@ class ArticleState(BaseModel):
     open: bool
 
 
-def _str(value: bytes | None) -> str | None:
-    return value.decode() if value is not None else None
+#: The fields of a comment record that a moderator's view is made of, in the order `_record` reads them (also
+#: the order of decide.lua's answer).
+RECORD_FIELDS: Final = ("a", "t", "s", "v", "d", "dt", "db")
 
 
-def parse_record(comment_id: str, row: dict[bytes, bytes], holder: str | None = None,
-                 lease_ms: float | None = None) -> ModeratorComment:
-    data = orjson.loads(row[b"d"])
-    decided_at = row.get(b"dt")
+def _record(comment_id: str, row: Sequence[bytes | None], holder: str | None = None,
+            lease_expires_at: str | None = None) -> ModeratorComment | None:
+    """A record from the `RECORD_FIELDS` of its hash; None when the comment does not exist."""
+    article, created, state, version, private, decided_at, decided_by = row
+    if article is None or created is None or state is None or version is None or private is None:
+        return None
+    data = orjson.loads(private)
     return ModeratorComment(
-        id=comment_id, article_id=row[b"a"].decode(), parent_id=data["parent_id"], name=data["name"],
-        email=data["email"], title=data["title"], body=data["body"], created_at=iso(int(row[b"t"])),
-        ip_hash=data["ip_hash"], risk=data["risk"], state=State(row[b"s"].decode()), version=int(row[b"v"]),
-        claimed_by=holder, lease_expires_at=iso(int(lease_ms)) if lease_ms else None,
-        decided_at=iso(int(decided_at)) if decided_at else None, decided_by=_str(row.get(b"db")))
+        id=comment_id, article_id=article.decode(), parent_id=data["parent_id"], name=data["name"],
+        email=data["email"], title=data["title"], body=data["body"],
+        created_at=data.get("created_at") or _iso(int(created)), ip_hash=data["ip_hash"], risk=data["risk"],
+        state=State(state.decode()), version=int(version), claimed_by=holder, lease_expires_at=lease_expires_at,
+        decided_at=_iso(int(decided_at)) if decided_at else None,
+        decided_by=decided_by.decode() if decided_by is not None else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso(ms: int) -> str:
+    """`iso` for the few instants a burst of decisions shares (a decision's time is also its record's)."""
+    return iso(ms)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _refuse(result: Sequence[bytes]) -> NoReturn:
+    """decide.lua's refusals as domain errors."""
+    status, detail = _text(result[0]), _text(result[1]) if len(result) > 1 else ""
+    if status == "missing":
+        raise NotFound("no such comment")
+    if status == "stale":
+        raise StaleVersion(f"the comment is at version {detail}")
+    if status == "decided":
+        raise AlreadyDecided(f"the comment is already {detail}")
+    if status == "not_approved":
+        raise NotApproved(f"the comment is {detail}, not approved")
+    if status == "leased":
+        raise LeasedToOther(f"{detail} holds this comment")
+    raise RuntimeError(f"the decide script answered {status!r}")
 
 
 def _text(value: bytes | str) -> str:
@@ -195,6 +223,7 @@ class Moderation:
         self._secret = secret
         # comment -> article never changes; knowing it saves a round trip before each decision.
         self._article_of: OrderedDict[str, str] = OrderedDict()
+        self._every_partition = [key for p in range(keys.PARTITIONS) for key in keys.claim_keys(p)]
 
     def _remember_article(self, comment_id: str, article_id: str) -> None:
         self._article_of[comment_id] = article_id
@@ -210,7 +239,7 @@ class Moderation:
         batch = self._scripts.batch()
         for comment_id in ids:
             partition = keys.partition_of_comment(comment_id)
-            batch.command("HGETALL", keys.comment(comment_id))
+            batch.command("HMGET", keys.comment(comment_id), *RECORD_FIELDS)
             batch.command("HGET", keys.holders(partition), comment_id)
             batch.command("ZSCORE", keys.leases(partition), comment_id)
         results = await batch.execute()
@@ -218,13 +247,29 @@ class Moderation:
         out = []
         for index, comment_id in enumerate(ids):
             row, holder, lease = results[3 * index: 3 * index + 3]
-            if not row:
-                continue
-            row = row if isinstance(row, dict) else _pairs(row)
             live = lease is not None and float(lease) > now
-            record = parse_record(comment_id, row, _str(holder) if live else None, float(lease) if live else None)
-            self._remember_article(comment_id, record.article_id)
-            out.append(record)
+            record = _record(comment_id, row, _text(holder) if live and holder is not None else None,
+                             iso(int(float(lease))) if live else None)
+            if record is not None:
+                self._remember_article(comment_id, record.article_id)
+                out.append(record)
+        return out
+
+    async def _leased(self, ids: Sequence[str], holder: str, lease_expires_at: str) -> list[ModeratorComment]:
+        """Records of comments this claim just leased: their holder and lease are known, only the records are
+        read (one round trip). One decided meanwhile is shown as it is now, without the lease it lost."""
+        if not ids:
+            return []
+        batch = self._scripts.batch()
+        for comment_id in ids:
+            batch.command("HMGET", keys.comment(comment_id), *RECORD_FIELDS)
+        out = []
+        for comment_id, row in zip(ids, await batch.execute(), strict=True):
+            pending = row[2] == b"pending"
+            record = _record(comment_id, row, holder if pending else None, lease_expires_at if pending else None)
+            if record is not None:
+                self._remember_article(comment_id, record.article_id)
+                out.append(record)
         return out
 
     async def queue(self, article_id: str | None, limit: int, cursor: str | None) -> QueuePage:
@@ -275,26 +320,37 @@ class Moderation:
     async def claim(self, who: Principal, request: ClaimRequest) -> ClaimResult:
         now = _now_ms()
         expiry = now + request.lease_seconds * 1000
-        claimed: list[str] = []
-
-        async def lease(partition: int, count: int) -> None:
-            ids = await self._scripts.run("claim", keys.claim_keys(partition), [
-                now, expiry, who.name, count, request.article_id or "", 5000])
-            claimed.extend(i.decode() for i in ids)
-
         if request.article_id:
-            await lease(keys.partition_of_article(request.article_id), request.limit)
+            claimed = await self._lease(keys.claim_keys(keys.partition_of_article(request.article_id)),
+                                        [now, expiry, who.name, request.limit, request.article_id, 5000])
+        elif self._scripts.one_server:
+            # One script over every partition: it takes the oldest claimable comments in one atomic step.
+            claimed = await self._lease(self._every_partition, [now, expiry, who.name, request.limit, "", 0])
         else:
-            # Another moderator may take some of the planned ones meanwhile: plan again for what is missing.
-            for _ in range(CLAIM_ROUNDS):
-                quotas = await self._oldest_claimable(now, request.limit - len(claimed))
-                if not quotas:
-                    break
-                for partition, count in quotas.items():
-                    await lease(partition, count)
-                if len(claimed) >= request.limit:
-                    break
-        return ClaimResult(comments=await self._records(claimed), lease_expires_at=iso(expiry))
+            claimed = await self._claim_partitioned(now, expiry, who.name, request.limit)
+        lease_expires_at = iso(expiry)
+        return ClaimResult(comments=await self._leased(claimed, who.name, lease_expires_at),
+                           lease_expires_at=lease_expires_at)
+
+    async def _lease(self, claim_keys: list[str], args: list[Arg]) -> list[str]:
+        return [_text(i) for i in await self._scripts.run("claim", claim_keys, args)]
+
+    async def _claim_partitioned(self, now: int, expiry: int, holder: str, limit: int) -> list[str]:
+        """On a Redis Cluster, where a script keeps to one partition: plan how many to lease from each, then
+        lease them, every partition in the same round trip. Another moderator may take some of the planned
+        ones meanwhile: plan again for what is missing."""
+        claimed: list[str] = []
+        for _ in range(CLAIM_ROUNDS):
+            quotas = await self._oldest_claimable(now, limit - len(claimed))
+            if not quotas:
+                break
+            batch = self._scripts.batch()
+            for partition, count in quotas.items():
+                batch.script("claim", keys.claim_keys(partition), [now, expiry, holder, count, "", 0])
+            claimed.extend(_text(i) for ids in await batch.execute() for i in ids)
+            if len(claimed) >= limit:
+                break
+        return claimed
 
     async def _oldest_claimable(self, now: int, limit: int) -> dict[int, int]:
         """How many comments to lease from each partition so the claim takes the `limit` oldest claimable ones
@@ -333,20 +389,13 @@ class Moderation:
         now = _now_ms()
         result = await self._scripts.run(
             "decide", keys.decide_keys(comment_id, article_id, now // 3_600_000),
-            [comment_id, action, who.name, reason, "" if version is None else version, now, iso(now),
+            [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
              secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS])
-        status, detail = _text(result[0]), _text(result[1]) if len(result) > 1 else ""
-        if status == "missing":
+        if result[0] != b"ok":
+            _refuse(result)
+        record = _record(comment_id, result[1:])
+        if record is None:
             raise NotFound("no such comment")
-        if status == "stale":
-            raise StaleVersion(f"the comment is at version {detail}")
-        if status == "decided":
-            raise AlreadyDecided(f"the comment is already {detail}")
-        if status == "not_approved":
-            raise NotApproved(f"the comment is {detail}, not approved")
-        if status == "leased":
-            raise LeasedToOther(f"{detail} holds this comment")
-        record = parse_record(comment_id, _pairs(result[1:]))
         if action == "spam":
             await self._learn_spam(record)
         return record

@@ -1,41 +1,71 @@
--- Lease up to N pending comments of one partition to a moderator, oldest first.
+-- Lease up to N pending comments to a moderator: the oldest claimable ones over all the partitions given.
 -- Leases that ran out first go back to the queue, so a moderator who vanished loses nothing.
+-- One partition's keys on a Redis Cluster; on one server, every partition's at once, so a claim is one step.
 --
--- KEYS[1] ready zset   KEYS[2] leases zset   KEYS[3] holders hash   KEYS[4] pending zset
--- KEYS[5] pending->article hash
+-- KEYS: five per partition: ready zset, leases zset, holders hash, pending zset, pending->article hash
 -- ARGV[1] now ms   ARGV[2] lease expiry ms   ARGV[3] moderator   ARGV[4] limit
--- ARGV[5] article id to keep to, or ""   ARGV[6] how many queued ids to look at when filtering
--- Returns the leased ids, oldest first.
+-- ARGV[5] article id to keep to, or "" (with one partition only)   ARGV[6] how many queued ids to look at when
+-- filtering
+-- Returns the leased ids, oldest first (by submission time; a tie goes to the partition given first).
 local now, expiry, moderator, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  local submitted = redis.call('ZSCORE', KEYS[4], id)
-  if submitted then redis.call('ZADD', KEYS[1], submitted, id) end
+local partitions = #KEYS / 5
+local function key(partition, n) return KEYS[5 * (partition - 1) + n] end
+
+for p = 1, partitions do
+  local ready, leases, holders, pending = key(p, 1), key(p, 2), key(p, 3), key(p, 4)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)) do
+    redis.call('ZREM', leases, id)
+    redis.call('HDEL', holders, id)
+    local submitted = redis.call('ZSCORE', pending, id)
+    if submitted then redis.call('ZADD', ready, submitted, id) end
+  end
 end
+
 local leased = {}
-local function lease(id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], expiry, id)
-  redis.call('HSET', KEYS[3], id, moderator)
+local function lease(p, id)
+  redis.call('ZREM', key(p, 1), id)
+  redis.call('ZADD', key(p, 2), expiry, id)
+  redis.call('HSET', key(p, 3), id, moderator)
   leased[#leased + 1] = id
 end
-if ARGV[5] == '' then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, limit - 1)) do lease(id) end
-else
+
+if ARGV[5] ~= '' then
   local scan = tonumber(ARGV[6])
   local offset = 0
   while #leased < limit and offset < scan do
-    local ids = redis.call('ZRANGE', KEYS[1], offset, offset + 99)
+    local ids = redis.call('ZRANGE', key(1, 1), offset, offset + 99)
     if #ids == 0 then break end
     local chosen = {}
     for _, id in ipairs(ids) do
-      if #leased + #chosen < limit and redis.call('HGET', KEYS[5], id) == ARGV[5] then
+      if #leased + #chosen < limit and redis.call('HGET', key(1, 5), id) == ARGV[5] then
         chosen[#chosen + 1] = id
       end
     end
     offset = offset + #ids - #chosen
-    for _, id in ipairs(chosen) do lease(id) end
+    for _, id in ipairs(chosen) do lease(1, id) end
   end
+  return leased
 end
+
+-- Merge the partitions' heads: each partition's `limit` oldest, {id, score, id, score, ...}.
+local heads, taken = {}, {}
+for p = 1, partitions do
+  heads[p] = redis.call('ZRANGE', key(p, 1), 0, limit - 1, 'WITHSCORES')
+  taken[p] = 1
+end
+local chosen = {}
+while #chosen < limit do
+  local best, best_score
+  for p = 1, partitions do
+    local head = heads[p][taken[p] + 1]
+    if head then
+      local score = tonumber(head)
+      if not best or score < best_score then best, best_score = p, score end
+    end
+  end
+  if not best then break end
+  chosen[#chosen + 1] = {best, heads[best][taken[best]]}
+  taken[best] = taken[best] + 2
+end
+for _, pick in ipairs(chosen) do lease(pick[1], pick[2]) end
 return leased

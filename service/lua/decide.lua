@@ -10,14 +10,15 @@
 -- ARGV[1] id   ARGV[2] action   ARGV[3] moderator   ARGV[4] reason   ARGV[5] expected version or ""
 -- ARGV[6] now ms   ARGV[7] now ISO-8601   ARGV[8] decision id (a retried call is recognised by it)
 -- ARGV[9] outbox max length   ARGV[10] stats TTL seconds
--- Returns {"ok", <HGETALL of the record>...} on success (also for a retry of the same decision), else
--- {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} | {"leased", holder}
+-- Returns {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a retry of the same
+-- decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} | {"leased", holder}
 local id, action, moderator, now = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
+local function record()
+  return {'ok', unpack(redis.call('HMGET', KEYS[1], 'a', 't', 's', 'v', 'd', 'dt', 'db'))}
+end
 local state = redis.call('HGET', KEYS[1], 's')
 if not state then return {'missing'} end
-if redis.call('HGET', KEYS[1], 'did') == ARGV[8] then
-  return {'ok', unpack(redis.call('HGETALL', KEYS[1]))}
-end
+if redis.call('HGET', KEYS[1], 'did') == ARGV[8] then return record() end
 local version = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then return {'stale', tostring(version)} end
 
@@ -70,4 +71,4 @@ elseif target == 'retracted' then
   redis.call('XADD', KEYS[11], '*', 'type', 'comment.retracted', 'id', id, 'article', article,
     'comment', redis.call('HGET', KEYS[1], 'pub'))
 end
-return {'ok', unpack(redis.call('HGETALL', KEYS[1]))}
+return record()
