@@ -229,7 +229,7 @@ class Bench:
 
     def measure_redis_memory(self, service: Service) -> dict[str, Any]:
         """used_memory grows by this much per pending comment (record, queue entries, outbox event, repeat
-        counter), less the text its author wrote."""
+        counter, its captcha's single-use marker), less the text its author wrote."""
         count = self.options.memory_comments
         redis = Redis.from_url(service.redis_url)
         try:
@@ -251,7 +251,8 @@ class Bench:
     @staticmethod
     async def _submit_memory_comments(service: Service, serials: range) -> list[dict[str, str]]:
         async with Api(service.base_url) as api:
-            # Each submission deletes its captcha, so once all are in, the delta holds the comments alone.
+            # Issuing a captcha stores nothing; each submission leaves its captcha's single-use marker (until the
+            # captcha would have expired), counted here as part of the comment.
             return await api.submit_many("bench-memory", serials)
 
     # -- the whole run --------------------------------------------------------------------------------------
