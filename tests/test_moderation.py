@@ -165,6 +165,20 @@ async def test_claims_go_oldest_first_and_keep_to_an_article(client: TestClient)
     assert [c["id"] for c in (await response.json())["comments"]] == [submitted[0], submitted[2], submitted[3]]
 
 
+async def test_a_claim_takes_the_oldest_over_all_partitions_even_several_from_one(
+        client: TestClient) -> None:  # type: ignore[type-arg]
+    busy, quiet, other = articles_in_distinct_partitions(3)
+    order = [busy, busy, busy, quiet, quiet, busy, other]
+    submitted = []
+    for article in order:
+        submitted.append((await submit(client, article))["id"])
+        await asyncio.sleep(0.002)
+    response = await client.post("/v1/moderation/claims", json={"limit": 4}, headers=ADMIN)
+    assert [c["id"] for c in (await response.json())["comments"]] == submitted[:4]
+    response = await client.post("/v1/moderation/claims", json={"limit": 10}, headers=ADMIN)
+    assert [c["id"] for c in (await response.json())["comments"]] == submitted[4:]
+
+
 async def test_an_expired_lease_returns_the_comment_to_the_queue(
         client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
@@ -239,6 +253,47 @@ async def test_approve_and_reject_racing_on_one_comment_give_one_200_and_one_409
         winner_state = "approved" if s1 == 200 else "rejected"
         entries = await history(client, comment_id)
         assert len(entries) == 1 and entries[0]["to_state"] == winner_state
+
+
+async def test_decisions_sent_together_each_get_their_own_answer(
+        client: TestClient) -> None:  # type: ignore[type-arg]
+    """Decisions arriving at once share a Redis round trip; each still gets its own outcome."""
+    lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
+    fresh = [(await submit(client, f"together-{n}"))["id"] for n in range(6)]
+    decided = (await submit(client))["id"]
+    assert (await decide(client, ADMIN, decided, "reject"))[0] == 200
+    leased = (await submit(client, "leased"))["id"]
+    response = await client.post("/v1/moderation/claims", json={"limit": 1, "article_id": "leased"}, headers=minh)
+    assert [c["id"] for c in (await response.json())["comments"]] == [leased]
+    stale = (await submit(client))["id"]
+    results = await asyncio.gather(
+        *(decide(client, lan, c, action) for c, action in zip(fresh, ("approve", "reject", "spam") * 2, strict=True)),
+        decide(client, lan, decided, "approve"), decide(client, lan, leased, "approve"),
+        decide(client, lan, stale, "approve", version=5), decide(client, lan, "0" * 26, "approve"))
+    states = [(status, body.get("state"), body.get("code")) for status, body in results]
+    assert states == [(200, "approved", None), (200, "rejected", None), (200, "spam", None)] * 2 + [
+        (409, None, "already_decided"), (409, None, "leased_to_other"), (409, None, "stale_version"),
+        (404, None, "not_found")]
+    for (_, body), comment_id in zip(results[:6], fresh, strict=True):
+        assert body["id"] == comment_id and body["version"] == 2 and body["decided_by"] == "Lan"
+        assert len(await history(client, comment_id)) == 1
+
+
+async def test_moderation_gives_503_when_redis_is_away(
+        client: TestClient, redis_server: Any) -> None:  # type: ignore[type-arg]
+    comment_id = (await submit(client))["id"]
+    redis_server.stop()
+    try:
+        for path, body in (("/v1/moderation/claims", {"limit": 5}),
+                           (f"/v1/moderation/comments/{comment_id}/decision", {"action": "approve"})):
+            started = time.monotonic()
+            response = await client.post(path, json=body, headers=ADMIN)
+            assert response.status == 503, (path, await response.text())
+            assert time.monotonic() - started < 2.0
+    finally:
+        redis_server.start()
+    status, body = await decide(client, ADMIN, comment_id, "approve")
+    assert (status, body["state"]) == (200, "approved")
 
 
 async def test_a_stale_version_is_refused(client: TestClient) -> None:  # type: ignore[type-arg]

@@ -47,25 +47,28 @@ if ARGV[5] ~= '' then
   return leased
 end
 
--- Merge the partitions' heads: each partition's `limit` oldest, {id, score, id, score, ...}.
+-- Merge the partitions' queues, oldest first. Each queue is read one entry at a time, when its previous head was
+-- taken: far cheaper than reading `limit` entries with their scores from every partition.
+local function head(p, rank)
+  local entry = redis.call('ZRANGE', key(p, 1), rank, rank, 'WITHSCORES')
+  if entry[1] then return {entry[1], tonumber(entry[2])} end
+  return nil
+end
 local heads, taken = {}, {}
 for p = 1, partitions do
-  heads[p] = redis.call('ZRANGE', key(p, 1), 0, limit - 1, 'WITHSCORES')
-  taken[p] = 1
+  heads[p] = head(p, 0)
+  taken[p] = 0
 end
 local chosen = {}
 while #chosen < limit do
-  local best, best_score
+  local best
   for p = 1, partitions do
-    local head = heads[p][taken[p] + 1]
-    if head then
-      local score = tonumber(head)
-      if not best or score < best_score then best, best_score = p, score end
-    end
+    if heads[p] and (not best or heads[p][2] < heads[best][2]) then best = p end
   end
   if not best then break end
-  chosen[#chosen + 1] = {best, heads[best][taken[best]]}
-  taken[best] = taken[best] + 2
+  chosen[#chosen + 1] = {best, heads[best][1]}
+  taken[best] = taken[best] + 1
+  heads[best] = head(best, taken[best])
 end
 for _, pick in ipairs(chosen) do lease(pick[1], pick[2]) end
 return leased

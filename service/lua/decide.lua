@@ -13,13 +13,12 @@
 -- Returns {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a retry of the same
 -- decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} | {"leased", holder}
 local id, action, moderator, now = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
-local function record()
-  return {'ok', unpack(redis.call('HMGET', KEYS[1], 'a', 't', 's', 'v', 'd', 'dt', 'db'))}
-end
-local state = redis.call('HGET', KEYS[1], 's')
+-- One read of what the step needs (each redis.call costs more than the command itself, here).
+local row = redis.call('HMGET', KEYS[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db')
+local state, article = row[1], row[4]
 if not state then return {'missing'} end
-if redis.call('HGET', KEYS[1], 'did') == ARGV[8] then return record() end
-local version = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if row[2] == ARGV[8] then return {'ok', article, row[5], state, row[3], row[6], row[7], row[8]} end
+local version = tonumber(row[3])
 if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= version then return {'stale', tostring(version)} end
 
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted'}
@@ -41,19 +40,20 @@ else
 end
 
 version = version + 1
-redis.call('HSET', KEYS[1], 's', target, 'v', tostring(version), 'did', ARGV[8], 'dt', now, 'db', moderator)
+local changed = {'s', target, 'v', tostring(version), 'did', ARGV[8], 'dt', now, 'db', moderator}
 redis.call('RPUSH', KEYS[2], cjson.encode({at = now, by = moderator, from = state, to = target,
   action = action, reason = ARGV[4], version = version}))
-redis.call('HINCRBY', KEYS[13], action .. ':' .. moderator, 1)
-redis.call('EXPIRE', KEYS[13], ARGV[10])
-local article = redis.call('HGET', KEYS[1], 'a')
+-- The hour's stats expire a while after they were first counted.
+if redis.call('HINCRBY', KEYS[13], action .. ':' .. moderator, 1) == 1 then
+  redis.call('EXPIRE', KEYS[13], ARGV[10])
+end
 local event = 'comment.' .. (target == 'spam' and 'rejected' or target)
 redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[9], '*', 'type', event, 'id', id, 'article', article,
   'at', now, 'action', action)
 
 if target == 'approved' then
   -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
-  local d = cjson.decode(redis.call('HGET', KEYS[1], 'd'))
+  local d = cjson.decode(row[6])
   local public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
     created_at = d.created_at, approved_at = ARGV[7], avatar = d.avatar})
   local seq = redis.call('HINCRBY', KEYS[8], 'seq', 1)
@@ -61,7 +61,7 @@ if target == 'approved' then
   redis.call('HINCRBY', KEYS[8], 'ver', 1)
   redis.call('ZADD', KEYS[9], seq, id)
   redis.call('HSET', KEYS[10], id, public)
-  redis.call('HSET', KEYS[1], 'ap', now, 'pub', public)
+  changed[#changed + 1], changed[#changed + 2], changed[#changed + 3], changed[#changed + 4] = 'ap', now, 'pub', public
   redis.call('XADD', KEYS[11], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'comment', public)
 elseif target == 'retracted' then
   redis.call('ZREM', KEYS[9], id)
@@ -71,4 +71,5 @@ elseif target == 'retracted' then
   redis.call('XADD', KEYS[11], '*', 'type', 'comment.retracted', 'id', id, 'article', article,
     'comment', redis.call('HGET', KEYS[1], 'pub'))
 end
-return record()
+redis.call('HSET', KEYS[1], unpack(changed))
+return {'ok', article, row[5], target, tostring(version), row[6], now, moderator}
