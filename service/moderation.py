@@ -172,14 +172,16 @@ def _record(comment_id: str, row: Sequence[bytes | None], holder: str | None = N
     article, created, state, version, private, decided_at, decided_by = row
     if article is None or created is None or state is None or version is None or private is None:
         return None
+    # The stored JSON already has most fields (and a few the model leaves out): validated as one dict, which
+    # costs pydantic less than keyword arguments.
     data = orjson.loads(private)
-    return ModeratorComment(
-        id=comment_id, article_id=article.decode(), parent_id=data["parent_id"], name=data["name"],
-        email=data["email"], title=data["title"], body=data["body"],
-        created_at=data.get("created_at") or _iso(int(created)), ip_hash=data["ip_hash"], risk=data["risk"],
-        state=State(state.decode()), version=int(version), claimed_by=holder, lease_expires_at=lease_expires_at,
-        decided_at=_iso(int(decided_at)) if decided_at else None,
-        decided_by=decided_by.decode() if decided_by is not None else None)
+    if "created_at" not in data:
+        data["created_at"] = _iso(int(created))
+    data.update(id=comment_id, article_id=article.decode(), state=state.decode(), version=int(version),
+                claimed_by=holder, lease_expires_at=lease_expires_at,
+                decided_at=_iso(int(decided_at)) if decided_at else None,
+                decided_by=decided_by.decode() if decided_by is not None else None)
+    return ModeratorComment.model_validate(data)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -300,6 +302,7 @@ class Moderation:
         # comment -> article never changes; knowing it saves a round trip before each decision.
         self._article_of: OrderedDict[str, str] = OrderedDict()
         self._every_partition = [key for p in range(keys.PARTITIONS) for key in keys.claim_keys(p)]
+        self._decide_keys_of: dict[tuple[str, int, int], list[str]] = {}
         # Decisions and claims: their Redis calls share round trips with those of other requests.
         self._pipe = _Coalescer(scripts)
 
@@ -466,7 +469,7 @@ class Moderation:
             self._remember_article(comment_id, article_id)
         now = _now_ms()
         result = await self._pipe.script(
-            "decide", keys.decide_keys(comment_id, article_id, now // 3_600_000),
+            "decide", self._decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
              secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS])
         if result[0] != b"ok":
@@ -477,6 +480,19 @@ class Moderation:
         if action == "spam":
             await self._learn_spam(record)
         return record
+
+    def _decide_keys(self, comment_id: str, article_id: str, hour: int) -> list[str]:
+        """`keys.decide_keys`, of which all but the comment's own two keys (KEYS[1] and KEYS[2] of decide.lua)
+        are the same for every decision on an article within the hour: kept, they are not built again."""
+        shared_key = (article_id, keys.partition_of_comment(comment_id), hour)
+        shared = self._decide_keys_of.get(shared_key)
+        if shared is None:
+            if len(self._decide_keys_of) > ARTICLE_CACHE_ENTRIES:
+                self._decide_keys_of.clear()
+            built = keys.decide_keys(comment_id, article_id, hour)
+            self._decide_keys_of[shared_key] = built[2:]
+            return built
+        return [keys.comment(comment_id), keys.history(comment_id), *shared]
 
     async def _learn_spam(self, record: ModeratorComment) -> None:
         """Spam decisions teach: later comments from the same address or email carry a risk signal."""

@@ -69,6 +69,7 @@ class Tokens:
     def __init__(self, redis: RedisClient, admin_token: str | None = None) -> None:
         self._redis = redis
         self._admin_digest = digest(admin_token) if admin_token else None
+        self._admin = Principal(token_id="bootstrap", name="admin", role=Role.ADMIN)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def create(self, role: Role, name: str, ttl_seconds: int | None = None) -> tuple[str, TokenInfo]:
@@ -116,7 +117,7 @@ class Tokens:
     async def authenticate(self, token: str) -> Principal | None:
         token_digest = digest(token)
         if self._admin_digest is not None and hmac.compare_digest(token_digest, self._admin_digest):
-            return Principal(token_id="bootstrap", name="admin", role=Role.ADMIN)
+            return self._admin
         cached = self._cache.get(token_digest)
         now = time.monotonic()
         if cached is not None and cached[0] > now:

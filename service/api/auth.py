@@ -22,10 +22,11 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 async def require_role(request: web.Request, role: Role | str) -> Principal:
-    needed = Role(role)
-    for name in ("token", "access_token", "api_key", "auth"):
-        if name in request.query:
-            raise BadRequest("tokens are refused in the query string: send them as 'Authorization: Bearer'")
+    needed = role if isinstance(role, Role) else Role(role)
+    if request.query_string:  # most requests have none: not parsing it saves a few µs on every call
+        for name in ("token", "access_token", "api_key", "auth"):
+            if name in request.query:
+                raise BadRequest("tokens are refused in the query string: send them as 'Authorization: Bearer'")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     principal = None
