@@ -10,6 +10,7 @@ keys share one slot and the store's another, so two. Only after the store return
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -146,13 +147,13 @@ class Submissions:
         is a retry (same Idempotency-Key, same request) of a comment already stored."""
         if token is None and not fingerprint:
             return False
-        batch = self._scripts.batch()
+        calls = []
         if token is not None:
             marker, ttl_ms = self._captchas.marker(token, now_ms)
-            batch.command("SET", marker, "1", "NX", "PX", ttl_ms)
+            calls.append(self._scripts.command_soon("SET", marker, "1", "NX", "PX", ttl_ms))
         if fingerprint:
-            batch.command("HGET", keys.comment(comment_id), "f")
-        results = await batch.execute()
+            calls.append(self._scripts.command_soon("HGET", keys.comment(comment_id), "f"))
+        results = await asyncio.gather(*calls)
         return bool(fingerprint) and results[-1] is not None and as_text(results[-1]) == fingerprint
 
     async def _gate_and_store(self, token: Token, comment_id: str, article_id: str, form: CommentSubmission,
@@ -197,13 +198,13 @@ class Submissions:
     async def _gate_then_store(self, comment_id: str, gate_keys: list[str], gate_args: list[Arg],
                                store_keys: list[str], store_args: list[Arg]) -> tuple[Any, int]:
         """On a Redis Cluster: the gate in its slot, then the store in the article's."""
-        gate = await self._scripts.run("submit_gate", gate_keys, gate_args)
+        gate = await self._scripts.run_soon("submit_gate", gate_keys, gate_args)
         if as_text(gate[0]) == "replay":
             # A retry: stored already? Otherwise go on as a first attempt (the key is ours, the fingerprint equal).
-            prior = await self._scripts.redis.hget(keys.comment(comment_id), "f")
+            prior = await self._scripts.command_soon("HGET", keys.comment(comment_id), "f")
             if prior is not None:
                 return ["exists", prior], 0
-            gate = await self._scripts.run("submit_gate", gate_keys, ["", *gate_args[1:]])
+            gate = await self._scripts.run_soon("submit_gate", gate_keys, ["", *gate_args[1:]])
         if as_text(gate[0]) != "pass":
             return gate, 0
         return await self._run("submit_store", store_keys, [*store_args, ",".join(as_text(r) for r in gate[1:])])
@@ -212,7 +213,7 @@ class Submissions:
         """Run a storing script; with COMMENTS_REDIS_REPLICA_ACKS, also WAIT for replicas on its connection."""
         replicas = self._settings.redis_replica_acks
         if not replicas:
-            return await self._scripts.run(name, script_keys, args), 0
+            return await self._scripts.run_soon(name, script_keys, args), 0
         # The script and WAIT on one connection: WAIT counts the replicas that have this client's writes.
         batch = self._scripts.batch()
         batch.script_by_source(name, script_keys, args)
