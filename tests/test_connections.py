@@ -47,7 +47,9 @@ async def test_values_survive_a_round_trip_through_a_real_server(redis_server: R
         await client.hset("h", mapping={"text": text, "bytes": b"\x00\xff\r\n", "n": 42})
         assert await client.hgetall("h") == {b"text": text.encode(), b"bytes": b"\x00\xff\r\n", b"n": b"42"}
         pipe = client.pipeline(transaction=False)
-        pipe.incrbyfloat("f", 1.5).get("f").execute_command("CONFIG GET", "appendonly")
+        pipe.incrbyfloat("f", 1.5)
+        pipe.get("f")
+        pipe.execute_command("CONFIG GET", "appendonly")
         assert (await pipe.execute())[:2] == [1.5, b"1.5"]
     finally:
         await client.aclose()
