@@ -15,7 +15,8 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
 
 import orjson
@@ -218,7 +219,18 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_Call = tuple[ScriptName | None, Sequence[str], Sequence[Arg], "asyncio.Future[Any]"]
+_Call = tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None, "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One command of a pipeline: a call, or the calls of a script merged into one run (`members`)."""
+
+    name: ScriptName | None
+    keys: list[str]
+    args: list[Arg]
+    members: list[int] | None
+    index: int = 0
 
 
 class _Coalescer:
@@ -226,12 +238,15 @@ class _Coalescer:
     one pipeline.
 
     Under load, requests arrive many at a time (one per connection that turned readable) and each call alone
-    pays redis-py's cost of a command: a pooled connection, a write to the socket (which on loopback also does
-    the receiving side's work), a read under a timeout; about 100 µs of CPU, more than everything else a
-    decision does in Python. Sent together they pay it about once. redis-py has no automatic pipelining, hence
-    this. A lone call still goes out alone, one loop turn later.
+    pays redis-py's cost of a command: a pooled connection, a write to the socket, a read under a timeout;
+    about 100 µs of CPU, more than everything else a decision does in Python. Sent together they pay it about
+    once. redis-py has no automatic pipelining, hence this. A lone call still goes out alone, one loop turn
+    later. A script that can take several calls at once (decide.lua) goes further: calls given the same
+    `together` run as one call of the script, KEYS and ARGV concatenated, and it answers a list, one answer a
+    call; a pipeline of many script calls costs redis-py (parsing each reply) and Redis (starting each script)
+    more than the work itself.
 
-    Each call stays what it was (a script runs atomically, as before); only the round trip is shared. An error
+    Each call stays what it was (a script step is atomic, as before); only the round trip is shared. An error
     reply fails every call of its pipeline (`Batch.execute`), which suits errors that concern the server (it is
     away, out of memory) rather than one call. The sending runs in its own task, so a request cancelled meanwhile
     (its client went away) neither loses the others' answers nor cuts the pipeline short; like a command already
@@ -243,18 +258,20 @@ class _Coalescer:
         self._queued: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    def script(self, name: ScriptName, script_keys: Sequence[str], args: Sequence[Arg]) -> asyncio.Future[Any]:
-        return self._queue(name, script_keys, args)
+    def script(self, name: ScriptName, script_keys: Sequence[str], args: Sequence[Arg], *,
+               together: Hashable | None = None) -> asyncio.Future[Any]:
+        return self._queue((name, script_keys, args, together))
 
     def command(self, *args: Arg) -> asyncio.Future[Any]:
-        return self._queue(None, (), args)
+        return self._queue((None, (), args, None))
 
-    def _queue(self, name: ScriptName | None, script_keys: Sequence[str], args: Sequence[Arg]) -> asyncio.Future[Any]:
+    def _queue(self, call: tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None]
+               ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queued:
             loop.call_soon(self._flush)
-        self._queued.append((name, script_keys, args, future))
+        self._queued.append((*call, future))
         return future
 
     def _flush(self) -> None:
@@ -280,17 +297,41 @@ class _Coalescer:
                 future.set_result(result)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
-        if len(calls) == 1:
-            name, script_keys, args, _ = calls[0]
-            if name is None:
-                return [await self._scripts.redis.execute_command(*args)]
-            return [await self._scripts.run(name, script_keys, args)]
-        batch = self._scripts.batch()
-        for name, script_keys, args, _ in calls:
-            if name is None:
-                batch.command(*args)
+        units: list[_Unit] = []
+        merged: dict[tuple[ScriptName, Hashable], _Unit] = {}
+        for index, (name, script_keys, args, together, _) in enumerate(calls):
+            if name is None or together is None:
+                units.append(_Unit(name, list(script_keys), list(args), None, index))
+            elif (unit := merged.get((name, together))) is not None:
+                unit.keys += script_keys
+                unit.args += args
+                assert unit.members is not None
+                unit.members.append(index)
             else:
-                batch.script(name, script_keys, args)
+                merged[name, together] = unit = _Unit(name, list(script_keys), list(args), [index])
+                units.append(unit)
+        answers = await self._run(units)
+        results: list[Any] = [None] * len(calls)
+        for unit, answer in zip(units, answers, strict=True):
+            if unit.members is None:
+                results[unit.index] = answer
+            else:
+                for member, one in zip(unit.members, answer, strict=True):
+                    results[member] = one
+        return results
+
+    async def _run(self, units: list[_Unit]) -> list[Any]:
+        if len(units) == 1:
+            unit = units[0]
+            if unit.name is None:
+                return [await self._scripts.redis.execute_command(*unit.args)]
+            return [await self._scripts.run(unit.name, unit.keys, unit.args)]
+        batch = self._scripts.batch()
+        for unit in units:
+            if unit.name is None:
+                batch.command(*unit.args)
+            else:
+                batch.script(unit.name, unit.keys, unit.args)
         return await batch.execute()
 
 
@@ -468,10 +509,13 @@ class Moderation:
             article_id = _text(stored)
             self._remember_article(comment_id, article_id)
         now = _now_ms()
+        # One call of decide.lua for the decisions of a loop turn: on one server all of them, on a Cluster
+        # those of one partition (a script's keys must share a slot).
+        together = 0 if self._scripts.one_server else keys.partition_of_comment(comment_id)
         result = await self._pipe.script(
             "decide", self._decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
-             secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS])
+             secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS], together=together)
         if result[0] != b"ok":
             _refuse(result)
         record = _record(comment_id, result[1:])
