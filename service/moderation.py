@@ -21,6 +21,7 @@ from typing import Any, Final, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from redis.exceptions import ResponseError
 
 from service import keys, text
 from service.clients import email_hash
@@ -208,6 +209,8 @@ def _refuse(result: Sequence[bytes]) -> NoReturn:
         raise NotApproved(f"the comment is {detail}, not approved")
     if status == "leased":
         raise LeasedToOther(f"{detail} holds this comment")
+    if status == "error":  # as if the failing command had been sent on its own
+        raise ResponseError(detail)
     raise RuntimeError(f"the decide script answered {status!r}")
 
 

@@ -279,6 +279,33 @@ async def test_decisions_sent_together_each_get_their_own_answer(
         assert len(await history(client, comment_id)) == 1
 
 
+async def test_a_decision_that_fails_in_redis_fails_alone(
+        client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
+    good = [(await submit(client, f"alone-{n}"))["id"] for n in range(3)]
+    damaged = (await submit(client, "alone-x"))["id"]
+    await redis.hset(keys.comment(damaged), "d", "not json")  # approval cannot make its public view
+    results = await asyncio.gather(*(decide(client, ADMIN, c, "approve") for c in [good[0], damaged, *good[1:]]))
+    assert [status for status, _ in results] == [200, 500, 200, 200]
+    assert all(body["state"] == "approved" for status, body in results if status == 200)
+    # The damaged one is untouched: still pending, in the queue, without history.
+    partition = keys.partition_of_comment(damaged)
+    assert await redis.hget(keys.comment(damaged), "s") == b"pending"
+    assert await redis.zscore(keys.ready(partition), damaged) is not None
+    assert await redis.lrange(keys.history(damaged), 0, -1) == []
+
+    # Out of memory, Redis refuses a script's first write that needs memory: here each retraction's, so each
+    # answers 503 and changes nothing.
+    await redis.config_set("maxmemory", "1")
+    try:
+        responses = await asyncio.gather(*(client.post(f"/v1/moderation/comments/{c}/retract", json={},
+                                                       headers=ADMIN) for c in good[:2]))
+        assert [(r.status, (await r.json())["code"]) for r in responses] == [(503, "unavailable")] * 2
+    finally:
+        await redis.config_set("maxmemory", "0")
+    for comment_id in good[:2]:
+        assert [e["to_state"] for e in await history(client, comment_id)] == ["approved"]
+
+
 async def test_moderation_gives_503_when_redis_is_away(
         client: TestClient, redis_server: Any) -> None:  # type: ignore[type-arg]
     comment_id = (await submit(client))["id"]

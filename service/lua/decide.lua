@@ -15,7 +15,7 @@
 -- A[9] outbox max length   A[10] stats TTL seconds
 -- Returns one answer per decision: {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a
 -- retry of the same decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} |
--- {"leased", holder}
+-- {"leased", holder} | {"error", message} (Redis refused a command of it, e.g. out of memory)
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted'}
 
 local function decide(K, A)
@@ -29,6 +29,14 @@ local function decide(K, A)
   if A[5] ~= '' and tonumber(A[5]) ~= version then return {'stale', tostring(version)} end
 
   local target = targets[action]
+  local public
+  if target == 'approved' then
+    -- Made before anything is written, so a record that cannot be read changes nothing.
+    -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
+    local d = cjson.decode(row[6])
+    public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
+      created_at = d.created_at, approved_at = A[7], avatar = d.avatar})
+  end
   if action == 'retract' then
     if state ~= 'approved' then return {'not_approved', state} end
   else
@@ -58,10 +66,6 @@ local function decide(K, A)
     'at', now, 'action', action)
 
   if target == 'approved' then
-    -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
-    local d = cjson.decode(row[6])
-    local public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
-      created_at = d.created_at, approved_at = A[7], avatar = d.avatar})
     local seq = redis.call('HINCRBY', K[8], 'seq', 1)
     redis.call('HINCRBY', K[8], 'count', 1)
     redis.call('HINCRBY', K[8], 'ver', 1)
@@ -86,6 +90,10 @@ for i = 0, #KEYS / 13 - 1 do
   local K, A = {}, {}
   for j = 1, 13 do K[j] = KEYS[13 * i + j] end
   for j = 1, 10 do A[j] = ARGV[10 * i + j] end
-  answers[i + 1] = decide(K, A)
+  -- A decision that fails (a refused write, a damaged record) is that decision's answer; the others go on, as
+  -- they would have in calls of their own.
+  local ok, answer = pcall(decide, K, A)
+  if not ok then answer = {'error', type(answer) == 'table' and answer.err or tostring(answer)} end
+  answers[i + 1] = answer
 end
 return answers
