@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from service.clients import client_address, keyed_hash, subject
+import pytest
+
+from service.clients import address_hash, client_address, keyed_hash, subject
 from service.settings import IPNetwork
 
 LOCAL: list[IPNetwork] = [ipaddress.ip_network("127.0.0.1/32")]
@@ -58,3 +60,24 @@ def test_keyed_hash_is_keyed_and_hides_the_value() -> None:
     assert first != keyed_hash(b"secret-one", "email", "203.0.113.9")
     assert "203" not in first and len(first) == 24
     int(first, 16)
+
+
+@pytest.mark.parametrize(("peer", "forwarded_for"), [
+    ("198.51.100.7", None), ("198.51.100.7", "203.0.113.9"), ("10.0.0.2", "1.2.3.4, 203.0.113.9, 10.1.1.1"),
+    ("10.0.0.2", "not-an-ip"), ("10.0.0.2", ""), (None, "203.0.113.9"), ("not-an-ip", None),
+    ("2001:db8:1:2:aaaa::1", None), ("fd00::1", "2001:db8:1:2::7"), ("10.0.0.2", "203.0.113.9" + ", 10.0.0.3" * 40),
+])
+def test_address_hash_is_the_keyed_hash_of_the_subject(peer: str | None, forwarded_for: str | None) -> None:
+    for trusted in ([], PROXIES):
+        expected = keyed_hash(b"secret-one", "ip", subject(client_address(peer, forwarded_for, trusted)))
+        for _ in range(2):  # computed, then remembered
+            assert address_hash(b"secret-one", trusted, peer, forwarded_for) == expected
+
+
+def test_remembered_hashes_keep_secrets_and_proxies_apart() -> None:
+    chain = "203.0.113.9, 10.1.1.1"
+    assert address_hash(b"secret-one", PROXIES, "10.0.0.2", chain) == address_hash(b"secret-one", PROXIES,
+                                                                                 "10.0.0.9", "203.0.113.9")
+    assert address_hash(b"secret-one", PROXIES, "10.0.0.2", chain) != address_hash(b"secret-one", [], "10.0.0.2",
+                                                                                 chain)
+    assert address_hash(b"secret-one", [], "10.0.0.2", None) != address_hash(b"secret-two", [], "10.0.0.2", None)

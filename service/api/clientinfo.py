@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.appkeys import SETTINGS
-from service.clients import client_address, keyed_hash, subject
+from service.clients import address_hash
 
 IP_HASH = web.RequestKey("ip_hash", str)
 
@@ -15,8 +15,7 @@ def client_ip_hash(request: web.Request) -> str:
         return request[IP_HASH]
     settings = request.app[SETTINGS]
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    address = client_address(peer[0] if peer else None, request.headers.get("X-Forwarded-For"),
-                             settings.trusted_proxies)
-    value = keyed_hash(settings.secret, "ip", subject(address))
+    value = address_hash(settings.secret, settings.trusted_proxies, peer[0] if peer else None,
+                         request.headers.get("X-Forwarded-For"))
     request[IP_HASH] = value
     return value

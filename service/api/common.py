@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -67,7 +68,7 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
     except orjson.JSONDecodeError as exc:
         raise MalformedJSON("the body is not valid JSON (or not UTF-8)") from exc
     try:
-        duplicate = isinstance(data, dict) and _has_duplicate_keys(raw)
+        duplicate = isinstance(data, dict) and _repeats_a_key(raw, data)
     except RecursionError as exc:  # orjson nests to 1024, the json module's recursion gives up sooner
         raise MalformedJSON("the body is nested too deeply") from exc
     if duplicate:
@@ -78,11 +79,19 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
 async def _read_limited(request: web.Request) -> bytes:
     """Read at most 16 KiB, within the client timeout: a body trickled at a byte a second is cut off rather
     than holding a connection and a buffer (aiohttp itself has no body read deadline)."""
+    content = request.content
+    if content.is_eof():
+        # A small body usually arrives with its headers, so it is all buffered already: taking it directly
+        # saves arming a timeout and an async iteration (about a tenth of a submission's HTTP-layer CPU).
+        raw = content.read_nowait()
+        if len(raw) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+        return raw
     chunks = []
     size = 0
     try:
         async with asyncio.timeout(request.app[SETTINGS].client_timeout_seconds):
-            async for chunk in request.content.iter_any():
+            async for chunk in content.iter_any():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -94,10 +103,26 @@ async def _read_limited(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def _has_duplicate_keys(raw: bytes) -> bool:
-    """orjson keeps the last of repeated keys silently; a repeated key is ambiguous, so we refuse it."""
-    import json
+def _repeats_a_key(raw: bytes, data: dict[str, Any]) -> bool:
+    """orjson keeps the last of repeated keys silently; a repeated key is ambiguous, so we refuse it.
 
+    The exact check re-parses the body with the json module (about 8 us for a comment). Browsers
+    (`JSON.stringify`) and orjson write the same compact JSON with the same escapes, so a body from either is
+    byte for byte what orjson writes for the parsed value, and that has no repeated key at any depth, since a
+    dict holds each key once. Writing it back costs under a microsecond; only other bodies get the exact check.
+    (Counting each key's `"key"` in the body was measured too: about 5 us, for a proof that holds only for
+    flat objects.)
+    """
+    try:
+        if orjson.dumps(data) == raw.strip():
+            return False
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate, which orjson reads but does not write
+        pass
+    return _has_duplicate_keys(raw)
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """The exact check, at every depth: the json module hands each object's pairs to a hook."""
     duplicate = False
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
