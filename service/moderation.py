@@ -251,9 +251,12 @@ class _Coalescer:
 
     Each call stays what it was (a script step is atomic, as before); only the round trip is shared. An error
     reply fails every call of its pipeline (`Batch.execute`), which suits errors that concern the server (it is
-    away, out of memory) rather than one call. The sending runs in its own task, so a request cancelled meanwhile
-    (its client went away) neither loses the others' answers nor cuts the pipeline short; like a command already
-    sent, its call may still have run.
+    away) rather than one call; decide.lua answers a decision that fails as that decision's answer instead. The
+    sending runs in its own task, so a request cancelled meanwhile (its client went away) neither loses the
+    others' answers nor cuts the pipeline short; like a command already sent, its call may still have run.
+
+    `scripts.Coalescer` is an earlier copy of this without `together`, used by submissions: once it has
+    `together`, this module should use it and this copy go.
     """
 
     def __init__(self, scripts: Scripts) -> None:
