@@ -15,9 +15,8 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Literal, NoReturn
+from collections.abc import Sequence
+from typing import Final, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,7 +26,7 @@ from service import keys, text
 from service.clients import email_hash
 from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, iso
-from service.scripts import Arg, ScriptName, Scripts, as_text, scored
+from service.scripts import Arg, Scripts, as_text, scored
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal
 
@@ -222,125 +221,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_Call = tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None, "asyncio.Future[Any]"]
-
-
-@dataclass(slots=True)
-class _Unit:
-    """One command of a pipeline: a call, or the calls of a script merged into one run (`members`)."""
-
-    name: ScriptName | None
-    keys: list[str]
-    args: list[Arg]
-    members: list[int] | None
-    index: int = 0
-
-
-class _Coalescer:
-    """Redis calls (script runs and plain commands) made during one turn of the event loop, sent together as
-    one pipeline.
-
-    Under load, requests arrive many at a time (one per connection that turned readable) and each call alone
-    pays redis-py's cost of a command: a pooled connection, a write to the socket, a read under a timeout;
-    about 100 µs of CPU, more than everything else a decision does in Python. Sent together they pay it about
-    once. redis-py has no automatic pipelining, hence this. A lone call still goes out alone, one loop turn
-    later. A script that can take several calls at once (decide.lua) goes further: calls given the same
-    `together` run as one call of the script, KEYS and ARGV concatenated, and it answers a list, one answer a
-    call; a pipeline of many script calls costs redis-py (parsing each reply) and Redis (starting each script)
-    more than the work itself.
-
-    Each call stays what it was (a script step is atomic, as before); only the round trip is shared. An error
-    reply fails every call of its pipeline (`Batch.execute`), which suits errors that concern the server (it is
-    away) rather than one call; decide.lua answers a decision that fails as that decision's answer instead. The
-    sending runs in its own task, so a request cancelled meanwhile (its client went away) neither loses the
-    others' answers nor cuts the pipeline short; like a command already sent, its call may still have run.
-
-    `scripts.Coalescer` is an earlier copy of this without `together`, used by submissions: once it has
-    `together`, this module should use it and this copy go.
-    """
-
-    def __init__(self, scripts: Scripts) -> None:
-        self._scripts = scripts
-        self._queued: list[_Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
-
-    def script(self, name: ScriptName, script_keys: Sequence[str], args: Sequence[Arg], *,
-               together: Hashable | None = None) -> asyncio.Future[Any]:
-        return self._queue((name, script_keys, args, together))
-
-    def command(self, *args: Arg) -> asyncio.Future[Any]:
-        return self._queue((None, (), args, None))
-
-    def _queue(self, call: tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None]
-               ) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queued:
-            loop.call_soon(self._flush)
-        self._queued.append((*call, future))
-        return future
-
-    def _flush(self) -> None:
-        calls, self._queued = self._queued, []
-        task = asyncio.get_running_loop().create_task(self._send(calls))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, calls: list[_Call]) -> None:
-        try:
-            results = await self._execute(calls)
-        except asyncio.CancelledError:  # the service is stopping
-            for *_, future in calls:
-                future.cancel()
-            raise
-        except Exception as exc:  # Redis trouble: every call of the pipeline reports it
-            for *_, future in calls:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), result in zip(calls, results, strict=True):
-            if not future.done():
-                future.set_result(result)
-
-    async def _execute(self, calls: list[_Call]) -> list[Any]:
-        units: list[_Unit] = []
-        merged: dict[tuple[ScriptName, Hashable], _Unit] = {}
-        for index, (name, script_keys, args, together, _) in enumerate(calls):
-            if name is None or together is None:
-                units.append(_Unit(name, list(script_keys), list(args), None, index))
-            elif (unit := merged.get((name, together))) is not None:
-                unit.keys += script_keys
-                unit.args += args
-                assert unit.members is not None
-                unit.members.append(index)
-            else:
-                merged[name, together] = unit = _Unit(name, list(script_keys), list(args), [index])
-                units.append(unit)
-        answers = await self._run(units)
-        results: list[Any] = [None] * len(calls)
-        for unit, answer in zip(units, answers, strict=True):
-            if unit.members is None:
-                results[unit.index] = answer
-            else:
-                for member, one in zip(unit.members, answer, strict=True):
-                    results[member] = one
-        return results
-
-    async def _run(self, units: list[_Unit]) -> list[Any]:
-        if len(units) == 1:
-            unit = units[0]
-            if unit.name is None:
-                return [await self._scripts.redis.execute_command(*unit.args)]
-            return [await self._scripts.run(unit.name, unit.keys, unit.args)]
-        batch = self._scripts.batch()
-        for unit in units:
-            if unit.name is None:
-                batch.command(*unit.args)
-            else:
-                batch.script(unit.name, unit.keys, unit.args)
-        return await batch.execute()
-
-
 class Moderation:
     def __init__(self, scripts: Scripts, secret: bytes) -> None:
         self._scripts = scripts
@@ -350,8 +230,6 @@ class Moderation:
         self._article_of: OrderedDict[str, str] = OrderedDict()
         self._every_partition = [key for p in range(keys.PARTITIONS) for key in keys.claim_keys(p)]
         self._decide_keys_of: dict[tuple[str, int, int], list[str]] = {}
-        # Decisions and claims: their Redis calls share round trips with those of other requests.
-        self._pipe = _Coalescer(scripts)
 
     def _remember_article(self, comment_id: str, article_id: str) -> None:
         self._article_of[comment_id] = article_id
@@ -389,7 +267,7 @@ class Moderation:
         without the lease it lost."""
         if not ids:
             return []
-        rows = await asyncio.gather(*(self._pipe.command("HMGET", keys.comment(comment_id), *RECORD_FIELDS)
+        rows = await asyncio.gather(*(self._scripts.command_soon("HMGET", keys.comment(comment_id), *RECORD_FIELDS)
                                       for comment_id in ids))
         out = []
         for comment_id, row in zip(ids, rows, strict=True):
@@ -461,7 +339,7 @@ class Moderation:
                            lease_expires_at=lease_expires_at)
 
     async def _lease(self, claim_keys: list[str], args: list[Arg]) -> list[str]:
-        return [_text(i) for i in await self._pipe.script("claim", claim_keys, args)]
+        return [_text(i) for i in await self._scripts.run_soon("claim", claim_keys, args)]
 
     async def _claim_partitioned(self, now: int, expiry: int, holder: str, limit: int) -> list[str]:
         """On a Redis Cluster, where a script keeps to one partition: plan how many to lease from each, then
@@ -509,7 +387,7 @@ class Moderation:
                      version: int | None = None) -> ModeratorComment:
         article_id = self._article_of.get(comment_id)
         if article_id is None:
-            stored = await self._pipe.command("HGET", keys.comment(comment_id), "a")
+            stored = await self._scripts.command_soon("HGET", keys.comment(comment_id), "a")
             if stored is None:
                 raise NotFound("no such comment")
             article_id = _text(stored)
@@ -518,7 +396,7 @@ class Moderation:
         # One call of decide.lua for the decisions of a loop turn: on one server all of them, on a Cluster
         # those of one partition (a script's keys must share a slot).
         together = 0 if self._scripts.one_server else keys.partition_of_comment(comment_id)
-        result = await self._pipe.script(
+        result = await self._scripts.run_soon(
             "decide", self._decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
              secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS], together=together)

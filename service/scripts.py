@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal
 
@@ -74,13 +75,14 @@ class Scripts:
     def batch(self) -> Batch:
         return Batch(self)
 
-    def run_soon(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> asyncio.Future[Any]:
+    def run_soon(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg], *,
+                 together: Hashable | None = None) -> asyncio.Future[Any]:
         """`run`, sent with the other calls made in this turn of the event loop (see `Coalescer`)."""
-        return self._coalescer.queue(name, keys, args)
+        return self._coalescer.script(name, keys, args, together=together)
 
     def command_soon(self, *args: Arg) -> asyncio.Future[Any]:
         """A plain command, sent with the other calls made in this turn of the event loop."""
-        return self._coalescer.queue(None, (), args)
+        return self._coalescer.command(*args)
 
 
 class Batch:
@@ -120,7 +122,18 @@ class Batch:
         return results
 
 
-_Call = tuple[ScriptName | None, Sequence[str], Sequence[Arg], "asyncio.Future[Any]"]
+_Call = tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None, "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One command of a pipeline: a call, or the calls of a script merged into one run (`members`)."""
+
+    name: ScriptName | None
+    keys: list[str]
+    args: list[Arg]
+    members: list[int] | None
+    index: int = 0
 
 
 class Coalescer:
@@ -128,16 +141,19 @@ class Coalescer:
     one pipeline.
 
     Under load, requests arrive many at a time (one per connection that turned readable) and each call alone
-    pays redis-py's cost of a command: a pooled connection, a write to the socket (which on loopback also does
-    the receiving side's work), a read under a timeout; about 100 µs of CPU, more than everything else a
-    decision or a submission does in Python. Sent together they pay it about once. redis-py has no automatic
-    pipelining, hence this. A lone call still goes out alone, one loop turn later.
+    pays redis-py's cost of a command: a pooled connection, a write to the socket, a read under a timeout;
+    about 100 µs of CPU, more than everything else a decision or a submission does in Python. Sent together
+    they pay it about once. redis-py has no automatic pipelining, hence this. A lone call still goes out alone,
+    one loop turn later. A script that can take several calls at once (decide.lua) goes further: calls given the same
+    `together` run as one call of the script, KEYS and ARGV concatenated, and it answers a list, one answer a
+    call; a pipeline of many script calls costs redis-py (parsing each reply) and Redis (starting each script)
+    more than the work itself.
 
-    Each call stays what it was (a script runs atomically, as before); only the round trip is shared. An error
+    Each call stays what it was (a script step is atomic, as before); only the round trip is shared. An error
     reply fails every call of its pipeline (`Batch.execute`), which suits errors that concern the server (it is
-    away, out of memory) rather than one call. The sending runs in its own task, so a request cancelled meanwhile
-    (its client went away) neither loses the others' answers nor cuts the pipeline short; like a command already
-    sent, its call may still have run.
+    away) rather than one call; decide.lua answers a decision that fails as that decision's answer instead. The
+    sending runs in its own task, so a request cancelled meanwhile (its client went away) neither loses the
+    others' answers nor cuts the pipeline short; like a command already sent, its call may still have run.
     """
 
     def __init__(self, scripts: Scripts) -> None:
@@ -145,12 +161,20 @@ class Coalescer:
         self._queued: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    def queue(self, name: ScriptName | None, keys: Sequence[str], args: Sequence[Arg]) -> asyncio.Future[Any]:
+    def script(self, name: ScriptName, script_keys: Sequence[str], args: Sequence[Arg], *,
+               together: Hashable | None = None) -> asyncio.Future[Any]:
+        return self._queue((name, script_keys, args, together))
+
+    def command(self, *args: Arg) -> asyncio.Future[Any]:
+        return self._queue((None, (), args, None))
+
+    def _queue(self, call: tuple[ScriptName | None, Sequence[str], Sequence[Arg], Hashable | None]
+               ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queued:
             loop.call_soon(self._flush)
-        self._queued.append((name, keys, args, future))
+        self._queued.append((*call, future))
         return future
 
     def _flush(self) -> None:
@@ -176,17 +200,41 @@ class Coalescer:
                 future.set_result(result)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
-        if len(calls) == 1:
-            name, keys, args, _ = calls[0]
-            if name is None:
-                return [await self._scripts.redis.execute_command(*args)]
-            return [await self._scripts.run(name, keys, args)]
-        batch = self._scripts.batch()
-        for name, keys, args, _ in calls:
-            if name is None:
-                batch.command(*args)
+        units: list[_Unit] = []
+        merged: dict[tuple[ScriptName, Hashable], _Unit] = {}
+        for index, (name, script_keys, args, together, _) in enumerate(calls):
+            if name is None or together is None:
+                units.append(_Unit(name, list(script_keys), list(args), None, index))
+            elif (unit := merged.get((name, together))) is not None:
+                unit.keys += script_keys
+                unit.args += args
+                assert unit.members is not None
+                unit.members.append(index)
             else:
-                batch.script(name, keys, args)
+                merged[name, together] = unit = _Unit(name, list(script_keys), list(args), [index])
+                units.append(unit)
+        answers = await self._run(units)
+        results: list[Any] = [None] * len(calls)
+        for unit, answer in zip(units, answers, strict=True):
+            if unit.members is None:
+                results[unit.index] = answer
+            else:
+                for member, one in zip(unit.members, answer, strict=True):
+                    results[member] = one
+        return results
+
+    async def _run(self, units: list[_Unit]) -> list[Any]:
+        if len(units) == 1:
+            unit = units[0]
+            if unit.name is None:
+                return [await self._scripts.redis.execute_command(*unit.args)]
+            return [await self._scripts.run(unit.name, unit.keys, unit.args)]
+        batch = self._scripts.batch()
+        for unit in units:
+            if unit.name is None:
+                batch.command(*unit.args)
+            else:
+                batch.script(unit.name, unit.keys, unit.args)
         return await batch.execute()
 
 
