@@ -27,7 +27,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from service import keys
 from service.app import create_app
 from service.embedded import free_port
-from service.metrics import LATENCY_BUCKETS
+from service.metrics import LATENCY_BUCKETS, Metrics
 from service.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
@@ -139,6 +139,26 @@ async def test_requests_counted_by_route_template_and_status_with_latency_bucket
     assert counts == sorted(counts) and counts[-1] == 4
     assert metrics.value("comments_http_request_duration_seconds_count", route=COMMENTS_ROUTE) == 4
     assert 0 < metrics.value("comments_http_request_duration_seconds_sum", route=COMMENTS_ROUTE) < 10
+
+
+# -- counters by label ---------------------------------------------------------------------------------------
+
+def test_counter_children_kept_by_label_values_count_as_prometheus_client_does() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.submissions.labels("accepted").inc()
+    metrics.submissions.labels(outcome="accepted").inc()
+    metrics.webhook_deliveries.labels("approved", "ok").inc(2)
+    metrics.webhook_deliveries.labels("approved", "ok").inc()
+    metrics.redis_errors.labels(42).inc()  # prometheus_client takes the str() of a value
+    metrics.redis_errors.labels("42").inc()
+    scraped = parse(metrics.render().decode())
+    assert scraped.value("comments_submissions_total", outcome="accepted") == 4
+    assert scraped.value("comments_webhook_deliveries_total", event="approved", outcome="ok") == 3
+    assert scraped.value("comments_redis_errors_total", kind="42") == 2
+    assert metrics.submissions.labels("accepted") is metrics.submissions.labels(outcome="accepted")
+    with pytest.raises(ValueError, match="label count"):
+        metrics.webhook_deliveries.labels("approved")
 
 
 # -- captchas and submissions ----------------------------------------------------------------------------------

@@ -7,15 +7,11 @@ from aiohttp import web
 from service.appkeys import SETTINGS
 from service.clients import address_hash
 
-IP_HASH = web.RequestKey("ip_hash", str)
-
 
 def client_ip_hash(request: web.Request) -> str:
-    if IP_HASH in request:
-        return request[IP_HASH]
+    """Remembered per client by `address_hash`, so a second call costs as little as a lookup in the request
+    would (which, through `Mapping.__contains__`, raises and catches a KeyError on every first call)."""
     settings = request.app[SETTINGS]
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    value = address_hash(settings.secret, settings.trusted_proxies, peer[0] if peer else None,
-                         request.headers.get("X-Forwarded-For"))
-    request[IP_HASH] = value
-    return value
+    return address_hash(settings.secret, settings.trusted_proxies, peer[0] if peer else None,
+                        request.headers.get("X-Forwarded-For"))

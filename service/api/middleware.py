@@ -105,7 +105,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = problem(request, error)
     elapsed = time.perf_counter() - started
     response.headers["X-Request-ID"] = request_id
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    resource = request.match_info.route.resource  # None for a 404 or 405 (a resource's truth is its length)
+    route = resource.canonical if resource is not None else "unmatched"
     request.app[METRICS].observe_request(request.method, route, response.status, elapsed)
     if log.isEnabledFor(logging.INFO):
         log.info("request", extra={"request_id": request_id, "method": request.method, "route": route,
