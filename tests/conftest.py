@@ -20,6 +20,7 @@ from aiohttp.typedefs import StrOrURL
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from service import keys
 from service.app import create_app
 from service.embedded import find_redis_server, free_port, server_args, wait_until_ready
 from service.settings import Settings
@@ -131,3 +132,13 @@ class PrivacyCheckingClient(TestClient):  # type: ignore[type-arg]
 @pytest.fixture
 def aiohttp_client_cls() -> type[TestClient]:  # type: ignore[type-arg]
     return PrivacyCheckingClient
+
+
+def articles_in_distinct_partitions(count: int, prefix: str = "art-") -> list[str]:
+    """Article ids whose partitions (and so hash tags and Cluster slots) all differ."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < count:
+        found.setdefault(keys.partition_of_article(f"{prefix}{n}"), f"{prefix}{n}")
+        n += 1
+    return list(found.values())

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from conftest import articles_in_distinct_partitions
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 from redis import Redis
@@ -30,17 +31,6 @@ pytestmark = pytest.mark.slow
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 ANSWER = "ABCDE"
-
-
-def articles_on_distinct_partitions(count: int) -> list[str]:
-    """Article ids whose partitions (and so hash tags and slots) all differ."""
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < count:
-        article = f"thoi-su-{i}"
-        found.setdefault(keys.partition_of_article(article), article)
-        i += 1
-    return list(found.values())
 
 
 def master_of(client: RedisCluster, key: str) -> str:
@@ -120,7 +110,7 @@ async def decide(api: TestClient[Any, Any], comment_id: str, action: str) -> dic
 
 
 async def test_articles_spread_over_every_master(cluster_client: RedisCluster) -> None:
-    articles = articles_on_distinct_partitions(keys.PARTITIONS)
+    articles = articles_in_distinct_partitions(keys.PARTITIONS)
     await cluster_client.initialize()
     masters = {master_of(cluster_client, keys.article(a)) for a in articles}
     assert len(masters) >= 3
@@ -133,7 +123,7 @@ async def test_articles_spread_over_every_master(cluster_client: RedisCluster) -
 
 async def test_submit_claim_decide_list_and_count(api: TestClient[Any, Any],
                                                   cluster_client: RedisCluster) -> None:
-    articles = articles_on_distinct_partitions(12)
+    articles = articles_in_distinct_partitions(12)
     submitted: dict[str, list[str]] = {a: [] for a in articles}
     for article in articles:
         for n in range(3):
@@ -192,7 +182,7 @@ async def test_submit_claim_decide_list_and_count(api: TestClient[Any, Any],
 
 
 async def test_receipts_replies_idempotency_and_closing(api: TestClient[Any, Any]) -> None:
-    article = articles_on_distinct_partitions(5)[4]
+    article = articles_in_distinct_partitions(5)[4]
     parent = await submit(api, article, "Gốc")
     await decide(api, parent["id"], "approve")
     status = await api.get(f"/v1/comments/{parent['id']}/status",
@@ -218,7 +208,7 @@ async def test_the_gate_runs_in_its_own_slot(api: TestClient[Any, Any], cluster_
                                             aiohttp_client: Any) -> None:
     """On a Cluster the gate (captcha use, rate limits, repeats, idempotency) is a script of its own: each of its
     answers reaches the client as on one server."""
-    article = articles_on_distinct_partitions(6)[5]
+    article = articles_in_distinct_partitions(6)[5]
     captcha = (await (await api.post("/v1/captchas")).json())["id"]
     form = comment_form(captcha, ANSWER, body="Lặp lại")
     assert (await api.post(f"/v1/articles/{article}/comments", json=form)).status == 202
@@ -254,7 +244,7 @@ async def test_feed_merges_partitions_in_decision_order_and_resumes(api: TestCli
     feed_token = await api.post("/v1/tokens", json={"role": "feed", "name": "site"}, headers=ADMIN)
     assert feed_token.status == 201
     feed = {"Authorization": f"Bearer {(await feed_token.json())['token']}"}
-    articles = articles_on_distinct_partitions(6)
+    articles = articles_in_distinct_partitions(6)
     ids = [(await submit(api, article, f"Bình luận {n}"))["id"] for n in range(2) for article in articles]
     decided: list[tuple[str, str]] = []
     for comment_id in ids:
@@ -304,7 +294,7 @@ async def test_webhook_delivers_an_approval(api: TestClient[Any, Any], aiohttp_s
     registered = await api.post("/v1/webhooks", headers=ADMIN, json={
         "url": str(server.make_url("/hook")), "events": ["comment.approved"], "secret": "x" * 24})
     assert registered.status == 201
-    article = articles_on_distinct_partitions(3)[2]
+    article = articles_in_distinct_partitions(3)[2]
     comment = await submit(api, article, "Gửi tới webhook")
     await decide(api, comment["id"], "approve")
     await asyncio.wait_for(arrived.wait(), timeout=15)

@@ -19,12 +19,11 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import RedisServer
+from conftest import RedisServer, articles_in_distinct_partitions
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from service import keys
 from service.app import create_app
 from service.embedded import free_port
 from service.metrics import LATENCY_BUCKETS, Metrics
@@ -93,15 +92,6 @@ async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = 
     while not await condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
-
-
-def articles_in_distinct_partitions(count: int) -> list[str]:
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < count:
-        found.setdefault(keys.partition_of_article(f"art-{n}"), f"art-{n}")
-        n += 1
-    return list(found.values())
 
 
 # -- format and requests ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from conftest import articles_in_distinct_partitions
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
@@ -65,15 +66,6 @@ async def history(client: TestClient, comment_id: str) -> list[Json]:  # type: i
     record = await get_json(client, f"/v1/moderation/comments/{comment_id}", ADMIN)
     entries: list[Json] = record["history"]
     return entries
-
-
-def articles_in_distinct_partitions(count: int) -> list[str]:
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < count:
-        found.setdefault(keys.partition_of_article(f"art-{n}"), f"art-{n}")
-        n += 1
-    return list(found.values())
 
 
 # -- the queue -------------------------------------------------------------------------------------------------
