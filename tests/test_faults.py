@@ -311,7 +311,9 @@ async def test_idle_connections_do_not_stop_others(served: ServedService) -> Non
                                 timeout=aiohttp.ClientTimeout(total=5)) as response:
                 elapsed = time.monotonic() - started
                 assert response.status == 200
-        assert elapsed < 1.0, elapsed
+        # Stopped by idle connections, the request would wait for the 5 s client timeout; the margin below it
+        # absorbs a shared, loaded machine (how fast it answers is the benchmark's business, not a unit test's).
+        assert elapsed < 4.0, elapsed
     finally:
         for sock in idle:
             sock.close()
