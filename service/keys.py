@@ -8,10 +8,22 @@ The keys a submission's gate reads and counts (captcha markers, rate limits, rep
 share the tag `{g}`: small and short-lived, they fit one slot, so the gate is one script on a Cluster too. On one
 server (or Sentinel) the gate and the store run as one script, whatever the tags: one round trip per comment.
 
+Keys built from client text are unambiguous: the client's text comes last, after a fixed part that names the
+kind of key and ends in `:` (article keys: `a:`, `ao:`, `ap:`, built by `_article_key`; rate limits: scope and
+window first, the subject last). Article ids may contain `:` (URN-like ids) but no `{`, so they never shift the
+hash tag; a key then reads back as exactly one (kind, id) pair, and no id, however it is chosen, names the key
+of another id or of another kind (`tests/test_keys.py` checks it by parsing every key back). The partition keys
+that take no client text (`pending`, `feed`, `stats:<hour>`...) share no prefix with the article kinds.
+
+Data from before this scheme (`a:<article>:order` and `a:<article>:public`; the article hash `a:<article>` kept
+its name) is not moved: such a key cannot be told, by its name, from the hash of an article called `X:order`.
+`comments-service doctor --repair` puts approved records missing from their article's order set and public hash
+back from the records; the old keys are then left behind, unread.
+
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
 | cm:{g}:cap:<captcha nonce>           | string | rest of captcha life | captcha: tried once (ids are signed tokens) |
-| cm:{g}:rl:<scope>:<subject>:<window> | string | window               | ratelimit: fixed-window counter |
+| cm:{g}:rl:<scope>:<window>:<subject> | string | window               | ratelimit: fixed-window counter |
 | cm:{g}:seen:<body digest>            | string | 1 day                | risk: how often this exact text was sent |
 | cm:{g}:rep:ip:<ip hash> / :email:<h> | string | 90 days              | risk: spam decisions against this sender |
 | cm:{g}:idem:<key digest>             | string | idempotency TTL      | submissions: the request fingerprint |
@@ -23,8 +35,8 @@ server (or Sentinel) the gate and the store run as one script, whatever the tags
 | cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator |
 | cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters) |
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
-| cm:{pXX}:a:<article>:order           | zset   | none                 | approved ids -> approval sequence |
-| cm:{pXX}:a:<article>:public          | hash   | none                 | approved id -> public JSON (pre-rendered) |
+| cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
+| cm:{pXX}:ap:<article>                | hash   | none                 | approved id -> public JSON (pre-rendered) |
 | cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events |
 | cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away |
 | cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`) |
@@ -71,7 +83,8 @@ def captcha_used(nonce: str) -> str:
 
 
 def rate_limit(scope: str, subject: str, window: int) -> str:
-    return f"{GATE}:rl:{scope}:{subject}:{window}"
+    # The subject last: it may be client text (an article id, which may contain `:`).
+    return f"{GATE}:rl:{scope}:{window}:{subject}"
 
 
 def seen_text(digest: str) -> str:
@@ -116,16 +129,26 @@ def pending_articles(partition: int) -> str:
     return f"{_tag(partition)}:articles"
 
 
+#: The kinds of article key: the code that follows the partition's tag, then the article id, last. A new kind
+#: of article key gets its own code here (no `:` in it, and none of the partition's fixed names, e.g. `feed`).
+ARTICLE_KINDS: Final = {"a": "article", "ao": "article_order", "ap": "article_public"}
+
+
+def _article_key(kind: str, article_id: str) -> str:
+    """Every key of an article: a fixed part naming the kind, then the id, so that no id names another's key."""
+    return f"{_tag(partition_of_article(article_id))}:{kind}:{article_id}"
+
+
 def article(article_id: str) -> str:
-    return f"{_tag(partition_of_article(article_id))}:a:{article_id}"
+    return _article_key("a", article_id)
 
 
 def article_order(article_id: str) -> str:
-    return f"{article(article_id)}:order"
+    return _article_key("ao", article_id)
 
 
 def article_public(article_id: str) -> str:
-    return f"{article(article_id)}:public"
+    return _article_key("ap", article_id)
 
 
 def feed(partition: int) -> str:
