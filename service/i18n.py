@@ -39,7 +39,7 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
 }
 
 FIELD_MESSAGES: Final[dict[str, tuple[str, str]]] = {
-    "required": ("Vui lòng nhập {label}", "{label} is required"),
+    "required": ("Vui lòng nhập {noun}", "Please enter your {noun}"),
     "too_short": ("{label} cần ít nhất {min} ký tự", "{label} needs at least {min} characters"),
     "too_long": ("{label} tối đa {max} ký tự", "{label} can have at most {max} characters"),
     "invalid_characters": ("{label} chứa ký tự không được phép", "{label} contains characters that are not allowed"),
@@ -93,6 +93,63 @@ def field_message(field: str, code: str, params: dict[str, str | int], lang: Lan
     label = (labels[0] if lang == "vi" else labels[1]) if labels else field
     template = vi if lang == "vi" else en
     try:
-        return template.format(label=label, **params)
+        return template.format(label=label, noun=label.lower(), **params)
     except (KeyError, IndexError):
-        return template.format_map({"label": label, "min": "?", "max": "?"})
+        return template.format_map({"label": label, "noun": label.lower(), "min": "?", "max": "?"})
+
+
+#: The widget's own words, served inside widget.js by service/api/widget.py. What it says about a field comes
+#: from FIELD_MESSAGES and FIELD_LABELS, so the widget and the service word the same error the same way.
+#: Placeholders are `{name}`, filled by the widget.
+WIDGET_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "heading": ("Bình luận", "Comments"),
+    "form": ("Gửi bình luận của bạn", "Post your comment"),
+    "name": ("Họ Tên", "Name"),
+    "email": ("Email", "Email"),
+    "title": ("Tiêu Đề", "Title"),
+    "body": ("Nội dung", "Comment"),
+    "captcha": ("Mã xác nhận", "Verification code"),
+    "alt": ("Mã xác nhận dạng ảnh. Có bản âm thanh: bấm nút “Nghe mã” bên cạnh.",
+            "Verification code image. An audio version is available: press the “Listen” button next to it."),
+    "newCap": ("Đổi mã", "New code"),
+    "listen": ("Nghe mã", "Listen"),
+    "stop": ("Dừng nghe", "Stop"),
+    "send": ("Gửi bình luận", "Post comment"),
+    "sending": ("Đang gửi…", "Sending…"),
+    "more": ("Xem thêm", "Load more"),
+    "reply": ("Trả lời", "Reply"),
+    "cancel": ("Hủy trả lời", "Cancel reply"),
+    "pending": ("Đang chờ duyệt", "Awaiting moderation"),
+    "sent": ("Bình luận của bạn đang chờ duyệt", "Your comment is awaiting moderation"),
+    "closed": TITLES["comments_closed"],
+    "loading": ("Đang tải bình luận…", "Loading comments…"),
+    "empty": ("Chưa có bình luận nào. Hãy là người đầu tiên!", "No comments yet. Be the first!"),
+    "loadErr": ("Không tải được bình luận.", "Could not load comments."),
+    "retry": ("Thử lại", "Retry"),
+    "approved": ("Bình luận của bạn đã được duyệt.", "Your comment has been approved."),
+    "rejected": ("Một bình luận của bạn không được duyệt.", "One of your comments was not approved."),
+    "capLen": ("Mã xác nhận gồm 5 ký tự", "The code has 5 characters"),
+    "capExp": ("Mã xác nhận đã hết hạn, hãy nhập mã mới", "The code has expired, enter the new one"),
+    "capLoadErr": ("Không tải được mã xác nhận", "Could not load the verification code"),
+    "fix": ("Vui lòng kiểm tra lại các ô được đánh dấu.", "Please check the highlighted fields."),
+    "rate": ("Bạn gửi quá nhanh. Vui lòng thử lại sau {seconds} giây.",
+             "You are posting too fast. Please try again in {seconds} seconds."),
+    "tooBig": ("Bình luận quá dài.", "Your comment is too long."),
+    "fail": ("Không gửi được bình luận. Vui lòng thử lại.", "Your comment could not be sent. Please try again."),
+    "net": ("Không kết nối được máy chủ. Vui lòng thử lại.", "Could not reach the server. Please try again."),
+    "now": ("vừa xong", "just now"),
+    "yours": ("Bình luận của bạn", "Your comments"),
+}
+
+
+def widget_messages() -> dict[Lang, dict[str, object]]:
+    """Everything the widget says, per language: its own words, the field messages and the field labels (and
+    the lowercase nouns that `required` uses), exactly as field_message() words them."""
+    langs: tuple[Lang, Lang] = ("vi", "en")
+    return {lang: {
+        **{key: pair[i] for key, pair in WIDGET_TEXT.items()},
+        "field": {code: pair[i] for code, pair in FIELD_MESSAGES.items()},
+        "label": {name: pair[i] for name, pair in FIELD_LABELS.items()},
+        "noun": {name: pair[i].lower() for name, pair in FIELD_LABELS.items()},
+    } for i, lang in enumerate(langs)}
+

@@ -17,6 +17,12 @@ Flow, every step in Redis so that a restart or a crash loses nothing:
    `webhook_backoff_base_seconds * 2 ** (attempt - 1)` seconds (at most an hour, ±10% jitter) until
    `webhook_max_attempts`, then failed. Finished deliveries are kept for `DONE_TTL_SECONDS`.
 
+Receivers must be public addresses (`service.egress`, checked at registration and again on every connection,
+after DNS); `COMMENTS_WEBHOOK_ALLOWED_NETWORKS` admits deliberate internal ones. A failed attempt is recorded
+as a class, never the client library's message (which would tell an admin which internal ports are open):
+`timeout`, `refused`, `dns`, `tls`, `blocked_address`, `connection` (reset, unreachable...), `protocol` (not
+valid HTTP), `http_<status>`.
+
 Delivery is at least once: a process killed between sending and recording leaves the lease to expire, and
 the next attempt goes out with the same `Webhook-Id`. Receivers deduplicate on it. Events of one comment may
 arrive out of order (a retried `comment.submitted` after `comment.approved`); `created_at` orders them.
@@ -63,9 +69,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from pydantic_core import PydanticCustomError
 from redis.exceptions import RedisError, ResponseError
 
-from service import keys
+from service import egress, keys
 from service.connections import RedisClient
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, FieldError, NotFound, ValidationFailed
 from service.models import iso
 from service.scripts import Arg, Scripts
 from service.settings import Settings
@@ -97,7 +103,6 @@ LEASE_BATCH: Final = 32
 MAX_IN_FLIGHT: Final = 64
 IDLE_SECONDS: Final = 0.2
 ERROR_PAUSE_SECONDS: Final = 1.0
-ERROR_TEXT_MAX: Final = 300
 USER_AGENT: Final = "comments-service-webhooks/1"
 
 
@@ -303,6 +308,8 @@ class Webhooks:
         for partition in range(keys.PARTITIONS):
             await self._create_group(keys.outbox(partition))
 
+        #: How receivers' names are resolved (aiohttp's default); tests point names at chosen addresses.
+        self.resolver: aiohttp.abc.AbstractResolver | None = None
     async def _create_group(self, stream: str) -> None:
         try:
             await self._redis.xgroup_create(stream, keys.FEED_GROUP, id="$", mkstream=True)
@@ -388,6 +395,11 @@ class Webhooks:
         raw: dict[Any, Any] = await self._redis.hgetall(keys.webhooks())
         return sorted((_StoredWebhook.model_validate_json(value) for value in raw.values()),
                       key=lambda hook: (hook.created, hook.id))
+        try:
+            await egress.check_url(registration.url, self._settings.webhook_allowed_networks)
+        except egress.DestinationNotAllowed as exc:
+            # No detail that echoes the resolved addresses: the field code says what is wrong.
+            raise ValidationFailed(fields=[FieldError("url", "destination_not_allowed")]) from exc
 
     async def list(self) -> builtins.list[Webhook]:
         return [hook.public() for hook in await self._stored()]
@@ -574,6 +586,10 @@ class Webhooks:
         except Exception:
             # The lease runs out and the delivery is attempted again.
             log.exception("webhook delivery %s attempt %d could not be recorded", lease.delivery_id,
+                # Every connection attempt, to an IP literal or to each address DNS gave, is checked here.
+                connector=aiohttp.TCPConnector(
+                    socket_factory=egress.guarded_socket(self._settings.webhook_allowed_networks),
+                    resolver=self.resolver),
                           lease.attempt)
 
     async def _post(self, lease: _Lease) -> tuple[int | None, str]:
@@ -588,10 +604,8 @@ class Webhooks:
             async with self._client().post(lease.webhook.url, data=lease.body, headers=headers,
                                            allow_redirects=False) as response:
                 return response.status, ""
-        except TimeoutError:
-            return None, f"timeout after {self._settings.webhook_timeout_seconds:g} s"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX]
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            return None, delivery_error(exc)
 
     async def _record(self, lease: _Lease, status: int | None, error: str) -> None:
         now = _now_ms()
@@ -606,7 +620,7 @@ class Webhooks:
             delay = backoff_seconds(self._settings.webhook_backoff_base_seconds, lease.attempt)
             next_ms = now + int(delay * 1000)
         if status is not None and not error and outcome != "delivered":
-            error = f"HTTP {status}"
+            error = f"http_{status}"
         recorded = await self._scripts.run(
             "webhook_record",
             [keys.delivery(lease.delivery_id), keys.deliveries_due(), keys.deliveries_recent()],
@@ -634,6 +648,31 @@ def _delivery_view(item: str, record: dict[str, str]) -> Delivery:
         attempts=int(record["attempts"]),
         last_status=int(status) if status else None,
         last_error=record.get("error") or None,
+def delivery_error(exc: BaseException) -> str:
+    """The class of a failed attempt (see the module docstring), from the exception aiohttp raised."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or getattr(current, "os_error", None)
+        if current in chain:
+            break
+    if any(isinstance(item, egress.BlockedAddress) for item in chain):
+        return "blocked_address"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
+        return "tls"
+    if any(isinstance(item, ConnectionRefusedError) for item in chain):
+        return "refused"
+    if isinstance(exc, (aiohttp.ClientResponseError, aiohttp.ClientPayloadError, aiohttp.InvalidURL,
+                        ValueError)):
+        return "protocol"
+    return "connection"
+
+
         next_attempt_at=iso(int(next_ms)) if next_ms else None,
         created_at=iso(int(record["created"])),
         updated_at=iso(int(record["updated"])),

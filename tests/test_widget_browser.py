@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from service.i18n import field_message
 from service.settings import Settings
 
 try:
@@ -304,20 +305,21 @@ async def test_validation_errors_are_shown_next_to_their_fields(browser: Browser
     described = await name.get_attribute("aria-describedby")
     assert described
     name_error = page.locator(f"{WIDGET} #{described}")
-    assert await name_error.text_content() == "Vui lòng nhập họ tên."
+    # the widget words an error exactly as the service does (one source: service/i18n.py)
+    assert await name_error.text_content() == field_message("name", "required", {}, "vi") == "Vui lòng nhập họ tên"
     assert await name_error.is_visible()
     assert (await page.evaluate(DEEP_ACTIVE))["name"] == "name", "focus moves to the first invalid field"
     body_error = await page.get_by_label("Nội dung", exact=True).get_attribute("aria-describedby")
-    assert await page.locator(f"{WIDGET} #{body_error}").text_content() == "Vui lòng nhập nội dung."
+    assert await page.locator(f"{WIDGET} #{body_error}").text_content() == "Vui lòng nhập nội dung"
 
     # client-side: too long (code points after NFC + trim) and a malformed email
     await page.get_by_label("Họ Tên", exact=True).fill("  " + "Ễ" * 81 + "  ")
     await page.get_by_label("Email", exact=True).fill("không-phải-email")
     await send.click()
-    assert (
-        await page.locator(f"{WIDGET} .cw-f-name .cw-err").text_content() == "Tối đa 80 ký tự (hiện có 81)."
-    )
-    assert await page.locator(f"{WIDGET} .cw-f-email .cw-err").text_content() == "Địa chỉ email không hợp lệ."
+    too_long = field_message("name", "too_long", {"max": 80}, "vi")
+    assert await page.locator(f"{WIDGET} .cw-f-name .cw-err").text_content() == too_long == "Họ tên tối đa 80 ký tự"
+    assert await page.locator(f"{WIDGET} .cw-f-email .cw-err").text_content() == field_message(
+        "email", "invalid_email", {}, "vi")
 
     # server-side: a wrong captcha is refused by the service, whose Vietnamese message is shown by the field
     await fill_form(
@@ -356,7 +358,7 @@ async def test_validation_errors_are_shown_next_to_their_fields(browser: Browser
     # the English widget speaks English, and the service's messages follow
     context, page, errors = await open_article(browser, base, article, lang="en")
     await page.get_by_role("button", name="Post comment").click()
-    assert await page.locator(f"{WIDGET} .cw-f-name .cw-err").text_content() == "Please enter your name."
+    assert await page.locator(f"{WIDGET} .cw-f-name .cw-err").text_content() == "Please enter your name"
     await page.get_by_label("Name", exact=True).fill("Lan")
     await page.get_by_label("Email", exact=True).fill("lan@example.vn")
     await page.get_by_label("Title", exact=True).fill("Hi")
@@ -555,7 +557,171 @@ async def test_keyboard_only_and_labels(browser: Browser, base: str) -> None:
 
     # Enter on the focused send button submits: the client-side checks answer
     await page.keyboard.press("Enter")
-    await page.locator(f"{WIDGET} .cw-f-name .cw-err").filter(has_text="Vui lòng nhập họ tên.").wait_for()
+    await page.locator(f"{WIDGET} .cw-f-name .cw-err").filter(has_text="Vui lòng nhập họ tên").wait_for()
     assert (await page.evaluate(DEEP_ACTIVE))["name"] == "name"
     assert errors == []
+    await context.close()
+
+
+# --- 6. polish: what each state looks like, and what is announced ---
+
+SHADOW = "document.querySelector('[data-comments-article]').shadowRoot"
+
+
+async def style_of(page: Page, selector: str, pseudo: str | None = None) -> dict[str, str]:
+    """The computed colour, background and generated content of an element in the widget."""
+    style: dict[str, str] = await page.evaluate(
+        f"""([sel, pseudo]) => {{
+          const s = getComputedStyle({SHADOW}.querySelector(sel), pseudo);
+          return {{color: s.color, background: s.backgroundColor, content: s.content}};
+        }}""",
+        [selector, pseudo],
+    )
+    return style
+
+
+def is_reddish(color: str) -> bool:
+    r, g, b = (int(x) for x in re.findall(r"\d+", color)[:3])
+    return r > 2 * g and r > 2 * b
+
+
+async def test_error_and_success_messages_look_different(browser: Browser, base: str) -> None:
+    context, page, errors = await open_article(browser, base, article_id("colours"))
+    send = page.get_by_role("button", name="Gửi bình luận")
+    await send.click()
+    status = page.locator(f"{WIDGET} .cw-status")
+    await status.filter(has_text="Vui lòng kiểm tra").wait_for()
+    assert "is-error" in (await status.get_attribute("class") or "")
+    error = await style_of(page, ".cw-status")
+    error_icon = (await style_of(page, ".cw-status", "::before"))["content"]
+    field_colour = (await style_of(page, ".cw-f-name .cw-err"))["color"]
+
+    await fill_form(page, name="Hoa", email="hoa@example.vn", title="Cầu", body="Đẹp quá", code=CAPTCHA_ANSWER)
+    await send.click()
+    await status.filter(has_text="đang chờ duyệt").wait_for()
+    assert "is-ok" in (await status.get_attribute("class") or "")
+    success = await style_of(page, ".cw-status")
+    success_icon = (await style_of(page, ".cw-status", "::before"))["content"]
+
+    assert error["color"] != success["color"], (error, success)
+    assert is_reddish(error["color"]) and not is_reddish(success["color"])
+    assert error["color"] == field_colour, "the summary speaks in the fields' error colour"
+    assert "⚠" in error_icon and "✓" in success_icon, "an icon, not colour alone, tells them apart"
+    assert errors == []
+    await context.close()
+
+
+async def test_counter_warns_and_announces_past_the_limit(browser: Browser, base: str) -> None:
+    context, page, errors = await open_article(browser, base, article_id("counter"))
+    counter = page.locator(f"{WIDGET} .cw-counter")
+    limit = page.locator(f"{WIDGET} .cw-limit")
+    body = page.get_by_label("Nội dung", exact=True)
+    assert await limit.get_attribute("aria-live") == "polite", "the warning is in a live region"
+    await body.fill("a" * 5000)
+    assert await counter.text_content() == "5000/5000"
+    normal = (await style_of(page, ".cw-counter"))["color"]
+    assert await limit.text_content() == ""
+    assert await limit.is_hidden()
+
+    await body.fill("a" * 6000)
+    assert await counter.text_content() == "6000/5000"
+    assert "is-over" in (await counter.get_attribute("class") or "")
+    over = (await style_of(page, ".cw-counter"))["color"]
+    assert over != normal and is_reddish(over)
+    expected = field_message("body", "too_long", {"max": 5000}, "vi")
+    assert await limit.text_content() == expected == "Nội dung tối đa 5000 ký tự"
+    assert await limit.is_visible()
+    snapshot = await page.locator(WIDGET).aria_snapshot()
+    assert expected in snapshot, "the warning is in the accessibility tree"
+
+    # sending shows the same words by the field; the live line then stays quiet instead of repeating them
+    await page.get_by_role("button", name="Gửi bình luận").click()
+    assert await page.locator(f"{WIDGET} .cw-f-body .cw-err:not(.cw-limit)").text_content() == expected
+    assert await limit.text_content() == ""
+    await body.fill("a" * 4000)
+    assert await counter.text_content() == "4000/5000"
+    assert "is-over" not in (await counter.get_attribute("class") or "")
+    assert await limit.text_content() == ""
+    assert errors == []
+    await context.close()
+
+
+async def test_listen_shows_playing_and_stops_and_replays(browser: Browser, base: str) -> None:
+    context, page, errors = await open_article(browser, base, article_id("listen"))
+    await page.get_by_label("Họ Tên", exact=True).focus()  # loads the captcha
+    await page.wait_for_function(f"() => !!{SHADOW}.querySelector('.cw-cap-img').getAttribute('src')")
+    listen = page.locator(f"{WIDGET} .cw-listen")
+    paused = f"() => {SHADOW}.querySelector('audio').paused"
+    assert await listen.text_content() == "Nghe mã"
+
+    await listen.click()
+    assert await listen.text_content() == "Dừng nghe"
+    assert "is-playing" in (await listen.get_attribute("class") or "")
+    await page.wait_for_function(f"() => !({paused})() && {SHADOW}.querySelector('audio').currentTime > 0")
+    playing_icon = (await style_of(page, ".cw-listen", "::before"))["content"]
+
+    await listen.click()  # stop
+    assert await listen.text_content() == "Nghe mã"
+    assert "is-playing" not in (await listen.get_attribute("class") or "")
+    assert await page.evaluate(paused)
+    assert (await style_of(page, ".cw-listen", "::before"))["content"] != playing_icon
+
+    await listen.click()  # again, from the start, and it plays to its end
+    assert await listen.text_content() == "Dừng nghe"
+    await page.wait_for_function(f"() => !({paused})()")
+    await listen.filter(has_text="Nghe mã").wait_for(timeout=30_000)
+    assert await page.evaluate(f"() => {SHADOW}.querySelector('audio').ended")
+    assert errors == []
+    await context.close()
+
+
+async def test_avatar_colour_is_the_same_pending_and_approved(browser: Browser, base: str, api: Api) -> None:
+    article = article_id("avatar")
+    context, page, errors = await open_article(browser, base, article)
+    await fill_form(page, name="Phạm Minh", email="minh@example.vn", title="Cầu", body="Tốt", code=CAPTCHA_ANSWER)
+    await page.get_by_role("button", name="Gửi bình luận").click()
+    await page.wait_for_function("(k) => !!localStorage.getItem(k)", arg=f"cmts:pending:{article}")
+    mine = await pending_in_storage(page, article)
+    avatar = comment(page, mine[0]["id"]).locator(".cw-av")
+    await avatar.wait_for()
+    pending_colour = await avatar.evaluate("(el) => getComputedStyle(el).backgroundColor")
+
+    await api.approve(mine[0]["id"])
+    await api.settle()
+    await page.reload()
+    await comment(page, mine[0]["id"]).locator(".cw-reply").wait_for()  # now shown as approved
+    approved_colour = await avatar.evaluate("(el) => getComputedStyle(el).backgroundColor")
+    assert approved_colour == pending_colour
+    assert errors == []
+    await context.close()
+
+
+async def test_console_names_the_setting_when_the_origin_is_refused(
+    browser: Browser, base: str, aiohttp_server: ServerFactory
+) -> None:
+    """A newspaper page on an origin that COMMENTS_ALLOWED_ORIGINS does not list: the reader sees "could not
+    load", the developer's console says which setting to change."""
+
+    async def host_page(_: web.Request) -> web.Response:
+        return web.Response(
+            text=f'<!doctype html><html lang="vi"><title>Báo</title><div data-comments-article="a1"></div>'
+            f'<script src="{base}/widget.js" async></script>',
+            content_type="text/html",
+        )
+
+    other = web.Application()
+    other.router.add_get("/", host_page)
+    site = await aiohttp_server(other)
+    origin = str(site.make_url("")).rstrip("/")
+    assert origin != base
+    context = await browser.new_context()
+    page = await context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    async with page.expect_console_message(lambda m: "COMMENTS_ALLOWED_ORIGINS" in m.text) as info:
+        await page.goto(f"{origin}/")
+    message = (await info.value).text
+    assert origin in message and base in message, message
+    await page.locator(f"{WIDGET} .cw-info").filter(has_text="Không tải được").wait_for()
+    assert sum("COMMENTS_ALLOWED_ORIGINS" in text for text in console) == 1, "said once, not per request"
     await context.close()

@@ -4,6 +4,7 @@ and a static scan that the script never turns data into markup or code."""
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service import i18n
 from service.api.widget import (
     CSS_VERSION_PLACEHOLDER,
     FILES_KEY,
+    MESSAGES_PLACEHOLDER,
     STATIC_DIR,
     accepts_gzip,
     etag_matches,
@@ -255,3 +258,32 @@ def test_widget_script_never_turns_data_into_markup_or_code() -> None:
     assert "textContent" in source, "the scan would be vacuous if the file were not the widget"
     assert "document.cookie" not in source, "the widget sets no cookies"
     assert "credentials: 'omit'" in source
+
+
+# --- one source for the widget's words; the demo page's icon ---
+
+
+async def test_widget_speaks_with_the_service_messages(client: Client) -> None:
+    """The widget's messages are service/i18n.py's, put in when served: the widget and the service word the
+    same error the same way, and no wording is left in widget.js itself."""
+    served = await (await client.get("/widget.js")).text()
+    assert MESSAGES_PLACEHOLDER not in served
+    match = re.search(r"^  var L = (\{.*\});$", served, re.MULTILINE)
+    assert match, "the messages are served as one JSON object"
+    messages = json.loads(match.group(1))
+    assert messages == i18n.widget_messages()
+    for lang in ("vi", "en"):
+        assert messages[lang]["field"] == {code: pair[lang == "en"] for code, pair in i18n.FIELD_MESSAGES.items()}
+    assert messages["vi"]["field"]["required"].format(noun=messages["vi"]["noun"]["name"]) == i18n.field_message(
+        "name", "required", {}, "vi") == "Vui lòng nhập họ tên"
+    source = (STATIC_DIR / "widget.js").read_text("utf-8")
+    assert "Vui lòng" not in source and "Please" not in source, "wording belongs in service/i18n.py"
+
+
+async def test_favicon_is_served_and_linked(client: Client) -> None:
+    resp = await client.get("/favicon.ico", headers={"Accept-Encoding": "identity"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "image/x-icon"
+    assert (await resp.read())[:4] == b"\x00\x00\x01\x00", "an ICO file"
+    page = await (await client.get("/demo/articles/a1")).text()
+    assert '<link rel="icon" href="/favicon.ico"' in page

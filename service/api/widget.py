@@ -6,6 +6,7 @@ The files are read, versioned and gzip-compressed once, when the routes are set 
 * ``/widget.<hash>.js``  the same bytes under a pinned, immutable URL
 * ``/widget.css?v=<h>``  immutable when ``v`` is the stylesheet's current hash (the script refers to it so)
 * ``/demo/articles/{article_id}``  a newspaper-like page embedding the widget exactly as a publisher would
+* ``/favicon.ico``       the demo page's icon
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from service import i18n
 from service.api.docs import Param, operation
 from service.models import ARTICLE_ID_PATTERN
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSS_VERSION_PLACEHOLDER = "__WIDGET_CSS_VERSION__"
+#: Where widget.js receives its messages (service/i18n.py, as JSON): one source for the widget and the service.
+MESSAGES_PLACEHOLDER = "{/*__WIDGET_MESSAGES__*/}"
 ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 SHORT_CACHE = "public, max-age=300"
@@ -58,15 +63,19 @@ class WidgetFiles:
     js: Asset
     css: Asset
     demo_template: str
+    favicon: Asset
 
     @classmethod
     def load(cls, static_dir: Path = STATIC_DIR) -> WidgetFiles:
         css = Asset.build((static_dir / "widget.css").read_bytes(), CSS_TYPE)
         script = (static_dir / "widget.js").read_text("utf-8")
-        if CSS_VERSION_PLACEHOLDER not in script:
-            raise RuntimeError("widget.js lost its stylesheet version placeholder")
-        js = Asset.build(script.replace(CSS_VERSION_PLACEHOLDER, css.version).encode("utf-8"), JS_TYPE)
-        return cls(js, css, (static_dir / "demo.html").read_text("utf-8"))
+        if CSS_VERSION_PLACEHOLDER not in script or MESSAGES_PLACEHOLDER not in script:
+            raise RuntimeError("widget.js lost its stylesheet version or messages placeholder")
+        messages = json.dumps(i18n.widget_messages(), ensure_ascii=False, separators=(",", ":"))
+        script = script.replace(CSS_VERSION_PLACEHOLDER, css.version).replace(MESSAGES_PLACEHOLDER, messages)
+        js = Asset.build(script.encode("utf-8"), JS_TYPE)
+        favicon = Asset.build((static_dir / "favicon.ico").read_bytes(), "image/x-icon")
+        return cls(js, css, (static_dir / "demo.html").read_text("utf-8"), favicon)
 
 
 FILES_KEY = web.AppKey("widget_files", WidgetFiles)
@@ -132,7 +141,8 @@ async def widget_js(request: web.Request) -> web.Response:
 
 @operation(summary="The widget script under a pinned, immutable URL", tag="widget",
            responses={200: "text", 304: None}, media={200: "text/javascript"},
-           params=(Param("version", "path", {"type": "string", "pattern": "^[0-9a-f]{12}$"}, True),),
+           params=(Param("version", "path", {"type": "string", "pattern": "^[0-9a-f]{12}$"}, True,
+                         description="The script's content hash; another value gets 404."),),
            errors=_ASSET_ERRORS)
 async def widget_js_pinned(request: web.Request) -> web.Response:
     asset = request.app[FILES_KEY].js
@@ -153,7 +163,8 @@ async def widget_css(request: web.Request) -> web.Response:
 
 @operation(summary="A demo article page embedding the widget as a newspaper would", tag="widget",
            responses={200: "text"}, media={200: "text/html"},
-           params=(Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True),
+           params=(Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
+                         description="Any article id: the demo page shows and takes comments for it."),
                    Param("lang", "query", {"type": "string"},
                          description="en for the English widget; anything else is Vietnamese")),
            errors=_ASSET_ERRORS)
@@ -176,6 +187,12 @@ async def demo_article(request: web.Request) -> web.Response:
     )
 
 
+@operation(summary="The demo page's icon (browsers ask for it; without it every page view logs a 404)",
+           tag="widget", responses={200: "bytes", 304: None}, media={200: "image/x-icon"})
+async def favicon(request: web.Request) -> web.Response:
+    return asset_response(request, request.app[FILES_KEY].favicon, SHORT_CACHE)
+
+
 def setup_routes(app: web.Application) -> None:
     files = WidgetFiles.load()
     app[FILES_KEY] = files
@@ -183,3 +200,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/widget.{version:[0-9a-f]{12}}.js", widget_js_pinned, name="widget-js-pinned")
     app.router.add_get("/widget.css", widget_css, name="widget-css")
     app.router.add_get(r"/demo/articles/{article_id}", demo_article, name="demo-article")
+    app.router.add_get("/favicon.ico", favicon, name="favicon")

@@ -7,53 +7,16 @@
   var POLL_MS = 15000;
   var PENDING_MAX_AGE = 30 * 864e5;
 
-  var L = {
-    vi: {
-      heading: 'Bình luận', form: 'Gửi bình luận của bạn', name: 'Họ Tên', email: 'Email', title: 'Tiêu Đề',
-      body: 'Nội dung', captcha: 'Mã xác nhận',
-      alt: 'Mã xác nhận dạng ảnh. Có bản âm thanh: bấm nút “Nghe mã” bên cạnh.',
-      newCap: 'Đổi mã', listen: 'Nghe mã', send: 'Gửi bình luận', sending: 'Đang gửi…',
-      more: 'Xem thêm', reply: 'Trả lời', cancel: 'Hủy trả lời', pending: 'Đang chờ duyệt',
-      sent: 'Bình luận của bạn đang chờ duyệt', closed: 'Bình luận đã đóng', loading: 'Đang tải bình luận…',
-      empty: 'Chưa có bình luận nào. Hãy là người đầu tiên!', loadErr: 'Không tải được bình luận.', retry: 'Thử lại',
-      approved: 'Bình luận của bạn đã được duyệt.', rejected: 'Một bình luận của bạn không được duyệt.',
-      req: 'Vui lòng nhập %s.', long: 'Tối đa %s ký tự (hiện có %s).', emailBad: 'Địa chỉ email không hợp lệ.',
-      capLen: 'Mã xác nhận gồm 5 ký tự.', capExp: 'Mã xác nhận đã hết hạn. Vui lòng nhập mã mới.',
-      capErr: 'Mã xác nhận không đúng hoặc đã hết hạn. Vui lòng nhập mã mới.',
-      capLoadErr: 'Không tải được mã xác nhận.', fix: 'Vui lòng kiểm tra lại các ô được đánh dấu.',
-      rate: 'Bạn gửi quá nhanh. Vui lòng thử lại sau %s giây.', tooBig: 'Bình luận quá dài.',
-      fail: 'Không gửi được bình luận. Vui lòng thử lại.', net: 'Không kết nối được máy chủ. Vui lòng thử lại.',
-      now: 'vừa xong', yours: 'Bình luận của bạn',
-      f: { name: 'họ tên', email: 'email', title: 'tiêu đề', body: 'nội dung', captcha_answer: 'mã xác nhận' }
-    },
-    en: {
-      heading: 'Comments', form: 'Post your comment', name: 'Name', email: 'Email', title: 'Title',
-      body: 'Comment', captcha: 'Verification code',
-      alt: 'Verification code image. An audio version is available: press the “Listen” button next to it.',
-      newCap: 'New code', listen: 'Listen', send: 'Post comment', sending: 'Sending…',
-      more: 'Load more', reply: 'Reply', cancel: 'Cancel reply', pending: 'Awaiting moderation',
-      sent: 'Your comment is awaiting moderation', closed: 'Comments are closed', loading: 'Loading comments…',
-      empty: 'No comments yet. Be the first!', loadErr: 'Could not load comments.', retry: 'Retry',
-      approved: 'Your comment has been approved.', rejected: 'One of your comments was not approved.',
-      req: 'Please enter your %s.', long: 'At most %s characters (currently %s).',
-      emailBad: 'Please enter a valid email address.',
-      capLen: 'The code has 5 characters.', capExp: 'The code has expired. Please enter the new code.',
-      capErr: 'Wrong or expired code. Please enter the new code.',
-      capLoadErr: 'Could not load the verification code.', fix: 'Please check the highlighted fields.',
-      rate: 'You are posting too fast. Please try again in %s seconds.', tooBig: 'Your comment is too long.',
-      fail: 'Your comment could not be sent. Please try again.', net: 'Could not reach the server. Please try again.',
-      now: 'just now', yours: 'Your comments',
-      f: { name: 'name', email: 'email', title: 'title', body: 'comment', captcha_answer: 'code' }
-    }
-  };
+  // Every message, per language, from service/i18n.py (the service's own wording): filled in when served.
+  var L = {/*__WIDGET_MESSAGES__*/};
   var LIMITS = { name: 80, title: 200, body: 5000 };
   var FIELDS = ['name', 'email', 'title', 'body', 'captcha_answer'];
   var uid = 0;
   var current = document.currentScript; // only valid now, while the script first runs
 
-  function fmt(s) {
-    var a = arguments, i = 1;
-    return s.replace(/%s/g, function () { return String(a[i++]); });
+  // fmt('{label} tối đa {max} ký tự', {label: 'Họ tên', max: 80}), like Python's str.format in i18n.py
+  function fmt(s, p) {
+    return String(s).replace(/\{(\w+)\}/g, function (m, k) { return p && Object.prototype.hasOwnProperty.call(p, k) ? String(p[k]) : m; });
   }
   function norm(s) { return String(s || '').normalize('NFC').trim(); }
   function len(s) { return Array.from(s).length; }
@@ -98,6 +61,24 @@
     return 'hsl(' + ((x >>> 0) % 360) + ',55%,38%)';
   }
 
+  // A fetch that throws TypeError was refused by CORS (the page's origin is not allowed) or never reached the
+  // service. The reader sees "could not load"; the developer gets the setting to change, once per page. The
+  // stylesheet is served to any origin, so fetching it tells the two cases apart.
+  var explained = false;
+  function explain(base) {
+    if (explained) return;
+    explained = true;
+    var origin = location.origin, fix = 'COMMENTS_ALLOWED_ORIGINS=' + origin;
+    fetch(base + '/widget.css?v=' + CSS_VERSION, { credentials: 'omit' }).then(function () {
+      console.error('Comments widget: the service at ' + base + ' does not allow this page\'s origin ' + origin +
+        '. Add it to COMMENTS_ALLOWED_ORIGINS (exact origins, comma-separated) on the service and restart it: ' +
+        fix);
+    }, function () {
+      console.error('Comments widget: could not reach the service at ' + base + ' from ' + origin + '. Check ' +
+        'that it runs at that address and that COMMENTS_ALLOWED_ORIGINS on the service lists ' + origin + '.');
+    });
+  }
+
   function Widget(host, base) {
     this.host = host;
     this.base = base;
@@ -122,9 +103,13 @@
     var hd = { Accept: 'application/json', 'Accept-Language': this.lang };
     Object.keys(headers || {}).forEach(function (k) { hd[k] = headers[k]; });
     if (body !== undefined) hd['Content-Type'] = 'application/json';
-    return fetch(this.base + path, {
+    var base = this.base;
+    return fetch(base + path, {
       method: method, headers: hd, credentials: 'omit', mode: 'cors', cache: fresh ? 'no-cache' : 'default',
       body: body === undefined ? undefined : JSON.stringify(body)
+    }).catch(function (e) {
+      if (e && e.name === 'TypeError') explain(base);
+      throw e;
     }).then(function (r) {
       return r.text().then(function (txt) {
         var data = null;
@@ -191,13 +176,13 @@
     mk('email', t.email, h('input', { type: 'email', autocomplete: 'email', inputmode: 'email', required: true,
       spellcheck: 'false' }));
     mk('title', t.title, h('input', { type: 'text', required: true }));
+    // The counter changes with every key, so it is not announced; crossing the limit is, once, by N.limit.
     N.counter = h('span', { class: 'cw-counter', 'aria-hidden': 'true', text: '0/' + LIMITS.body });
+    N.limit = h('p', { class: 'cw-err cw-limit', 'aria-live': 'polite', id: id('body-limit') });
     var body = h('textarea', { rows: 5, required: true });
     mk('body', t.body, body);
     body.parentNode.insertBefore(N.counter, N.err_body);
-    body.addEventListener('input', function () {
-      N.counter.textContent = len(norm(body.value)) + '/' + LIMITS.body;
-    });
+    body.parentNode.insertBefore(N.limit, N.err_body);
 
     N.img = h('img', { class: 'cw-cap-img', alt: t.alt, width: 160, height: 60 });
     N.audio = h('audio', { preload: 'none' });
@@ -206,11 +191,15 @@
       h('div', { class: 'cw-cap-btns' }, [h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.newCap, onclick: function () {
         self.newCaptcha(true);
       } }),
-      h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.listen, onclick: function () {
+      N.listen = h('button', { type: 'button', class: 'cw-btn cw-sec cw-listen', text: t.listen, onclick: function () {
         self.listen();
       } })]),
       N.audio
     ]);
+    N.audio.addEventListener('playing', function () { self.playing(true); });
+    ['pause', 'ended', 'error', 'emptied'].forEach(function (ev) {
+      N.audio.addEventListener(ev, function () { self.playing(false); });
+    });
     mk('captcha_answer', t.captcha, h('input', { type: 'text', autocomplete: 'off', autocapitalize: 'characters',
       spellcheck: 'false', maxlength: 12, class: 'cw-code', required: true }), capRow);
 
@@ -224,6 +213,7 @@
     }, onfocusin: function () { self.ensureCaptcha(); }, oninput: function (e) {
       var err = N['err_' + e.target.name];
       if (err && !err.hidden) self.fieldError(e.target.name, ''); // edited: the old message no longer applies
+      if (e.target.name === 'body') self.count();
     } }, [
       h('h3', { class: 'cw-fh', id: id('fh'), text: t.form }),
       N.reply,
@@ -258,11 +248,37 @@
 
   W.field = function (name) { return this.nodes.form.elements.namedItem(name); };
 
+  // The service's message for a field (i18n.field_message), word for word.
+  W.message = function (field, code, params) {
+    var t = this.t, p = { label: t.label[field] || field, noun: t.noun[field] || field };
+    Object.keys(params || {}).forEach(function (k) { p[k] = params[k]; });
+    return fmt(t.field[code] || t.field.invalid, p);
+  };
+
+  // The form's status line; `kind` 'error' or 'ok' gives it a colour and an icon (not colour alone).
+  W.say = function (msg, kind) {
+    var s = this.nodes.status;
+    s.textContent = msg || '';
+    s.className = 'cw-status' + (kind ? ' is-' + kind : '');
+  };
+
+  // Counter of the comment's characters; past the limit it turns red and N.limit says so (announced once).
+  W.count = function () {
+    var N = this.nodes, n = len(norm(this.field('body').value)), over = n > LIMITS.body;
+    N.counter.textContent = n + '/' + LIMITS.body;
+    N.counter.classList.toggle('is-over', over);
+    // while the field's own error (after a send) says the same, this line stays quiet
+    var msg = over && N.err_body.hidden ? this.message('body', 'too_long', { max: LIMITS.body }) : '';
+    if (N.limit.textContent !== msg) N.limit.textContent = msg;
+  };
+
   W.comment = function (c, pending) {
     var self = this, t = this.t, name = String(c.name || '');
     var av = h('span', { class: 'cw-av', 'aria-hidden': 'true', text: (Array.from(name.trim())[0] || '?')
       .toUpperCase() });
-    av.style.backgroundColor = avatarColor(String(c.avatar || name));
+    // From the name, which a pending copy (kept in localStorage) and the approved comment both have: the
+    // colour must not change when the comment is approved. The service's `avatar` seed exists only once approved.
+    av.style.backgroundColor = avatarColor(name);
     var head = h('div', { class: 'cw-head' }, [
       h('span', { class: 'cw-name', text: name }),
       h('time', { class: 'cw-time', datetime: c.created_at, title: new Date(c.created_at).toLocaleString(this.lang),
@@ -353,6 +369,7 @@
       self.captcha = { id: d.id, exp: Date.now() + ((d.expires_in || 300) - 5) * 1000,
         audio: self.base + d.audio_url + (self.lang === 'en' ? (d.audio_url.indexOf('?') < 0 ? '?' : '&') + 'lang=en' : '') };
       N.img.src = self.base + d.image_url;
+      N.audio.pause(); // the old code's audio no longer applies
       N.audio.removeAttribute('src');
       self.field('captcha_answer').value = '';
       if (focus) self.field('captcha_answer').focus();
@@ -363,13 +380,23 @@
     return this.capLoading;
   };
 
+  // "Nghe mã" plays the code from its start; while it plays the same button stops it.
   W.listen = function () {
-    var a = this.nodes.audio, c = this.captcha;
+    var self = this, a = this.nodes.audio, c = this.captcha;
+    if (this.isPlaying) { a.pause(); return; }
     if (!c || !c.audio) return;
     if (a.getAttribute('src') !== c.audio) a.src = c.audio;
     a.currentTime = 0;
+    this.playing(true); // at once: the clip may take a moment to arrive, and can be stopped meanwhile
     var p = a.play();
-    if (p && p.catch) p.catch(function () { /* autoplay policy or decode error */ });
+    if (p && p.catch) p.catch(function () { self.playing(false); /* autoplay policy or decode error */ });
+  };
+
+  W.playing = function (on) {
+    var b = this.nodes.listen;
+    this.isPlaying = on;
+    b.textContent = on ? this.t.stop : this.t.listen;
+    b.classList.toggle('is-playing', on);
   };
 
   W.fieldError = function (name, msg) {
@@ -384,19 +411,22 @@
       input.removeAttribute('aria-invalid');
       input.removeAttribute('aria-describedby');
     }
+    if (name === 'body') this.count();
     return true;
   };
 
   W.validate = function (v) {
-    var t = this.t, e = {};
+    var self = this, e = {};
     ['name', 'title', 'body'].forEach(function (k) {
       var n = len(v[k]);
-      if (!n) e[k] = fmt(t.req, t.f[k]);
-      else if (n > LIMITS[k]) e[k] = fmt(t.long, LIMITS[k], n);
+      if (!n) e[k] = self.message(k, 'required');
+      else if (n > LIMITS[k]) e[k] = self.message(k, 'too_long', { max: LIMITS[k] });
     });
-    if (!v.email) e.email = fmt(t.req, t.f.email);
-    else if (len(v.email) > 254 || !/^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(v.email)) e.email = t.emailBad;
-    if (len(v.captcha_answer) !== 5) e.captcha_answer = t.capLen;
+    if (!v.email) e.email = this.message('email', 'required');
+    else if (len(v.email) > 254 || !/^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(v.email)) {
+      e.email = this.message('email', 'invalid_email');
+    }
+    if (len(v.captcha_answer) !== 5) e.captcha_answer = this.t.capLen;
     return e;
   };
 
@@ -420,10 +450,10 @@
       errs.captcha_answer = t.capExp;
       this.newCaptcha(false);
     }
-    if (this.showErrors(errs)) { N.status.textContent = t.fix; return; }
+    if (this.showErrors(errs)) { this.say(t.fix, 'error'); return; }
     this.busy = true;
     N.send.disabled = true;
-    N.status.textContent = t.sending;
+    this.say(t.sending);
     var parent = this.parent;
     var payload = { name: v.name, email: v.email, title: v.title, body: v.body, captcha_id: this.captcha.id,
       captcha_answer: v.captcha_answer, parent_id: parent ? parent.id : null, website: N.hp.value };
@@ -440,7 +470,7 @@
       if (r.status === 202 || (r.ok && r.data.id)) return self.accepted(r.data, payload, parent);
       self.failed(r);
     }, function () {
-      N.status.textContent = t.net;
+      self.say(t.net, 'error');
     }).then(function () {
       self.busy = false;
       N.send.disabled = false;
@@ -459,10 +489,10 @@
     this.field('title').value = '';
     this.field('body').value = '';
     this.field('captcha_answer').value = '';
-    N.counter.textContent = '0/' + LIMITS.body;
+    this.count();
     this.setParent(null);
     this.showErrors({});
-    N.status.textContent = this.t.sent;
+    this.say(this.t.sent, 'ok');
     this.showPending();
     this.schedule();
   };
@@ -475,7 +505,7 @@
       if (FIELDS.indexOf(f) >= 0) errs[f] = errs[f] || msg; else other.push(msg);
     });
     // `title` is localised by the service (Accept-Language); `detail` is for developers
-    if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = d.title || t.capErr;
+    if (d.code === 'captcha_invalid' && !errs.captcha_answer) errs.captcha_answer = this.message('captcha_answer', 'captcha_invalid');
     if (d.code === 'comments_closed') {
       this.nodes.form.hidden = true;
       this.nodes.closed.hidden = false;
@@ -485,12 +515,12 @@
     }
     if (d.code === 'invalid_parent') this.setParent(null);
     var status = other.join(' ');
-    if (r.status === 429) status = fmt(t.rate, parseInt(r.headers.get('Retry-After'), 10) || 60);
+    if (r.status === 429) status = fmt(t.rate, { seconds: parseInt(r.headers.get('Retry-After'), 10) || 60 });
     else if (r.status === 413) status = status || t.tooBig;
     else if (!status) status = Object.keys(errs).length ? t.fix : (d.title || t.fail);
     this.field('captcha_answer').value = '';
     this.showErrors(errs);
-    this.nodes.status.textContent = status;
+    this.say(status, 'error');
   };
 
   W.showPending = function () {
@@ -544,7 +574,7 @@
         if (x.status === 'rejected') msgs.push(self.t.rejected);
       });
       if (approved.length) { msgs.unshift(self.t.approved); self.refreshFor(approved, 0); }
-      if (msgs.length) self.nodes.status.textContent = msgs.join(' ');
+      if (msgs.length) self.say(msgs.join(' '), approved.length ? 'ok' : '');
       if (self.showPending().length) self.schedule();
     });
   };
