@@ -10,9 +10,9 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class SettingsError(RuntimeError):
     """The configuration is unsafe or incomplete; the service refuses to start."""
+
+
+#: Risks production refuses unless `COMMENTS_UNSAFE_ALLOW` names them (an operator who means it says so).
+UNSAFE_RISKS: Final = {
+    "short_admin_token": "COMMENTS_ADMIN_TOKEN is shorter than 32 characters",
+    "broad_trusted_proxies": "COMMENTS_TRUSTED_PROXIES holds a network broader than /8 (IPv4) or /32 (IPv6): "
+                             "clients behind it could choose their own address",
+    "rate_limit_disabled": "COMMENTS_RATE_LIMIT_ENABLED is false",
+    "min_fill_disabled": "COMMENTS_MIN_FILL_SECONDS is 0: forms filled by scripts in no time are accepted",
+}
+#: Trusted proxy networks broader than these prefixes are refused in production (a /8 is already 16 M clients).
+PROXY_MIN_PREFIX: Final = {4: 8, 6: 32}
 
 
 def _split_commas(value: object) -> object:
@@ -64,10 +76,23 @@ class Settings(BaseSettings):
     rate_limit_ip: tuple[int, int] = (10, 60)
     rate_limit_email: tuple[int, int] = (5, 60)
     rate_limit_article: tuple[int, int] = (120, 60)
+    #: Captchas issued per client address (an IPv6 /64) and window: generous, as mobile carriers put many readers
+    #: behind one address; a reader needs one per comment (and one more per expiry or wrong answer).
+    rate_limit_captcha: tuple[int, int] = (60, 60)
     blocklist: Annotated[list[str], NoDecode] = []
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
     webhook_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    #: Networks webhooks may reach although they are internal (loopback, private...), for deliberate internal
+    #: receivers; empty: only public addresses. Cloud metadata addresses are refused whatever this says.
+    webhook_allowed_networks: Annotated[list[IPNetwork], NoDecode] = []
+    #: Seconds a client has to send a request's head (request line and headers), from connecting or from the
+    #: first byte of a request on a kept-alive connection; a slower client is disconnected (slowloris).
+    http_head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: Seconds an idle kept-alive connection stays open waiting for its next request.
+    http_keepalive_timeout_seconds: float = Field(default=75.0, gt=0, le=3600)
+    #: Production risks accepted on purpose, comma-separated names from `UNSAFE_RISKS`.
+    unsafe_allow: Annotated[list[str], NoDecode] = []
     #: Seconds a client has to send its request headers and body before being cut off.
     client_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
@@ -76,10 +101,20 @@ class Settings(BaseSettings):
     redis_replica_acks: int = Field(default=0, ge=0, le=5)
     redis_replica_ack_timeout_ms: int = Field(default=500, ge=10, le=10_000)
 
-    @field_validator("allowed_origins", "trusted_proxies", "blocklist", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", "blocklist", "webhook_allowed_networks", "unsafe_allow",
+                     mode="before")
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("unsafe_allow")
+    @classmethod
+    def _known_risks(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(UNSAFE_RISKS))
+        if unknown:
+            # Risk names are not secrets; naming the unknown ones points at the typo.
+            raise ValueError(f"unknown risk {', '.join(unknown)}; known: {', '.join(UNSAFE_RISKS)}")
+        return value
 
     @field_validator("captcha_test_answer")
     @classmethod
@@ -93,7 +128,33 @@ class Settings(BaseSettings):
                 raise ValueError("COMMENTS_SECRET_KEY (at least 32 characters) is required in production")
             if self.captcha_test_answer is not None:
                 raise ValueError("COMMENTS_CAPTCHA_TEST_ANSWER is refused in production")
+            risks = [name for name in self.production_risks() if name not in self.unsafe_allow]
+            if risks:
+                raise ValueError("unsafe in production: " + "; ".join(UNSAFE_RISKS[name] for name in risks)
+                                 + ". Fix it, or accept the risk by naming it in COMMENTS_UNSAFE_ALLOW="
+                                 + ",".join(risks))
         return self
+
+    def production_risks(self) -> list[str]:
+        """The names of `UNSAFE_RISKS` this configuration takes (whatever the environment)."""
+        risks = []
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 32:
+            risks.append("short_admin_token")
+        if any(net.prefixlen < PROXY_MIN_PREFIX[net.version] for net in self.trusted_proxies):
+            risks.append("broad_trusted_proxies")
+        if not self.rate_limit_enabled:
+            risks.append("rate_limit_disabled")
+        if self.min_fill_seconds == 0:
+            risks.append("min_fill_disabled")
+        return risks
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings from `COMMENTS_*` variables; a refusal names the settings, never their values."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(describe(exc)) from None
 
     @property
     def secret(self) -> bytes:
@@ -116,3 +177,15 @@ class Settings(BaseSettings):
                 handle.write(key + "\n")
             log.info("generated a development secret key in %s", path)
         return self.model_copy(update={"secret_key": SecretStr(key)})
+
+
+def describe(error: ValidationError) -> str:
+    """A refused configuration in words, without the values: pydantic's own message quotes the input (the whole
+    environment for a model-level error, the admin token included)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            message = f"COMMENTS_{str(item['loc'][0]).upper()}: {message}"
+        lines.append(message)
+    return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import shutil
 import subprocess
 import tempfile
@@ -76,6 +77,11 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+#: Every test webhook receiver listens on loopback, which the service refuses unless allowed (tests of the
+#: refusal itself, in test_ssrf.py, build settings without it).
+LOOPBACK: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [ipaddress.ip_network("127.0.0.0/8")]
+
+
 @pytest.fixture
 def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Settings:
     return Settings(
@@ -83,6 +89,7 @@ def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Setting
         admin_token=SecretStr(ADMIN_TOKEN), rate_limit_enabled=False, min_fill_seconds=0,
         captcha_test_answer=TEST_ANSWER, captcha_render_processes=1, captcha_pool_size=4,
         allowed_origins=["https://news.example"], public_cache_seconds=0.2,
+        webhook_allowed_networks=LOOPBACK,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import articles_in_distinct_partitions
+from conftest import LOOPBACK, articles_in_distinct_partitions
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 from redis import Redis
@@ -59,7 +59,7 @@ def cluster_settings(flushed: Cluster, tmp_path: Path) -> Settings:
         redis_url=flushed.url, data_dir=tmp_path, secret_key=SecretStr("s" * 48),
         admin_token=SecretStr("test-admin-token"), rate_limit_enabled=False, min_fill_seconds=0,
         captcha_test_answer=ANSWER, captcha_render_processes=1, captcha_pool_size=2, public_cache_seconds=0,
-        webhook_backoff_base_seconds=0.2)
+        webhook_backoff_base_seconds=0.2, webhook_allowed_networks=LOOPBACK)
 
 
 @pytest.fixture

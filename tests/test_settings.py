@@ -108,3 +108,89 @@ def test_captcha_ttl_bounds() -> None:
     with pytest.raises(ValidationError):
         Settings(captcha_ttl_seconds=5)
     assert Settings(captcha_ttl_seconds=30).captcha_ttl_seconds == 30
+
+
+# -- production refuses unsafe settings, and says which without their values --------------------------------
+
+SAFE_PRODUCTION = {"COMMENTS_ENV": "production", "COMMENTS_SECRET_KEY": "k" * 48, "COMMENTS_ADMIN_TOKEN": "a" * 40}
+
+
+def _environment(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    for name, value in {**SAFE_PRODUCTION, **extra}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_safe_production_configuration_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    _environment(monkeypatch, COMMENTS_TRUSTED_PROXIES="10.0.0.0/8,fd00:1234::/32")
+    settings = Settings.from_environment()
+    assert settings.production_risks() == []
+    assert settings.webhook_allowed_networks == []
+    assert (settings.http_head_timeout_seconds, settings.http_keepalive_timeout_seconds) == (10.0, 75.0)
+
+
+@pytest.mark.parametrize(("variable", "value", "risk"), [
+    ("COMMENTS_ADMIN_TOKEN", "Q", "short_admin_token"),
+    ("COMMENTS_ADMIN_TOKEN", "tail-of-a-31-character-token-XY", "short_admin_token"),
+    ("COMMENTS_TRUSTED_PROXIES", "0.0.0.0/0", "broad_trusted_proxies"),
+    ("COMMENTS_TRUSTED_PROXIES", "10.0.0.0/8,::/0", "broad_trusted_proxies"),
+    ("COMMENTS_TRUSTED_PROXIES", "64.0.0.0/2", "broad_trusted_proxies"),
+    ("COMMENTS_TRUSTED_PROXIES", "2001::/16", "broad_trusted_proxies"),
+    ("COMMENTS_RATE_LIMIT_ENABLED", "false", "rate_limit_disabled"),
+    ("COMMENTS_MIN_FILL_SECONDS", "0", "min_fill_disabled"),
+])
+def test_production_refuses_each_unsafe_setting_unless_its_risk_is_named(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, risk: str) -> None:
+    _environment(monkeypatch, **{variable: value})
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment()
+    message = str(refused.value)
+    assert variable in message and f"COMMENTS_UNSAFE_ALLOW={risk}" in message
+    if variable == "COMMENTS_ADMIN_TOKEN":
+        assert value not in message and value[-4:] not in message
+    monkeypatch.setenv("COMMENTS_UNSAFE_ALLOW", f"{risk}")
+    assert Settings.from_environment().production_risks() == [risk]
+
+
+def test_every_refusal_is_named_at_once_and_no_value_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "short-Secret-QZ7"
+    _environment(monkeypatch, COMMENTS_ADMIN_TOKEN=token, COMMENTS_TRUSTED_PROXIES="0.0.0.0/0",
+                 COMMENTS_RATE_LIMIT_ENABLED="false", COMMENTS_MIN_FILL_SECONDS="0")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment()
+    message = str(refused.value)
+    for name in ("COMMENTS_ADMIN_TOKEN", "COMMENTS_TRUSTED_PROXIES", "COMMENTS_RATE_LIMIT_ENABLED",
+                 "COMMENTS_MIN_FILL_SECONDS"):
+        assert name in message
+    for secret in (token, token[-5:], "k" * 48, "kkkk", "input_value", "0.0.0.0/0"):
+        assert secret not in message
+    monkeypatch.setenv("COMMENTS_UNSAFE_ALLOW", "short_admin_token,broad_trusted_proxies,rate_limit_disabled,"
+                                                "min_fill_disabled")
+    assert len(Settings.from_environment().production_risks()) == 4
+
+
+def test_development_accepts_what_production_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMENTS_ADMIN_TOKEN", "x")
+    monkeypatch.setenv("COMMENTS_RATE_LIMIT_ENABLED", "false")
+    assert Settings.from_environment().production_risks() == ["short_admin_token", "rate_limit_disabled"]
+
+
+def test_an_unknown_risk_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMENTS_UNSAFE_ALLOW", "rate_limit_disabled,ratelimit_off")
+    with pytest.raises(SettingsError, match="COMMENTS_UNSAFE_ALLOW: unknown risk ratelimit_off"):
+        Settings.from_environment()
+
+
+def test_field_errors_name_the_setting_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMENTS_PORT", "eighty-eighty-secret")
+    monkeypatch.setenv("COMMENTS_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8,not-a-network")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment()
+    message = str(refused.value)
+    assert "COMMENTS_PORT" in message and "COMMENTS_WEBHOOK_ALLOWED_NETWORKS" in message
+    assert "eighty" not in message and "not-a-network" not in message
+
+
+def test_webhook_allowed_networks_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMENTS_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.0/16, fd00::/8")
+    assert Settings.from_environment().webhook_allowed_networks == [ipaddress.ip_network("10.20.0.0/16"),
+                                                                    ipaddress.ip_network("fd00::/8")]

@@ -213,7 +213,7 @@ async def test_three_failures_then_delivered_with_backoff(redis: Redis, hooks: W
     await settle(lambda: len(receiver.requests) == 1, hooks)
     [first] = await hooks.deliveries(hook.id)
     assert first.state == DeliveryState.RETRYING
-    assert (first.attempts, first.last_status, first.last_error) == (1, 500, "HTTP 500")
+    assert (first.attempts, first.last_status, first.last_error) == (1, 500, "http_500")
     assert first.next_attempt_at is not None
 
     await settle(lambda: len(receiver.requests) == 4, hooks)
@@ -240,6 +240,7 @@ async def test_gives_up_after_max_attempts(redis: Redis, settings: Settings, rec
         await settle(lambda: outcomes[-1:] == ["failed"], service)
         [delivery] = await service.deliveries(hook.id)
         assert (delivery.state, delivery.attempts, delivery.last_status) == (DeliveryState.FAILED, 3, 503)
+        assert delivery.last_error == "http_503"
         assert outcomes == ["retrying", "retrying", "failed"]
         await asyncio.sleep(0.2)
         assert await service.deliver_due_once() == 0
@@ -263,6 +264,8 @@ async def test_timeout_and_refused_connection_are_failed_attempts(redis: Redis, 
         assert timed_out.state == refused.state == DeliveryState.RETRYING
         assert timed_out.last_error is not None and "timeout" in timed_out.last_error
         assert refused.last_error is not None and refused.last_status is None
+        # Classes, never the client's message (which would name internal hosts and ports).
+        assert (timed_out.last_error, refused.last_error) == ("timeout", "refused")
     finally:
         await service.close()
 
