@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from service import captcha_render
-from service.api import admin, feed, middleware, moderation, ops, public, webhooks, widget
+from service.api import admin, feed, middleware, moderation, ops, problems, public, webhooks, widget
 from service.appkeys import (
     CAPTCHAS,
     FEED,
@@ -132,7 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx])
-    for module in (public, moderation, feed, admin, webhooks, ops, widget):
+    for module in (public, moderation, feed, admin, webhooks, ops, widget, problems):
         module.setup_routes(app)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "

@@ -1,8 +1,14 @@
 """Domain errors. They know nothing of HTTP beyond a suggested status; `api.middleware` renders them as
-RFC 9457 problem documents, in the reader's language (`i18n`)."""
+RFC 9457 problem documents, in the reader's language (`i18n`).
+
+A detail is written in English as a template (`"at most {max} webhooks"`) with its values in `params`: the
+English text is also the key under which `i18n.DETAILS` keeps its Vietnamese translation, and every code has a
+page at `/problems/<code>` (`api.problems`) made from `i18n.EXPLANATIONS`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,10 +27,14 @@ class ServiceError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400
 
-    def __init__(self, detail: str | None = None, *, retry_after: int | None = None,
-                 fields: list[FieldError] | None = None, **extra: object) -> None:
-        super().__init__(detail or self.code)
-        self.detail = detail
+    def __init__(self, detail: str | None = None, *, params: Mapping[str, str | int] | None = None,
+                 retry_after: int | None = None, fields: list[FieldError] | None = None,
+                 **extra: object) -> None:
+        #: The English template, the key of its translations; `detail` is it filled in (for logs and tests).
+        self.template = detail
+        self.params = dict(params or {})
+        self.detail = detail.format_map(self.params) if detail and params else detail
+        super().__init__(self.detail or self.code)
         self.retry_after = retry_after
         self.fields = fields or []
         self.extra = extra
@@ -118,6 +128,8 @@ class Unprocessable(ServiceError):
 
 class ValidationFailed(Unprocessable):
     code = "validation_failed"
+    #: The detail of a body whose invalid fields say it all: rendered as one clause per field.
+    FIELDS_DETAIL: ClassVar[str] = "some fields are not valid"
 
 
 class CaptchaInvalid(Unprocessable):
@@ -142,3 +154,30 @@ class Unavailable(ServiceError):
 
     code = "unavailable"
     status = 503
+
+
+class InternalError(ServiceError):
+    """A defect: what the client sees of an unexpected exception (the log has the rest)."""
+
+    code = "internal_error"
+    status = 500
+
+
+class StorageCorrupt(InternalError):
+    """Stored data is damaged (a key of the wrong type, a record that cannot be read): the scripts check before
+    they write, so the operation changed nothing. `comments-service doctor` finds and mends such data."""
+
+    code = "storage_corrupt"
+
+
+def registry() -> dict[str, type[ServiceError]]:
+    """Every code a problem document can carry, with its class; an abstract class without a code of its own
+    (`Unprocessable`) is not one."""
+    found: dict[str, type[ServiceError]] = {ServiceError.code: ServiceError}
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            if "code" in vars(sub):
+                found.setdefault(sub.code, sub)
+            pending.append(sub)
+    return found

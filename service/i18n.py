@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 Lang = Literal["vi", "en"]
 
@@ -36,6 +36,7 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
     "unavailable": ("Hệ thống đang bận, vui lòng thử lại sau giây lát",
                     "The service is briefly unavailable, try again shortly"),
     "internal_error": ("Lỗi hệ thống", "Internal error"),
+    "storage_corrupt": ("Dữ liệu đã lưu bị hỏng", "Stored data is damaged"),
 }
 
 FIELD_MESSAGES: Final[dict[str, tuple[str, str]]] = {
@@ -153,3 +154,266 @@ def widget_messages() -> dict[Lang, dict[str, object]]:
         "noun": {name: pair[i].lower() for name, pair in FIELD_LABELS.items()},
     } for i, lang in enumerate(langs)}
 
+
+# -- problem details and the pages at /problems/<code> -------------------------------------------------------
+
+#: A detail's English template (as `errors.ServiceError` is raised with it) -> its Vietnamese translation. The
+#: placeholders are the same in both; tests/test_problems.py finds every template raised in `service` here.
+DETAILS: Final[dict[str, str]] = {
+    "send a valid token as 'Authorization: Bearer <token>'":
+        "Hãy gửi một mã truy cập hợp lệ trong tiêu đề 'Authorization: Bearer <token>'",
+    "this token's role ({role}) may not do this": "Vai trò của mã truy cập này ({role}) không được làm việc này",
+    "too many failed attempts": "Thử sai quá nhiều lần",
+    "tokens are refused in the query string: send them as 'Authorization: Bearer'":
+        "Không nhận mã truy cập trong chuỗi truy vấn: hãy gửi trong tiêu đề 'Authorization: Bearer'",
+    "send the body as application/json": "Hãy gửi nội dung dưới dạng application/json",
+    "the body may be at most {max} bytes": "Nội dung gửi lên tối đa {max} byte",
+    "the body is too large": "Nội dung gửi lên quá lớn",
+    "the body repeats a key": "Nội dung JSON lặp lại một khóa (key)",
+    "the body is not valid JSON (or not UTF-8)": "Nội dung không phải JSON hợp lệ (hoặc không phải UTF-8)",
+    "the body is nested too deeply": "Nội dung JSON lồng nhau quá sâu",
+    "the body did not arrive in time": "Nội dung không được gửi đến kịp thời hạn",
+    "{name} must be an integer from {low} to {high}": "{name} phải là số nguyên từ {low} đến {high}",
+    "some fields are not valid": "Một số trường chưa hợp lệ",
+    "no such resource": "Không có tài nguyên này",
+    "this method is not allowed here": "Địa chỉ này không nhận phương thức HTTP này",
+    "the database is unreachable; nothing was saved": "Không kết nối được cơ sở dữ liệu; chưa có gì được lưu",
+    "the database refuses writes; nothing was saved": "Cơ sở dữ liệu đang từ chối ghi; chưa có gì được lưu",
+    "the database connection was reset; nothing was saved":
+        "Kết nối tới cơ sở dữ liệu bị ngắt; chưa có gì được lưu",
+    "an unexpected error occurred; it has been logged": "Đã xảy ra lỗi ngoài dự kiến; lỗi đã được ghi lại",
+    "Redis is not safe for comments: {problems}": "Redis chưa được cấu hình an toàn để lưu bình luận: {problems}",
+    "no such comment": "Không có bình luận này",
+    "no such article": "Không có bài viết này",
+    "no such token": "Không có mã truy cập này",
+    "no such webhook": "Không có webhook này",
+    "no such problem type": "Không có loại lỗi này",
+    "article_id has the wrong format": "article_id không đúng định dạng",
+    "an article_id has the wrong format": "Một article_id không đúng định dạng",
+    "an id has the wrong format": "Một mã bình luận (id) không đúng định dạng",
+    "give 1 to {max} article_id parameters": "Hãy gửi từ 1 đến {max} tham số article_id",
+    "lang must be vi or en": "lang phải là vi hoặc en",
+    "order must be oldest or newest": "order phải là oldest hoặc newest",
+    "Idempotency-Key must be 1-200 printable ASCII characters":
+        "Idempotency-Key phải gồm 1 đến 200 ký tự ASCII in được",
+    "send the receipt as 'Authorization: Receipt <receipt>'":
+        "Hãy gửi biên nhận trong tiêu đề 'Authorization: Receipt <receipt>'",
+    "this receipt is not for this comment": "Biên nhận này không thuộc về bình luận này",
+    "this captcha does not exist or expired": "Mã xác nhận này không tồn tại hoặc đã hết hạn",
+    "the captcha does not exist, was already used or expired":
+        "Mã xác nhận không tồn tại, đã được dùng hoặc đã hết hạn",
+    "the answer is wrong": "Mã xác nhận nhập chưa đúng",
+    "the cursor is not one this service gave out": "Vị trí đọc (cursor) này không do dịch vụ cấp",
+    "events after this cursor were dropped by retention; start again":
+        "Các sự kiện sau vị trí đọc này đã bị xoá vì quá hạn lưu giữ; hãy đọc lại từ đầu",
+    "the comment is at version {version}": "Bình luận hiện ở phiên bản {version}",
+    "the comment is already {state}": "Bình luận đã ở trạng thái {state}",
+    "the comment is {state}, not approved": "Bình luận đang ở trạng thái {state}, không phải approved (đã duyệt)",
+    "{holder} holds this comment": "{holder} đang giữ bình luận này",
+    "too many comments, try again later": "Bạn gửi quá nhiều bình luận, vui lòng thử lại sau",
+    "this Idempotency-Key was used for a different request": "Idempotency-Key này đã được dùng cho một yêu cầu khác",
+    "comments are closed for this article": "Bài viết này đã đóng bình luận",
+    "the comment replied to is not an approved comment of this article":
+        "Bình luận được trả lời không phải bình luận đã duyệt của bài viết này",
+    "the comment is not yet on a replica; retry with the same Idempotency-Key":
+        "Bình luận chưa được chép sang máy chủ dự phòng; hãy gửi lại với cùng Idempotency-Key",
+    "a different request holds this id": "Một yêu cầu khác đang giữ mã này",
+    "at most {max} webhooks": "Tối đa {max} webhook",
+    "the stored data is damaged ({what}); nothing was changed":
+        "Dữ liệu đã lưu bị hỏng ({what}); chưa có gì bị thay đổi",
+}
+
+
+class Explanation(NamedTuple):
+    """What a problem code means and what a client should do about it, in both languages."""
+
+    meaning: tuple[str, str]
+    action: tuple[str, str]
+
+
+#: The page at /problems/<code> for every code in `errors.registry()`; `meaning` is also the detail of a
+#: problem raised without one (or with a template not in `DETAILS`).
+EXPLANATIONS: Final[dict[str, Explanation]] = {
+    "error": Explanation(
+        ("Yêu cầu không thực hiện được vì một lý do chung, không thuộc mã lỗi cụ thể nào.",
+         "The request failed for a general reason that has no more specific code."),
+        ("Đọc `status` và `detail` của phản hồi; nếu không rõ, hãy báo cho quản trị viên kèm X-Request-ID.",
+         "Read the response's `status` and `detail`; if unclear, report it with the X-Request-ID header.")),
+    "bad_request": Explanation(
+        ("Yêu cầu sai cách gửi, ví dụ mã truy cập đặt trong chuỗi truy vấn thay vì tiêu đề Authorization.",
+         "The request is malformed, for example a token sent in the query string instead of the "
+         "Authorization header."),
+        ("Sửa yêu cầu theo `detail` rồi gửi lại; gửi lại y nguyên sẽ bị từ chối như cũ.",
+         "Fix the request as `detail` says and send it again; the same request will be refused again.")),
+    "malformed_json": Explanation(
+        ("Nội dung gửi lên không phải JSON hợp lệ: sai cú pháp, không phải UTF-8, lồng nhau quá sâu hoặc lặp "
+         "lại một khóa.",
+         "The body is not valid JSON: a syntax error, not UTF-8, nested too deeply, or a key repeated."),
+        ("Gửi đúng một đối tượng JSON mã hoá UTF-8, mỗi khóa một lần (JSON.stringify làm đúng như vậy).",
+         "Send one UTF-8 JSON object with each key once (JSON.stringify does exactly that).")),
+    "unauthenticated": Explanation(
+        ("Thao tác này cần mã truy cập (hoặc biên nhận của bình luận) mà yêu cầu không có, hoặc mã đã hết hạn "
+         "hay bị thu hồi.",
+         "This operation needs an access token (or the comment's receipt) that the request lacks, or the token "
+         "expired or was revoked."),
+        ("Gửi tiêu đề 'Authorization: Bearer <token>' với mã do quản trị viên cấp; xin mã mới nếu mã cũ hết hạn.",
+         "Send 'Authorization: Bearer <token>' with a token an admin created; ask for a new one if it "
+         "expired.")),
+    "forbidden": Explanation(
+        ("Mã truy cập hợp lệ nhưng vai trò của nó (feed, moderator, admin) không được làm thao tác này.",
+         "The token is valid but its role (feed, moderator, admin) may not do this operation."),
+        ("Dùng mã có vai trò phù hợp; mô tả của từng thao tác trong /openapi.json ghi vai trò cần có.",
+         "Use a token with the right role; each operation in /openapi.json names the role it needs.")),
+    "not_found": Explanation(
+        ("Không có tài nguyên ở địa chỉ này: bài viết, bình luận, mã xác nhận, mã truy cập hoặc webhook không "
+         "tồn tại hoặc đã hết hạn.",
+         "Nothing is at this address: the article, comment, captcha, token or webhook does not exist or "
+         "expired."),
+        ("Kiểm tra mã trong địa chỉ; với mã xác nhận đã hết hạn, hãy xin mã mới (POST /v1/captchas).",
+         "Check the id in the URL; for an expired captcha, request a new one (POST /v1/captchas).")),
+    "method_not_allowed": Explanation(
+        ("Địa chỉ này tồn tại nhưng không nhận phương thức HTTP đã dùng (ví dụ PUT thay vì POST).",
+         "This address exists but does not accept the HTTP method used (for example PUT instead of POST)."),
+        ("Dùng phương thức mà /openapi.json ghi cho địa chỉ này; tiêu đề Allow của phản hồi liệt kê chúng.",
+         "Use a method /openapi.json lists for this path; the response's Allow header names them.")),
+    "request_timeout": Explanation(
+        ("Nội dung yêu cầu đến quá chậm nên kết nối bị cắt, để một kết nối chậm không giữ tài nguyên máy chủ.",
+         "The request body arrived too slowly and the connection was cut, so a slow sender cannot hold the "
+         "server's resources."),
+        ("Gửi lại khi mạng ổn định hơn; một bình luận gửi lại với cùng Idempotency-Key không bị lưu hai lần.",
+         "Send it again on a steadier connection; a comment resent with the same Idempotency-Key is not stored "
+         "twice.")),
+    "conflict": Explanation(
+        ("Yêu cầu mâu thuẫn với trạng thái hiện tại, ví dụ đã đạt số webhook tối đa.",
+         "The request conflicts with the current state, for example the maximum number of webhooks is reached."),
+        ("Đọc `detail`, thay đổi trạng thái (ví dụ xoá một webhook cũ) rồi thử lại.",
+         "Read `detail`, change the state (for example delete an old webhook) and try again.")),
+    "already_decided": Explanation(
+        ("Bình luận không còn chờ duyệt: một người kiểm duyệt đã duyệt, từ chối hoặc đánh dấu rác.",
+         "The comment is no longer pending: a moderator already approved, rejected or marked it as spam."),
+        ("Tải lại bình luận để xem quyết định; chỉ bình luận đã duyệt mới gỡ được (retract).",
+         "Reload the comment to see the decision; only an approved comment can be retracted.")),
+    "leased_to_other": Explanation(
+        ("Một người kiểm duyệt khác đã nhận (claim) bình luận này và thời hạn giữ chưa hết. Nhận bình luận là "
+         "không bắt buộc; nó chỉ để hai người không xử lý cùng một bình luận.",
+         "Another moderator claimed this comment and the lease has not run out. Claiming is optional; claims "
+         "only keep two moderators off the same comment."),
+        ("Chọn bình luận khác, hoặc chờ hết hạn giữ (lease_expires_at) rồi thử lại.",
+         "Pick another comment, or wait until its lease expires (lease_expires_at) and try again.")),
+    "stale_version": Explanation(
+        ("Bình luận đã thay đổi kể từ khi bạn đọc: `version` gửi kèm quyết định khác phiên bản hiện tại.",
+         "The comment changed since you read it: the `version` sent with the decision is not the current one."),
+        ("Tải lại bình luận, xem thay đổi, rồi quyết định lại với `version` mới (hoặc bỏ `version` để không "
+         "kiểm tra).",
+         "Reload the comment, look at what changed, and decide again with the new `version` (or omit `version` "
+         "to skip the check).")),
+    "not_approved": Explanation(
+        ("Chỉ gỡ (retract) được bình luận đã duyệt; bình luận này đang ở trạng thái khác.",
+         "Only an approved comment can be retracted; this one is in another state."),
+        ("Tải lại bình luận để xem trạng thái; bình luận chờ duyệt thì từ chối thay vì gỡ.",
+         "Reload the comment to see its state; reject a pending comment instead of retracting it.")),
+    "comments_closed": Explanation(
+        ("Ban biên tập đã đóng bình luận cho bài viết này; bình luận mới không được nhận.",
+         "The newsroom closed comments on this article; no new comment is accepted."),
+        ("Không gửi lại. Người kiểm duyệt có thể mở lại bình luận (POST .../open).",
+         "Do not resend. A moderator can reopen comments (POST .../open).")),
+    "idempotency_in_progress": Explanation(
+        ("Một yêu cầu với cùng Idempotency-Key đang được xử lý.",
+         "A request with the same Idempotency-Key is still being processed."),
+        ("Chờ một chút rồi gửi lại đúng yêu cầu đó với cùng Idempotency-Key; bạn sẽ nhận kết quả của lần đầu.",
+         "Wait a moment and resend the same request with the same Idempotency-Key; you get the first one's "
+         "result.")),
+    "gone": Explanation(
+        ("Thứ được yêu cầu đã từng tồn tại nhưng không còn nữa.",
+         "What was asked for existed once and no longer does."),
+        ("Bắt đầu lại từ đầu thay vì dùng lại địa chỉ hoặc vị trí cũ.",
+         "Start again from the beginning instead of reusing the old address or position.")),
+    "cursor_expired": Explanation(
+        ("Vị trí đọc (cursor) của luồng duyệt cũ hơn thời hạn lưu giữ: các sự kiện sau nó đã bị xoá.",
+         "The feed cursor is older than the feed's retention: events after it were dropped."),
+        ("Đọc lại luồng từ đầu (GET /v1/feed không có `after`) và đối chiếu với dữ liệu đã có.",
+         "Read the feed again from the beginning (GET /v1/feed without `after`) and reconcile with what you "
+         "have.")),
+    "payload_too_large": Explanation(
+        ("Nội dung gửi lên vượt giới hạn kích thước (16 KiB cho JSON).",
+         "The request body is larger than the limit (16 KiB for JSON)."),
+        ("Rút ngắn nội dung; một bình luận tối đa 5000 ký tự.",
+         "Send less; a comment has at most 5000 characters.")),
+    "unsupported_media_type": Explanation(
+        ("Nội dung không được gửi dưới dạng application/json.",
+         "The body was not sent as application/json."),
+        ("Gửi tiêu đề 'Content-Type: application/json' và nội dung JSON.",
+         "Send 'Content-Type: application/json' and a JSON body.")),
+    "validation_failed": Explanation(
+        ("Một hoặc nhiều trường hay tham số chưa hợp lệ; `errors` liệt kê từng trường với mã và thông báo.",
+         "One or more fields or parameters are not valid; `errors` lists each field with a code and a "
+         "message."),
+        ("Hiện thông báo của từng trường cạnh ô nhập tương ứng, sửa rồi gửi lại.",
+         "Show each field's message beside its input, correct it and send again.")),
+    "captcha_invalid": Explanation(
+        ("Mã xác nhận nhập sai, đã được dùng hoặc đã hết hạn; mỗi mã chỉ dùng được một lần.",
+         "The captcha answer is wrong, or the captcha was used or expired; each captcha works once."),
+        ("Xin mã mới (POST /v1/captchas), cho người đọc nhập lại và gửi lại bình luận.",
+         "Request a new captcha (POST /v1/captchas), let the reader answer it and submit again.")),
+    "idempotency_key_reused": Explanation(
+        ("Idempotency-Key này đã được dùng cho một yêu cầu có nội dung khác.",
+         "This Idempotency-Key was already used for a request with a different body."),
+        ("Tạo khóa mới cho mỗi bình luận mới; chỉ dùng lại khóa khi gửi lại đúng yêu cầu cũ.",
+         "Make a new key for each new comment; reuse a key only to resend the very same request.")),
+    "invalid_parent": Explanation(
+        ("Bình luận được trả lời (parent_id) không phải bình luận đã duyệt của bài viết này.",
+         "The comment replied to (parent_id) is not an approved comment of this article."),
+        ("Trả lời một bình luận đang hiển thị của cùng bài viết, hoặc bỏ parent_id.",
+         "Reply to a comment shown on the same article, or leave parent_id out.")),
+    "rate_limited": Explanation(
+        ("Quá nhiều yêu cầu từ cùng một nguồn trong thời gian ngắn.",
+         "Too many requests from the same source in a short time."),
+        ("Chờ số giây ghi trong tiêu đề Retry-After rồi thử lại.",
+         "Wait the number of seconds in the Retry-After header, then try again.")),
+    "unavailable": Explanation(
+        ("Cơ sở dữ liệu tạm thời không dùng được (mất kết nối, đầy, hoặc đang chuyển máy chủ); không có gì được "
+         "lưu.",
+         "The database is briefly unavailable (unreachable, full or failing over); nothing was saved."),
+        ("Chờ số giây trong tiêu đề Retry-After rồi gửi lại; bình luận gửi lại với cùng Idempotency-Key không "
+         "bị lưu hai lần.",
+         "Wait the seconds in the Retry-After header and resend; a comment resent with the same "
+         "Idempotency-Key is not stored twice.")),
+    "internal_error": Explanation(
+        ("Lỗi của chính dịch vụ; chi tiết đã được ghi vào nhật ký, không gửi cho người dùng.",
+         "A defect in the service; the details were logged, not sent to the client."),
+        ("Thử lại sau; nếu lỗi lặp lại, báo cho quản trị viên kèm giá trị tiêu đề X-Request-ID.",
+         "Try again later; if it recurs, report it with the value of the X-Request-ID header.")),
+    "storage_corrupt": Explanation(
+        ("Dữ liệu đã lưu cho thao tác này bị hỏng (một khóa sai kiểu hoặc một bản ghi không đọc được); thao tác "
+         "không thay đổi gì.",
+         "The data stored for this operation is damaged (a key of the wrong type, or a record that cannot be "
+         "read); the operation changed nothing."),
+        ("Báo cho quản trị viên kèm giá trị tiêu đề X-Request-ID; quản trị viên chạy `comments-service doctor` "
+         "để tìm và sửa dữ liệu hỏng.",
+         "Report it with the value of the X-Request-ID header; an operator runs `comments-service doctor` to "
+         "find and mend the damaged data.")),
+}
+
+FIELD_DETAIL: Final = ("Trường {field}: {message}", "Field {field}: {message}")
+
+
+def _pick(pair: tuple[str, str], lang: Lang) -> str:
+    return pair[0] if lang == "vi" else pair[1]
+
+
+def detail(code: str, template: str | None, params: dict[str, str | int], lang: Lang) -> str:
+    """A problem's detail in `lang`: the raised template translated and filled in; the code's meaning when it
+    was raised without one, or (in Vietnamese) with a template that has no translation yet."""
+    vi = DETAILS.get(template) if template else None
+    if template is None or (lang == "vi" and vi is None):
+        return _pick(EXPLANATIONS.get(code, EXPLANATIONS["error"]).meaning, lang)
+    chosen = vi if lang == "vi" and vi is not None else template
+    try:
+        return chosen.format_map(params)
+    except (KeyError, IndexError, ValueError):
+        return chosen
+
+
+def fields_detail(messages: list[tuple[str, str]], lang: Lang) -> str:
+    """The detail of a validation problem: each (field, localised message) as one clause."""
+    return "; ".join(_pick(FIELD_DETAIL, lang).format(field=field, message=message) for field, message in messages)

@@ -19,11 +19,29 @@ from pydantic_core import PydanticCustomError
 
 from service import text
 
+
+def whole_string(pattern: str) -> re.Pattern[str]:
+    r"""A schema pattern compiled for Python so that it matches whole strings only.
+
+    The `*_PATTERN` strings are written `^...$` for the OpenAPI document (ECMA-262) and pydantic (Rust regex),
+    where `$` is the end of the text. In Python `$` also matches before a final newline, so `"bai-viet-7\n"`
+    would pass: the compiled form is `\A(?:...)\Z` instead, whole-string with `match` and `fullmatch` alike
+    (call `fullmatch` anyway: it says what is meant).
+    """
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        raise ValueError(f"a shared pattern is anchored ^...$: {pattern!r}")
+    return re.compile(rf"\A(?:{pattern[1:-1]})\Z")
+
+
+#: Every id, cursor and token pattern of the API, in one place (the schema strings and their Python forms).
 ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
-ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
+ARTICLE_ID_RE: Final = whole_string(ARTICLE_ID_PATTERN)
 COMMENT_ID_PATTERN: Final = r"^[0-9a-f]{2}[0-9a-z]{24}$"
-COMMENT_ID_RE: Final = re.compile(COMMENT_ID_PATTERN)
+COMMENT_ID_RE: Final = whole_string(COMMENT_ID_PATTERN)
 CAPTCHA_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{16,64}$"
+#: Access tokens and webhooks are named by 16 hex digits.
+HEX_ID_PATTERN: Final = r"^[0-9a-f]{16}$"
+HEX_ID_RE: Final = whole_string(HEX_ID_PATTERN)
 
 NAME_MAX: Final = 80
 TITLE_MAX: Final = 200
@@ -131,76 +149,112 @@ class CommentSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Name
-    email: Email
-    title: Title
-    body: Body
-    captcha_id: Annotated[StrictStr, Field(pattern=CAPTCHA_ID_PATTERN)]
-    captcha_answer: Annotated[StrictStr, Field(min_length=1, max_length=32)]
-    parent_id: CommentId | None = None
+    name: Name = Field(description="The name shown with the comment (the author's choice, not verified); "
+                                   "surrounding spaces are trimmed.")
+    email: Email = Field(description="The author's email, for moderators only: never published, never in the "
+                                     "feed or webhooks.")
+    title: Title = Field(description="The comment's title, one line.")
+    body: Body = Field(description="The comment's text; line breaks are kept, HTML is shown as text.")
+    captcha_id: Annotated[StrictStr, Field(pattern=CAPTCHA_ID_PATTERN)] = Field(
+        description="The `id` of a captcha from `POST /v1/captchas`; each captcha can be used once.")
+    captcha_answer: Annotated[StrictStr, Field(min_length=1, max_length=32)] = Field(
+        description="The characters the reader read in the captcha picture (or heard); case does not matter.")
+    parent_id: CommentId | None = Field(
+        default=None, description="The id of the approved comment of the same article that this one replies "
+                                  "to; absent or null for a top-level comment.")
     #: A honeypot: hidden from people, filled in by bots. Anything in it quietly drops the comment.
-    website: Annotated[StrictStr, Field(max_length=2000)] = ""
+    website: Annotated[StrictStr, Field(max_length=2000)] = Field(
+        default="", description="Leave empty: a field hidden from people that bots fill in. A comment with "
+                                "anything here is answered 202 but never queued.")
 
 
 class SubmissionAccepted(BaseModel):
-    id: str
-    status: Literal["pending"] = "pending"
+    id: str = Field(description="The new comment's id.")
+    status: Literal["pending"] = Field(
+        default="pending", description="Always `pending`: every comment waits for a moderator before it is "
+                                       "published.")
     #: Signed token with which the author, and only the author, can ask what became of the comment.
-    receipt: str
+    receipt: str = Field(description="A signed token with which the author, and only the author, can ask what "
+                                     "became of the comment: `GET /v1/comments/{id}/status` with "
+                                     "`Authorization: Receipt <receipt>`.")
 
 
 class CaptchaIssued(BaseModel):
-    id: str
-    image_url: str
-    audio_url: str
-    expires_in: int
+    id: str = Field(description="Send it back as `captcha_id` with the comment.")
+    image_url: str = Field(description="Path of the captcha's PNG picture on this service.")
+    audio_url: str = Field(description="Path of the captcha read aloud (WAV); add `?lang=en` for English.")
+    expires_in: int = Field(description="Seconds from now until the captcha expires; after that, ask for a "
+                                        "new one.")
 
 
 class PublicComment(BaseModel):
     """An approved comment as anyone may see it."""
 
-    id: str
-    parent_id: str | None
-    name: str
-    title: str
-    body: str
-    created_at: str
-    approved_at: str
+    id: str = Field(description="The comment's id.")
+    parent_id: str | None = Field(description="The id of the comment this one replies to; null for a top-level "
+                                              "comment.")
+    name: str = Field(description="The author's name as they gave it.")
+    title: str = Field(description="The comment's title.")
+    body: str = Field(description="The comment's text, plain (render it as text, not HTML).")
+    created_at: str = Field(description="When the comment was submitted (ISO 8601, UTC).")
+    approved_at: str = Field(description="When a moderator approved it (ISO 8601, UTC).")
     #: HMAC of the author's email: a stable seed for an avatar, useless for finding the address.
-    avatar: str
+    avatar: str = Field(description="A keyed hash of the author's email: the same author gets the same value, "
+                                    "so it can seed an avatar; it cannot be turned back into the address.")
 
 
 class CommentList(BaseModel):
-    article_id: str
-    open: bool
-    total: int
-    comments: list[PublicComment]
-    next_cursor: str | None
+    article_id: str = Field(description="The article the comments belong to.")
+    open: bool = Field(description="Whether the article takes new comments (a moderator can close it).")
+    total: int = Field(description="Approved comments of the article in all, not only on this page.")
+    comments: list[PublicComment] = Field(description="This page of approved comments, in the requested order.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page (same `order` and `limit`); "
+                                                "null on the last page.")
 
 
 class Counts(BaseModel):
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="Approved comments per requested article id; an article "
+                                               "without any has 0.")
 
 
 class CommentStatus(BaseModel):
-    id: str
-    article_id: str
-    status: Literal["pending", "approved", "rejected"]
-    name: str
-    title: str
-    body: str
-    created_at: str
+    id: str = Field(description="The comment's id.")
+    article_id: str = Field(description="The article it was submitted to.")
+    status: Literal["pending", "approved", "rejected"] = Field(
+        description="`pending` until a moderator decides; `rejected` also when it was marked as spam or "
+                    "unpublished after approval.")
+    name: str = Field(description="The name the author gave.")
+    title: str = Field(description="The comment's title.")
+    body: str = Field(description="The comment's text.")
+    created_at: str = Field(description="When it was submitted (ISO 8601, UTC).")
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a problem document's `errors`."""
+
+    field: str = Field(description="The field's name in the request body (dotted for nested fields), or "
+                                   "`body` for the body as a whole.")
+    code: str = Field(description="A stable code: required, too_short, too_long, invalid_characters, "
+                                  "invalid_email, invalid_format, invalid_type, unknown_field, captcha_invalid "
+                                  "or invalid.")
+    message: str = Field(description="A message for the reader, in the request's language, meant to be shown "
+                                     "beside the field.")
 
 
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    code: str
-    errors: list[dict[str, str]] | None = None
+    type: str = Field(description="URL of a page on this service that explains `code` in Vietnamese and "
+                                  "English (`/problems/<code>`).")
+    title: str = Field(description="A short summary of the code, in the request's language (Accept-Language: "
+                                   "Vietnamese by default, or English).")
+    status: int = Field(description="The HTTP status of the response.")
+    detail: str | None = Field(default=None, description="What went wrong with this request, in the request's "
+                                                          "language; for invalid fields, one clause per field.")
+    code: str = Field(description="A stable, machine-readable error code; GET /problems lists them all.")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="For invalid fields (`validation_failed`, `captcha_invalid`): one entry per "
+                                  "field.")
 
 
 def iso(ms: int) -> str:

@@ -11,11 +11,10 @@ import asyncio
 import enum
 import functools
 import heapq
-import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Literal, NoReturn
 
 import orjson
@@ -24,9 +23,17 @@ from redis.exceptions import ResponseError
 
 from service import keys, text
 from service.clients import email_hash
-from service.errors import AlreadyDecided, LeasedToOther, NotApproved, NotFound, StaleVersion, ValidationFailed
-from service.models import ARTICLE_ID_PATTERN, iso
-from service.scripts import Arg, Scripts, as_text, scored
+from service.errors import (
+    AlreadyDecided,
+    LeasedToOther,
+    NotApproved,
+    NotFound,
+    StaleVersion,
+    StorageCorrupt,
+    ValidationFailed,
+)
+from service.models import ARTICLE_ID_PATTERN, iso, whole_string
+from service.scripts import Arg, Scripts, as_text, corrupt, scored
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal
 
@@ -34,8 +41,13 @@ STATS_TTL_SECONDS: Final = 8 * 86400
 REPUTATION_TTL_SECONDS: Final = 90 * 86400
 BULK_MAX: Final = 1000
 QUEUE_CURSOR_PATTERN: Final = r"^[0-9]{1,15}:[0-9a-z]{26}$"
-QUEUE_CURSOR_RE: Final = re.compile(QUEUE_CURSOR_PATTERN)
+QUEUE_CURSOR_RE: Final = whole_string(QUEUE_CURSOR_PATTERN)
 ARTICLE_CACHE_ENTRIES: Final = 100_000
+#: Pending comments a filter that no index serves (ip_hash, email, risk, text) reads in one request at most: the
+#: answer says how far it got (`next_cursor`, `complete`) and the next request goes on from there.
+FILTER_SCAN_MAX: Final = 5000
+#: Pending comments read per round trip while walking the queue for a filter.
+FILTER_PAGE: Final = 500
 #: Times a claim plans again when concurrent claims took what it planned to lease.
 CLAIM_ROUNDS: Final = 4
 
@@ -54,112 +66,162 @@ Action = Literal["approve", "reject", "spam"]
 class ModeratorComment(BaseModel):
     """All a moderator needs to decide, including what the public never sees."""
 
-    id: str
-    article_id: str
-    parent_id: str | None
-    name: str
-    email: str
-    title: str
-    body: str
-    created_at: str
-    ip_hash: str
-    risk: list[str]
-    state: State
-    version: int
-    claimed_by: str | None = None
-    lease_expires_at: str | None = None
-    decided_at: str | None = None
-    decided_by: str | None = None
+    id: str = Field(description="The comment's id.")
+    article_id: str = Field(description="The article it was submitted to.")
+    parent_id: str | None = Field(description="The approved comment it replies to; null for a top-level comment.")
+    name: str = Field(description="The name the author gave.")
+    email: str = Field(description="The author's email (normalised); moderators only, never published.")
+    title: str = Field(description="The comment's title.")
+    body: str = Field(description="The comment's text.")
+    created_at: str = Field(description="When it was submitted (ISO 8601, UTC).")
+    ip_hash: str = Field(description="A keyed hash of the sender's address (IPv6: its /64): equal for comments "
+                                     "from the same address, which is never stored; a bulk filter can select "
+                                     "by it.")
+    risk: list[str] = Field(description="Risk signals found at submission, to help sort the queue; they decide "
+                                        "nothing. E.g. shouting, blocklisted_words, repeated_text, "
+                                        "ip_reputation, email_reputation; web addresses in the text give "
+                                        "signals of their own.")
+    state: State = Field(description="pending (waiting for a moderator), approved (public), rejected, spam "
+                                     "(never shown), or retracted (approved, then unpublished).")
+    version: int = Field(description="Goes up by one with every change of state. Send the version you saw with "
+                                     "a decision: if the comment changed meanwhile, the decision is refused "
+                                     "with 409 `stale_version` instead of overriding it.")
+    claimed_by: str | None = Field(
+        default=None, description="The name of the moderator token whose claim (lease) holds the comment; null "
+                                  "when unclaimed or the lease ran out.")
+    lease_expires_at: str | None = Field(
+        default=None, description="When that claim runs out (ISO 8601, UTC); until then other moderators get "
+                                  "409 `leased_to_other` if they decide it.")
+    decided_at: str | None = Field(default=None, description="When the last decision was made (ISO 8601, UTC); "
+                                                             "null while pending.")
+    decided_by: str | None = Field(default=None, description="The name of the moderator token that made the last "
+                                                             "decision; null while pending.")
 
 
 class HistoryEntry(BaseModel):
-    at: str
-    by: str
-    action: str
-    from_state: str | None
-    to_state: str
-    reason: str
-    version: int
+    at: str = Field(description="When it happened (ISO 8601, UTC).")
+    by: str = Field(description="The name of the moderator token that acted.")
+    action: str = Field(description="approve, reject, spam or retract.")
+    from_state: str | None = Field(description="The state before this change.")
+    to_state: str = Field(description="The state after it.")
+    reason: str = Field(description="The reason the moderator gave; empty when none.")
+    version: int = Field(description="The comment's version after this change.")
 
 
 class CommentWithHistory(ModeratorComment):
-    history: list[HistoryEntry]
+    history: list[HistoryEntry] = Field(description="Every change of state, oldest first.")
 
 
 class QueuePage(BaseModel):
-    comments: list[ModeratorComment]
-    next_cursor: str | None
+    comments: list[ModeratorComment] = Field(description="Pending comments, oldest first, claimed ones "
+                                                         "included (see `claimed_by`).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
-    limit: int = Field(default=10, ge=1, le=100)
-    lease_seconds: int = Field(default=300, ge=5, le=86400)
-    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
+    limit: int = Field(default=10, ge=1, le=100, description="How many pending comments to claim at most.")
+    lease_seconds: int = Field(default=300, ge=5, le=86400,
+                               description="How long the claim keeps other moderators off these comments.")
+    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN,
+                                   description="Claim only comments of this article; any article when absent.")
 
 
 class ClaimResult(BaseModel):
-    comments: list[ModeratorComment]
-    lease_expires_at: str
+    comments: list[ModeratorComment] = Field(description="The oldest claimable pending comments, now leased to "
+                                                         "you; empty when there are none.")
+    lease_expires_at: str = Field(description="When these leases run out (ISO 8601, UTC); unclaimed comments "
+                                              "can then be claimed by others.")
 
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
-    action: Action
-    reason: str = Field(default="", max_length=500)
-    version: int | None = Field(default=None, ge=1)
+    action: Action = Field(description="approve (publish it), reject, or spam (reject, and later comments from "
+                                       "the same address or email carry a risk signal).")
+    reason: str = Field(default="", max_length=500, description="Why, for the comment's history; never shown to "
+                                                                "the public.")
+    version: int | None = Field(
+        default=None, ge=1, description="Optimistic concurrency: the `version` of the comment you read. If the "
+                                        "comment has changed since, the decision is refused with 409 "
+                                        "`stale_version`. Leave it out to decide whatever the version. Claiming "
+                                        "first is optional: a moderator may decide an unclaimed comment; "
+                                        "claims only keep two moderators off the same comment.")
 
 
 class RetractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, description="Why it is unpublished, for the comment's "
+                                                                "history; never shown to the public.")
 
 
 class BulkFilter(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
-    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN)
-    ip_hash: str | None = Field(default=None, max_length=64)
-    email: str | None = Field(default=None, max_length=320)
-    risk: str | None = Field(default=None, max_length=64)
-    text_contains: str | None = Field(default=None, min_length=1, max_length=200)
+    article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN,
+                                   description="Only pending comments of this article.")
+    ip_hash: str | None = Field(default=None, max_length=64,
+                                description="Only comments whose `ip_hash` is this (a moderator's view shows it).")
+    email: str | None = Field(default=None, max_length=320,
+                              description="Only comments from this email address (case does not matter).")
+    risk: str | None = Field(default=None, max_length=64,
+                             description="Only comments carrying this risk signal, e.g. `ip_reputation`.")
+    text_contains: str | None = Field(default=None, min_length=1, max_length=200,
+                                      description="Only comments whose name, title or body contains this text "
+                                                  "(case and accents do not matter).")
 
 
 class BulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
-    action: Action
-    reason: str = Field(default="", max_length=500)
-    ids: list[str] | None = Field(default=None, min_length=1, max_length=BULK_MAX)
-    filter: BulkFilter | None = None
+    action: Action = Field(description="approve, reject or spam, for every selected comment.")
+    reason: str = Field(default="", max_length=500, description="Why, for each comment's history.")
+    ids: list[str] | None = Field(default=None, min_length=1, max_length=BULK_MAX,
+                                  description="The comments to decide; give either `ids` or `filter`.")
+    filter: BulkFilter | None = Field(default=None, description="Decide the pending comments that match all of "
+                                                                "its criteria; give either `ids` or `filter`.")
+    cursor: str | None = Field(default=None, pattern=QUEUE_CURSOR_PATTERN, description=(
+        "With a filter only: go on after this point of the queue (the `next_cursor` of an earlier answer)."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> BulkRequest:
         if (self.ids is None) == (self.filter is None):
             raise ValueError("give either ids or filter")
+        if self.cursor is not None and self.filter is None:
+            raise ValueError("a cursor goes with a filter")
         return self
 
 
 class BulkOutcome(BaseModel):
-    id: str
-    status: int
-    code: str | None = None
-    state: State | None = None
+    id: str = Field(description="The comment's id.")
+    status: int = Field(description="What a single decision on it would have answered: 200, 404 or 409.")
+    code: str | None = Field(default=None, description="The problem code when it was not decided, e.g. "
+                                                       "`already_decided` or `leased_to_other`.")
+    state: State | None = Field(default=None, description="The comment's state after the decision; null when "
+                                                          "it was not decided.")
 
 
 class BulkResult(BaseModel):
-    matched: int
-    outcomes: list[BulkOutcome]
+    """A filter's answer says how far it looked: `complete` is true only when every pending comment it could
+    match was looked at; otherwise send the same filter again with `next_cursor` as `cursor`."""
+
+    matched: int = Field(description="How many comments the ids or the filter selected.")
+    outcomes: list[BulkOutcome] = Field(description="One entry per selected comment, in order.")
+    scanned: int = Field(description="Pending comments the filter looked at (0 when the request gave ids).")
+    complete: bool = Field(description="True when nothing the filter could match is left unseen.")
+    next_cursor: str | None = Field(description="Where the filter stopped looking; null when complete.")
 
 
 class Stats(BaseModel):
-    queue_depth: int
-    oldest_pending_age_seconds: float | None
-    decisions_per_hour: dict[str, dict[str, int]]
-    decisions_per_moderator: dict[str, dict[str, int]]
+    queue_depth: int = Field(description="Comments waiting for a decision.")
+    oldest_pending_age_seconds: float | None = Field(description="How long the oldest of them has waited; null "
+                                                                 "when none waits.")
+    decisions_per_hour: dict[str, dict[str, int]] = Field(
+        description="For each hour of the last 24 (its start, ISO 8601 UTC): decisions by action.")
+    decisions_per_moderator: dict[str, dict[str, int]] = Field(
+        description="For each moderator token's name: its decisions by action over the last 24 hours.")
 
 
 class ArticleState(BaseModel):
-    article_id: str
-    open: bool
+    article_id: str = Field(description="The article.")
+    open: bool = Field(description="Whether it now takes new comments.")
 
 
 #: The fields of a comment record that a moderator's view is made of, in the order `_record` reads them (also
@@ -201,16 +263,36 @@ def _refuse(result: Sequence[bytes]) -> NoReturn:
     if status == "missing":
         raise NotFound("no such comment")
     if status == "stale":
-        raise StaleVersion(f"the comment is at version {detail}")
+        raise StaleVersion("the comment is at version {version}", params={"version": detail})
     if status == "decided":
-        raise AlreadyDecided(f"the comment is already {detail}")
+        raise AlreadyDecided("the comment is already {state}", params={"state": detail})
     if status == "not_approved":
-        raise NotApproved(f"the comment is {detail}, not approved")
+        raise NotApproved("the comment is {state}, not approved", params={"state": detail})
     if status == "leased":
-        raise LeasedToOther(f"{detail} holds this comment")
+        raise LeasedToOther("{holder} holds this comment", params={"holder": detail})
+    if status == "corrupt":  # a damaged key or record: the decision wrote nothing
+        raise corrupt(detail)
     if status == "error":  # as if the failing command had been sent on its own
         raise ResponseError(detail)
     raise RuntimeError(f"the decide script answered {status!r}")
+
+
+def _predicate(selector: BulkFilter) -> Callable[[ModeratorComment], bool] | None:
+    """What a bulk filter asks of a comment's record beyond its article (which the article's own index answers);
+    None when it asks nothing more."""
+    needle = text.fold(selector.text_contains) if selector.text_contains else None
+    email = selector.email.strip().lower() if selector.email else None
+    ip_hash, risk = selector.ip_hash, selector.risk
+    if not (ip_hash or email or risk or needle):
+        return None
+
+    def matches(comment: ModeratorComment) -> bool:
+        return ((not ip_hash or comment.ip_hash == ip_hash)
+                and (not email or comment.email.lower() == email)
+                and (not risk or risk in comment.risk)
+                and (not needle or needle in text.fold(f"{comment.name}\n{comment.title}\n{comment.body}")))
+
+    return matches
 
 
 def _text(value: bytes | str) -> str:
@@ -219,6 +301,23 @@ def _text(value: bytes | str) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+#: A place in the queue: (submitted ms, comment id), the order of the pending sorted sets.
+Position = tuple[float, str]
+
+
+def _read_cursor(cursor: str | None) -> Position:
+    if cursor is None:
+        return (0.0, "")
+    if not QUEUE_CURSOR_RE.fullmatch(cursor):
+        raise ValidationFailed("the cursor is not one this service gave out")
+    score_text, _, after_id = cursor.partition(":")
+    return (float(score_text), after_id)
+
+
+def _cursor(position: Position) -> str:
+    return f"{position[0]:.0f}:{position[1]}"
 
 
 class Moderation:
@@ -279,37 +378,47 @@ class Moderation:
         return out
 
     async def queue(self, article_id: str | None, limit: int, cursor: str | None) -> QueuePage:
-        """Pending comments, oldest first, across partitions; the cursor is the last (submitted ms, id)."""
-        after_score, after_id = 0.0, ""
-        if cursor is not None:
-            if not QUEUE_CURSOR_RE.match(cursor):
-                raise ValidationFailed("the cursor is not one this service gave out")
-            score_text, _, after_id = cursor.partition(":")
-            after_score = float(score_text)
-        partitions = [keys.partition_of_article(article_id)] if article_id else list(range(keys.PARTITIONS))
-        scan = limit + 1 if not article_id else max(200, limit * 4)
-        batch = self._scripts.batch()
-        for partition in partitions:
-            batch.command("ZRANGEBYSCORE", keys.pending(partition), after_score, "+inf",
-                          "WITHSCORES", "LIMIT", 0, scan + 50)
-        per_partition = await batch.execute()
-        candidates: list[tuple[float, str, int]] = []
-        for partition, rows in zip(partitions, per_partition, strict=True):
-            for member, score in scored(rows):
-                comment_id = member.decode()
-                if (score, comment_id) > (after_score, after_id):
-                    candidates.append((score, comment_id, partition))
-        candidates = heapq.nsmallest(len(candidates), candidates)
+        """Pending comments, oldest first, across partitions, or of one article (from its own pending index, so
+        that its comments are found however long the partition's queue); the cursor is the last (submitted ms,
+        id) of the page, and there is one exactly when more comments follow."""
+        entries, more = await self._walk(self._queues(article_id), _read_cursor(cursor), limit)
+        comments = await self._records([comment_id for _, comment_id in entries])
+        return QueuePage(comments=comments, next_cursor=_cursor(entries[-1]) if more else None)
+
+    @staticmethod
+    def _queues(article_id: str | None) -> list[str]:
+        """The sorted sets whose merge is the queue a filter walks: one article's, or every partition's."""
         if article_id:
-            partition = keys.partition_of_article(article_id)
-            owners = await self._redis.hmget(keys.pending_articles(partition), [c[1] for c in candidates]) \
-                if candidates else []
-            candidates = [c for c, owner in zip(candidates, owners, strict=True)
-                          if owner is not None and as_text(owner) == article_id]
-        page = candidates[:limit]
-        comments = await self._records([c[1] for c in page])
-        next_cursor = f"{page[-1][0]:.0f}:{page[-1][1]}" if len(candidates) > limit and page else None
-        return QueuePage(comments=comments, next_cursor=next_cursor)
+            return [keys.article_pending(article_id)]
+        return [keys.pending(partition) for partition in range(keys.PARTITIONS)]
+
+    async def _walk(self, queues: Sequence[str], after: Position, count: int) -> tuple[list[Position], bool]:
+        """The next `count` queued comments after `after` in the merge of `queues`, and whether more follow.
+
+        Each sorted set is read from the cursor's score: the entries of that very millisecond up to the cursor's
+        id come back too and are skipped, and a set that gave only those is read further (one round trip in
+        the usual case, however many share a millisecond)."""
+        want = count + 1
+        chunk = want + 50
+        found: list[list[Position]] = [[] for _ in queues]
+        offsets = [0] * len(queues)
+        todo = list(range(len(queues)))
+        while todo:
+            batch = self._scripts.batch()
+            for index in todo:
+                batch.command("ZRANGEBYSCORE", queues[index], after[0], "+inf", "WITHSCORES",
+                              "LIMIT", offsets[index], chunk)
+            again = []
+            for index, rows in zip(todo, await batch.execute(), strict=True):
+                read = scored(rows)
+                found[index].extend(entry for entry in ((score, as_text(member)) for member, score in read)
+                                    if entry > after)
+                offsets[index] += len(read)
+                if len(read) == chunk and len(found[index]) < want:
+                    again.append(index)
+            todo = again
+        merged = heapq.nsmallest(want, (entry for entries in found for entry in entries))
+        return merged[:count], len(merged) > count
 
     async def get(self, comment_id: str) -> CommentWithHistory:
         records = await self._records([comment_id])
@@ -327,11 +436,12 @@ class Moderation:
         now = _now_ms()
         expiry = now + request.lease_seconds * 1000
         if request.article_id:
-            claimed = await self._lease(keys.claim_keys(keys.partition_of_article(request.article_id)),
-                                        [now, expiry, who.name, request.limit, request.article_id, 5000])
+            # From the article's own pending index: the cost follows its comments, not the partition's queue.
+            claimed = await self._lease(keys.claim_article_keys(request.article_id),
+                                        [now, expiry, who.name, request.limit, "article"])
         elif self._scripts.one_server:
             # One script over every partition: it takes the oldest claimable comments in one atomic step.
-            claimed = await self._lease(self._every_partition, [now, expiry, who.name, request.limit, "", 0])
+            claimed = await self._lease(self._every_partition, [now, expiry, who.name, request.limit, ""])
         else:
             claimed = await self._claim_partitioned(now, expiry, who.name, request.limit)
         lease_expires_at = iso(expiry)
@@ -352,7 +462,7 @@ class Moderation:
                 break
             batch = self._scripts.batch()
             for partition, count in quotas.items():
-                batch.script("claim", keys.claim_keys(partition), [now, expiry, holder, count, "", 0])
+                batch.script("claim", keys.claim_keys(partition), [now, expiry, holder, count, ""])
             claimed.extend(_text(i) for ids in await batch.execute() for i in ids)
             if len(claimed) >= limit:
                 break
@@ -432,39 +542,51 @@ class Moderation:
         await batch.execute()
 
     async def bulk(self, who: Principal, request: BulkRequest) -> BulkResult:
-        ids = request.ids if request.ids is not None else await self._matching(request.filter)
+        if request.ids is not None:
+            ids, scanned, stopped = request.ids, 0, None
+        else:
+            assert request.filter is not None  # BulkRequest has one or the other
+            ids, scanned, stopped = await self._matching(request.filter, _read_cursor(request.cursor))
         outcomes = []
         for comment_id in ids:
             try:
                 record = await self.decide(who, comment_id, request.action, request.reason)
-            except (NotFound, AlreadyDecided, LeasedToOther, StaleVersion, NotApproved) as exc:
+            except (NotFound, AlreadyDecided, LeasedToOther, StaleVersion, NotApproved, StorageCorrupt) as exc:
                 outcomes.append(BulkOutcome(id=comment_id, status=exc.status, code=exc.code))
             else:
                 outcomes.append(BulkOutcome(id=comment_id, status=200, state=record.state))
-        return BulkResult(matched=len(ids), outcomes=outcomes)
+        return BulkResult(matched=len(ids), outcomes=outcomes, scanned=scanned, complete=stopped is None,
+                          next_cursor=None if stopped is None else _cursor(stopped))
 
-    async def _matching(self, selector: BulkFilter | None) -> list[str]:
-        assert selector is not None
+    async def _matching(self, selector: BulkFilter, after: Position) -> tuple[list[str], int, Position | None]:
+        """The pending comments after `after` that a filter selects, oldest first, `BULK_MAX` at most; how many
+        queued comments it looked at; and where it stopped, or None when nothing it could match is left unseen.
+
+        By article alone (or nothing) it walks the article's pending index (or the queue): every comment read is
+        a match. The other criteria have no index: each queued comment's record is read and judged, at most
+        `FILTER_SCAN_MAX` a request, and the caller goes on from where this one stopped."""
+        predicate = _predicate(selector)
+        budget = BULK_MAX if predicate is None else FILTER_SCAN_MAX
+        queues = self._queues(selector.article_id)
         matched: list[str] = []
-        cursor: str | None = None
-        needle = text.fold(selector.text_contains) if selector.text_contains else None
-        email = selector.email.strip().lower() if selector.email else None
-        while len(matched) < BULK_MAX:
-            page = await self.queue(selector.article_id, 200, cursor)
-            for comment in page.comments:
-                if selector.ip_hash and comment.ip_hash != selector.ip_hash:
-                    continue
-                if email and comment.email.lower() != email:
-                    continue
-                if selector.risk and selector.risk not in comment.risk:
-                    continue
-                if needle and needle not in text.fold(f"{comment.name}\n{comment.title}\n{comment.body}"):
-                    continue
-                matched.append(comment.id)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        return matched[:BULK_MAX]
+        scanned = 0
+        while True:
+            entries, more = await self._walk(queues, after, min(FILTER_PAGE, budget - scanned))
+            records: dict[str, ModeratorComment] = {}
+            if predicate is not None:
+                records = {r.id: r for r in await self._records([comment_id for _, comment_id in entries])}
+            for position in entries:
+                if len(matched) == BULK_MAX:
+                    return matched, scanned, after
+                scanned += 1
+                after = position
+                record = records.get(position[1])
+                if predicate is None or (record is not None and record.state is State.PENDING and predicate(record)):
+                    matched.append(position[1])
+            if not more:
+                return matched, scanned, None
+            if scanned >= budget or len(matched) == BULK_MAX:
+                return matched, scanned, after
 
     async def retract(self, who: Principal, comment_id: str, reason: str) -> ModeratorComment:
         return await self.decide(who, comment_id, "retract", reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Literal
 
 from aiohttp import web
@@ -10,12 +11,20 @@ from pydantic.json_schema import models_json_schema
 
 from service import __version__
 from service.api.docs import Operation
+from service.errors import registry
 from service.models import Problem
 
-ERROR_TEXT = {400: "Bad request", 401: "No valid token", 403: "Wrong role", 404: "Not found", 409: "Conflict",
-              410: "Gone", 413: "Body too large", 415: "Not JSON", 422: "Invalid input", 429: "Rate limited",
-              503: "Redis unavailable; retry after Retry-After"}
+ERROR_TEXT = {400: "Bad request", 401: "No valid token", 403: "Wrong role", 404: "Not found",
+              408: "The body arrived too slowly", 409: "Conflict", 410: "Gone", 413: "Body too large",
+              415: "Not JSON", 422: "Invalid input", 429: "Rate limited; retry after Retry-After",
+              500: "Unexpected error (a defect)", 503: "Redis unavailable; retry after Retry-After"}
 ROLE_TEXT = "Bearer token with role `{role}` (admins may do everything)."
+DESCRIPTION = """Pre-moderated comments: captcha, submission, moderation, publication.
+
+Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`. Their `title` and
+`detail` are in the request's language: Vietnamese by default, English when `Accept-Language` prefers it.
+Their `type` is the URL of a page on this service (`/problems/<code>`) that explains the code in both
+languages; `/problems` lists every code."""
 
 
 def _models(operations: list[Operation]) -> dict[str, Any]:
@@ -47,12 +56,21 @@ def _responses(op: Operation) -> dict[str, Any]:
                 {"type": "string", **({"contentMediaType": media} if model == "bytes" else {})}
             entry["content"] = {media: {"schema": schema}}
         out[str(status)] = entry
-    for status in sorted({*op.errors, 405}):
-        out[str(status)] = {"description": ERROR_TEXT.get(status, "Error"),
+    # No 405 here: an operation is a method its path has, so a request for it cannot get one; 405 answers only
+    # methods that are not documented (`/problems/method_not_allowed`).
+    for status in sorted({*op.errors, 500}):
+        out[str(status)] = {"description": _error_text(status),
                             "content": {"application/problem+json": {"schema": _ref(Problem)}}}
-    out.setdefault("500", {"description": "Unexpected error (a defect)",
-                           "content": {"application/problem+json": {"schema": _ref(Problem)}}})
     return out
+
+
+def _error_text(status: int) -> str:
+    """What a status means here, with the problem codes it can carry (each explained at /problems/<code>)."""
+    codes = sorted(code for code, error in registry().items() if error.status == status and code != "error")
+    text = ERROR_TEXT.get(status) or HTTPStatus(status).phrase
+    if not codes:
+        return text
+    return f"{text}. Problem codes with this status: {', '.join(f'`{c}`' for c in codes)} (see /problems/<code>)."
 
 
 def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
@@ -92,7 +110,7 @@ def document(app: web.Application) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Comments service", "version": __version__,
-                 "description": "Pre-moderated comments: captcha, submission, moderation, publication."},
+                 "description": DESCRIPTION},
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": _models(operations),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

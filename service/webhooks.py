@@ -83,7 +83,7 @@ EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 
 #: Bounds the fan-out of one event (one script call writes a delivery per subscribed webhook).
 MAX_WEBHOOKS: Final = 100
-WEBHOOK_ID_RE: Final = re.compile(r"^[0-9a-f]{16}$")
+WEBHOOK_ID_RE: Final = re.compile(r"\A[0-9a-f]{16}\Z")  # \Z: `$` would accept a trailing newline
 #: Finished (delivered or failed) deliveries stay readable this long.
 DONE_TTL_SECONDS: Final = 7 * 86_400
 #: The admin listing keeps about this many of the newest deliveries.
@@ -134,19 +134,24 @@ class WebhookRegistration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: Annotated[StrictStr, Field(min_length=1, max_length=2000), AfterValidator(_receiver_url)]
-    events: Annotated[list[EventType], Field(min_length=1, max_length=16), AfterValidator(_unique_events)]
+    url: Annotated[StrictStr, Field(min_length=1, max_length=2000, description=(
+        "The receiver: an absolute http or https URL, POSTed one JSON event per delivery.")),
+        AfterValidator(_receiver_url)]
+    events: Annotated[list[EventType], Field(min_length=1, max_length=16, description=(
+        "The event types to send to it (repeats are dropped).")), AfterValidator(_unique_events)]
     #: Signs every delivery; stored, never shown again.
-    secret: Annotated[SecretStr, Field(min_length=16, max_length=200, strict=True)]
+    secret: Annotated[SecretStr, Field(min_length=16, max_length=200, strict=True, description=(
+        "Signs every delivery: `Webhook-Signature: v1=<hex HMAC-SHA256(secret, \"{Webhook-Timestamp}.{body}\")>`. "
+        "Stored, never shown again."))]
 
 
 class Webhook(BaseModel):
     """A registration as the admin API shows it: without its secret."""
 
-    id: str
-    url: str
-    events: list[EventType]
-    created_at: str
+    id: str = Field(description="The webhook's id, for deleting it and listing its deliveries.")
+    url: str = Field(description="Where deliveries are POSTed.")
+    events: list[EventType] = Field(description="The event types it receives.")
+    created_at: str = Field(description="When it was registered (ISO 8601, UTC).")
 
 
 class _StoredWebhook(BaseModel):
@@ -175,18 +180,25 @@ class DeliveryState(StrEnum):
 
 
 class Delivery(BaseModel):
-    id: str
-    webhook_id: str
-    type: EventType
-    state: DeliveryState
+    id: str = Field(description="The delivery's id, sent as `Webhook-Id` on every attempt: receivers drop "
+                                 "repeats by it.")
+    webhook_id: str = Field(description="The webhook it is for.")
+    type: EventType = Field(description="The event delivered.")
+    state: DeliveryState = Field(description="pending (not attempted yet), retrying (an attempt failed, another "
+                                             "is scheduled), delivered (the receiver answered 2xx) or failed "
+                                             "(every attempt failed; final).")
     #: Attempts started, including one in flight.
-    attempts: int
-    last_status: int | None
-    last_error: str | None
-    next_attempt_at: str | None
-    created_at: str
-    updated_at: str
-    delivered_at: str | None
+    attempts: int = Field(description="Attempts started, including one in flight.")
+    last_status: int | None = Field(description="The HTTP status of the last attempt; null when it got no answer "
+                                                "or none was made.")
+    last_error: str | None = Field(description="Why the last attempt failed (e.g. a timeout or the "
+                                               "receiver's answer); null when it did not.")
+    next_attempt_at: str | None = Field(description="When the next attempt is due (ISO 8601, UTC); null when "
+                                                    "none is scheduled.")
+    created_at: str = Field(description="When the event happened (ISO 8601, UTC); orders events that arrive out "
+                                        "of order.")
+    updated_at: str = Field(description="When this delivery last changed (ISO 8601, UTC).")
+    delivered_at: str | None = Field(description="When the receiver accepted it (ISO 8601, UTC); null until then.")
 
 
 Outcome = Literal["delivered", "retrying", "failed"]
@@ -296,6 +308,8 @@ class Webhooks:
         self._last_reclaim = float("-inf")
         self._last_prune = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
+        #: How receivers' names are resolved (aiohttp's default); tests point names at chosen addresses.
+        self.resolver: aiohttp.abc.AbstractResolver | None = None
 
     @property
     def _lease_ms(self) -> int:
@@ -308,8 +322,6 @@ class Webhooks:
         for partition in range(keys.PARTITIONS):
             await self._create_group(keys.outbox(partition))
 
-        #: How receivers' names are resolved (aiohttp's default); tests point names at chosen addresses.
-        self.resolver: aiohttp.abc.AbstractResolver | None = None
     async def _create_group(self, stream: str) -> None:
         try:
             await self._redis.xgroup_create(stream, keys.FEED_GROUP, id="$", mkstream=True)
@@ -383,8 +395,13 @@ class Webhooks:
     # -- registrations --------------------------------------------------------------------------------------
 
     async def register(self, registration: WebhookRegistration) -> Webhook:
+        try:
+            await egress.check_url(registration.url, self._settings.webhook_allowed_networks)
+        except egress.DestinationNotAllowed as exc:
+            # No detail that echoes the resolved addresses: the field code says what is wrong.
+            raise ValidationFailed(fields=[FieldError("url", "destination_not_allowed")]) from exc
         if await self._redis.hlen(keys.webhooks()) >= MAX_WEBHOOKS:
-            raise Conflict(f"at most {MAX_WEBHOOKS} webhooks")
+            raise Conflict("at most {max} webhooks", params={"max": MAX_WEBHOOKS})
         stored = _StoredWebhook(id=secrets.token_hex(8), url=registration.url, events=registration.events,
                                 secret=registration.secret.get_secret_value(), created=_now_ms())
         await self._redis.hset(keys.webhooks(), stored.id, stored.model_dump_json())
@@ -395,11 +412,6 @@ class Webhooks:
         raw: dict[Any, Any] = await self._redis.hgetall(keys.webhooks())
         return sorted((_StoredWebhook.model_validate_json(value) for value in raw.values()),
                       key=lambda hook: (hook.created, hook.id))
-        try:
-            await egress.check_url(registration.url, self._settings.webhook_allowed_networks)
-        except egress.DestinationNotAllowed as exc:
-            # No detail that echoes the resolved addresses: the field code says what is wrong.
-            raise ValidationFailed(fields=[FieldError("url", "destination_not_allowed")]) from exc
 
     async def list(self) -> builtins.list[Webhook]:
         return [hook.public() for hook in await self._stored()]
@@ -574,6 +586,10 @@ class Webhooks:
                 headers={"User-Agent": USER_AGENT},
                 # Receivers are configured by URL only; proxies from the environment would surprise.
                 trust_env=False,
+                # Every connection attempt, to an IP literal or to each address DNS gave, is checked here.
+                connector=aiohttp.TCPConnector(
+                    socket_factory=egress.guarded_socket(self._settings.webhook_allowed_networks),
+                    resolver=self.resolver),
             )
         return self._session
 
@@ -586,10 +602,6 @@ class Webhooks:
         except Exception:
             # The lease runs out and the delivery is attempted again.
             log.exception("webhook delivery %s attempt %d could not be recorded", lease.delivery_id,
-                # Every connection attempt, to an IP literal or to each address DNS gave, is checked here.
-                connector=aiohttp.TCPConnector(
-                    socket_factory=egress.guarded_socket(self._settings.webhook_allowed_networks),
-                    resolver=self.resolver),
                           lease.attempt)
 
     async def _post(self, lease: _Lease) -> tuple[int | None, str]:
@@ -636,18 +648,6 @@ class Webhooks:
             self.on_delivery(lease.type, outcome)
 
 
-def _delivery_view(item: str, record: dict[str, str]) -> Delivery:
-    next_ms = record.get("next")
-    status = record.get("status")
-    delivered = record.get("delivered")
-    return Delivery(
-        id=item,
-        webhook_id=record["webhook"],
-        type=record["type"],
-        state=DeliveryState(record["state"]),
-        attempts=int(record["attempts"]),
-        last_status=int(status) if status else None,
-        last_error=record.get("error") or None,
 def delivery_error(exc: BaseException) -> str:
     """The class of a failed attempt (see the module docstring), from the exception aiohttp raised."""
     chain: list[BaseException] = []
@@ -673,6 +673,18 @@ def delivery_error(exc: BaseException) -> str:
     return "connection"
 
 
+def _delivery_view(item: str, record: dict[str, str]) -> Delivery:
+    next_ms = record.get("next")
+    status = record.get("status")
+    delivered = record.get("delivered")
+    return Delivery(
+        id=item,
+        webhook_id=record["webhook"],
+        type=record["type"],
+        state=DeliveryState(record["state"]),
+        attempts=int(record["attempts"]),
+        last_status=int(status) if status else None,
+        last_error=record.get("error") or None,
         next_attempt_at=iso(int(next_ms)) if next_ms else None,
         created_at=iso(int(record["created"])),
         updated_at=iso(int(record["updated"])),

@@ -36,7 +36,7 @@ async def require_role(request: web.Request, role: Role | str) -> Principal:
         await _count_failure(request)
         raise Unauthenticated("send a valid token as 'Authorization: Bearer <token>'")
     if not principal.may(needed):
-        raise Forbidden(f"this token's role ({principal.role}) may not do this")
+        raise Forbidden("this token's role ({role}) may not do this", params={"role": principal.role})
     request[PRINCIPAL] = principal
     return principal
 

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from service import text
 from service.appkeys import SETTINGS
 from service.errors import (
     FieldError,
@@ -56,13 +57,14 @@ def parse(model: type[Model], data: Any) -> Model:
         raise ValidationFailed("some fields are not valid", fields=field_errors(exc)) from exc
 
 
-async def read_json(request: web.Request, model: type[Model]) -> Model:
-    """The body as `model`: JSON only, at most 16 KiB, valid UTF-8, duplicate keys refused."""
+async def read_json(request: web.Request, model: type[Model], *, max_bytes: int = MAX_BODY_BYTES) -> Model:
+    """The body as `model`: JSON only, at most `max_bytes` (16 KiB unless a route needs more), valid UTF-8,
+    duplicate keys refused."""
     if request.content_type != JSON:
         raise UnsupportedMediaType("send the body as application/json")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
-    raw = await _read_limited(request)
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge("the body may be at most {max} bytes", params={"max": max_bytes})
+    raw = await _read_limited(request, max_bytes)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -76,16 +78,16 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
     return parse(model, data)
 
 
-async def _read_limited(request: web.Request) -> bytes:
-    """Read at most 16 KiB, within the client timeout: a body trickled at a byte a second is cut off rather
+async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
+    """Read at most `max_bytes`, within the client timeout: a body trickled at a byte a second is cut off rather
     than holding a connection and a buffer (aiohttp itself has no body read deadline)."""
     content = request.content
     if content.is_eof():
         # A small body usually arrives with its headers, so it is all buffered already: taking it directly
         # saves arming a timeout and an async iteration (about a tenth of a submission's HTTP-layer CPU).
         raw = content.read_nowait()
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+        if len(raw) > max_bytes:
+            raise PayloadTooLarge("the body may be at most {max} bytes", params={"max": max_bytes})
         return raw
     chunks = []
     size = 0
@@ -93,8 +95,8 @@ async def _read_limited(request: web.Request) -> bytes:
         async with asyncio.timeout(request.app[SETTINGS].client_timeout_seconds):
             async for chunk in content.iter_any():
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+                if size > max_bytes:
+                    raise PayloadTooLarge("the body may be at most {max} bytes", params={"max": max_bytes})
                 chunks.append(chunk)
     except TimeoutError as exc:
         if request.transport is not None:
@@ -153,6 +155,10 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
-        raise ValidationFailed(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+    # ASCII digits only (`text.ascii_number`); every documented maximum has fewer than 10 digits.
+    value = text.ascii_number(raw, max_digits=9)
+    if value is None or not low <= value <= high:
+        raise ValidationFailed("{name} must be an integer from {low} to {high}",
+                               params={"name": name, "low": low, "high": high},
+                               fields=[FieldError(field=name, code="invalid")])
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.api.auth import require_role
 from service.api.common import int_query, json_response
@@ -18,22 +18,35 @@ MAX_WAIT_SECONDS: Final = 30
 
 
 class FeedEvent(BaseModel):
-    cursor: str
-    type: str
-    article_id: str
-    comment: PublicComment | None
+    cursor: str = Field(description="The feed's position just after this event: store it once the event is "
+                                    "processed and resume with `after=<cursor>`, missing nothing.")
+    type: str = Field(description="`comment.approved` (publish `comment`) or `comment.retracted` (a moderator "
+                                  "unpublished it: take the comment with `comment.id` off your pages).")
+    article_id: str = Field(description="The article the comment belongs to.")
+    comment: PublicComment | None = Field(description="The comment as the public sees it (for a retraction, as "
+                                                       "it was published).")
 
 
 class FeedPage(BaseModel):
-    events: list[FeedEvent]
-    next_cursor: str
+    events: list[FeedEvent] = Field(description="Events in decision order; empty when nothing new happened "
+                                                "within `wait`.")
+    next_cursor: str = Field(description="Pass as `after` for the next read; the same as the last event's "
+                                         "`cursor`, or unchanged when there was none.")
 
 
 @operation(summary="Approvals and retractions in decision order (long poll with wait)", tag="feed", role="feed",
            responses={200: FeedPage},
-           params=(Param("after", "query", {"type": "string", "maxLength": 400}),
-                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                   Param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS})),
+           params=(Param("after", "query", {"type": "string", "maxLength": 400},
+                         description="A `cursor` (or `next_cursor`) this feed gave out: events after it. Without "
+                                     "it the read starts from the beginning, the oldest event still retained "
+                                     "(COMMENTS_FEED_RETENTION_SECONDS, 7 days by default). A cursor older than "
+                                     "that gets 410 `cursor_expired`."),
+                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                         description="The most events to return."),
+                   Param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS,
+                                           "default": 0},
+                         description="Long poll: seconds to wait for an event when none is there yet; 0 "
+                                     "answers at once.")),
            errors=(400, 401, 403, 410, 422, 429, 503))
 async def read_feed(request: web.Request) -> web.Response:
     await require_role(request, Role.FEED)

@@ -17,13 +17,16 @@ from aiohttp import web
 from redis import exceptions as redis_errors
 
 from service import i18n
+from service.api.problems import type_url
 from service.appkeys import METRICS, SETTINGS
 from service.errors import (
+    InternalError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     ServiceError,
     Unavailable,
+    ValidationFailed,
 )
 
 log = logging.getLogger("service.access")
@@ -44,18 +47,19 @@ REDIS_UNAVAILABLE: Final = (redis_errors.ConnectionError, redis_errors.TimeoutEr
 def problem(request: web.Request, error: ServiceError) -> web.Response:
     lang = i18n.negotiate(request.headers.get("Accept-Language"))
     body: dict[str, Any] = {
-        "type": f"https://comments.example/problems/{error.code}",
+        "type": type_url(request, error.code),
         "title": i18n.title(error.code, lang),
         "status": error.status,
         "code": error.code,
+        "detail": i18n.detail(error.code, error.template, error.params, lang),
     }
-    if error.detail:
-        body["detail"] = error.detail
     if error.fields:
         body["errors"] = [
             {"field": f.field, "code": f.code,
              "message": i18n.field_message(f.field, f.code, dict(f.params), lang)}
             for f in error.fields]
+        if isinstance(error, ValidationFailed) and error.template in (None, ValidationFailed.FIELDS_DETAIL):
+            body["detail"] = i18n.fields_detail([(e["field"], e["message"]) for e in body["errors"]], lang)
     body.update(error.extra)
     headers: dict[str, str] = {"Content-Language": lang}
     if error.retry_after is not None:
@@ -99,10 +103,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception:  # the catch-all: log with the traceback, tell the client nothing about it
         errors_log.exception("unhandled error", extra={"request_id": request_id})
-        error = ServiceError("an unexpected error occurred; it has been logged")
-        error.code = "internal_error"  # type: ignore[misc]
-        error.status = 500  # type: ignore[misc]
-        response = problem(request, error)
+        response = problem(request, InternalError("an unexpected error occurred; it has been logged"))
     elapsed = time.perf_counter() - started
     response.headers["X-Request-ID"] = request_id
     resource = request.match_info.route.resource  # None for a 404 or 405 (a resource's truth is its length)
@@ -123,7 +124,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(request, _from_http(exc))
+        response = problem(request, _from_http(exc))
+        if "Allow" in exc.headers:  # a 405 names the methods the resource has (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except RuntimeError as exc:
         if "unable to perform operation on" not in str(exc):  # a Redis connection reset under uvloop
             raise

@@ -8,12 +8,13 @@ from typing import Final
 from aiohttp import web
 
 from service.api.auth import require_role
-from service.api.common import int_query, json_response, read_json
+from service.api.common import MAX_BODY_BYTES, int_query, json_response, read_json
 from service.api.docs import Param, operation
 from service.appkeys import METRICS, MODERATION
 from service.errors import NotFound, ValidationFailed
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE, COMMENT_ID_PATTERN, COMMENT_ID_RE
 from service.moderation import (
+    BULK_MAX,
     QUEUE_CURSOR_PATTERN,
     ArticleState,
     BulkRequest,
@@ -29,28 +30,38 @@ from service.moderation import (
 )
 from service.tokens import Role
 
-COMMENT: Final = Param("comment_id", "path", {"type": "string", "pattern": COMMENT_ID_PATTERN}, True)
-ARTICLE: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True)
+COMMENT: Final = Param("comment_id", "path", {"type": "string", "pattern": COMMENT_ID_PATTERN}, True,
+                       description="The comment's id.")
+ARTICLE: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
+                       description="The article's id, as the newspaper names it.")
 AUTH_ERRORS: Final = (400, 401, 403, 429, 503)
+#: A bulk decision may name `BULK_MAX` ids, so its body may be larger than others': room for that many ids of
+#: the longest form (26 characters, quotes and a comma, and a pretty-printer's newline and indent: 40 bytes
+#: each) on top of the usual limit for the rest (action, a reason of up to 500 characters). 56,384 bytes.
+BULK_BODY_MAX_BYTES: Final = MAX_BODY_BYTES + BULK_MAX * 40
 
 
 def _comment_id(request: web.Request) -> str:
     comment_id = request.match_info["comment_id"]
-    if not COMMENT_ID_RE.match(comment_id):
+    if not COMMENT_ID_RE.fullmatch(comment_id):
         raise NotFound("no such comment")
     return comment_id
 
 
 @operation(summary="Pending comments, oldest first", tag="moderation", role="moderator",
            responses={200: QueuePage},
-           params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN}),
-                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200}),
-                   Param("cursor", "query", {"type": "string", "pattern": QUEUE_CURSOR_PATTERN})),
+           params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN},
+                         description="Only comments of this article; the whole queue when absent."),
+                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                         description="The most comments to return."),
+                   Param("cursor", "query", {"type": "string", "pattern": QUEUE_CURSOR_PATTERN},
+                         description="The `next_cursor` of the previous page; the oldest pending comment first "
+                                     "when absent.")),
            errors=(*AUTH_ERRORS, 422))
 async def queue(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)
     article_id = request.query.get("article_id")
-    if article_id is not None and not ARTICLE_ID_RE.match(article_id):
+    if article_id is not None and not ARTICLE_ID_RE.fullmatch(article_id):
         raise ValidationFailed("article_id has the wrong format")
     page = await request.app[MODERATION].queue(article_id, int_query(request, "limit", 50, 1, 200),
                                                request.query.get("cursor"))
@@ -87,8 +98,8 @@ def _seconds_waiting(record: ModeratorComment) -> float:
            request=BulkRequest, responses={200: BulkResult}, errors=(*AUTH_ERRORS, 413, 415, 422))
 async def bulk(request: web.Request) -> web.Response:
     who = await require_role(request, Role.MODERATOR)
-    body = await read_json(request, BulkRequest)
-    if body.ids is not None and not all(COMMENT_ID_RE.match(i) for i in body.ids):
+    body = await read_json(request, BulkRequest, max_bytes=BULK_BODY_MAX_BYTES)
+    if body.ids is not None and not all(COMMENT_ID_RE.fullmatch(i) for i in body.ids):
         raise ValidationFailed("an id has the wrong format")
     result = await request.app[MODERATION].bulk(who, body)
     request.app[METRICS].decisions.labels(body.action).inc(sum(o.status == 200 for o in result.outcomes))
@@ -127,7 +138,7 @@ async def stats(request: web.Request) -> web.Response:
 async def _set_open(request: web.Request, is_open: bool) -> web.Response:
     await require_role(request, Role.MODERATOR)
     article_id = request.match_info["article_id"]
-    if not ARTICLE_ID_RE.match(article_id):
+    if not ARTICLE_ID_RE.fullmatch(article_id):
         raise NotFound("no such article")
     return json_response(await request.app[MODERATION].set_open(article_id, is_open))
 

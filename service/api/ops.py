@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -17,7 +17,8 @@ from service.errors import Unavailable
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`ok` from /healthz (the process answers), `ready` from /readyz (Redis is "
+                                    "reachable and configured safely).")
 
 
 async def redis_problems(app: web.Application) -> list[str]:
@@ -56,7 +57,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     problems = await redis_problems(request.app)
     if problems:
-        raise Unavailable("; ".join(problems), retry_after=5)
+        raise Unavailable("Redis is not safe for comments: {problems}", params={"problems": "; ".join(problems)},
+                          retry_after=5)
     return json_response(Health(status="ready"), headers={"Cache-Control": "no-store"})
 
 

@@ -37,13 +37,15 @@ from service.models import (
 from service.submissions import Client, read_receipt
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
-ARTICLE_PARAM: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True)
+ARTICLE_PARAM: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
+                             description="The article's id, as the newspaper names it (the widget's "
+                                         "data-article-id).")
 COUNTS_MAX: Final = 100
 
 
 def _article_id(request: web.Request) -> str:
     article_id = request.match_info["article_id"]
-    if not ARTICLE_ID_RE.match(article_id):
+    if not ARTICLE_ID_RE.fullmatch(article_id):
         raise NotFound("no such article")
     return article_id
 
@@ -57,7 +59,8 @@ async def issue_captcha(request: web.Request) -> web.Response:
         expires_in=issued.expires_in), status=201, headers=NO_STORE)
 
 
-CAPTCHA_PARAM: Final = Param("captcha_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, True)
+CAPTCHA_PARAM: Final = Param("captcha_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, True,
+                             description="The `id` from `POST /v1/captchas`.")
 
 
 @operation(summary="The captcha as a picture", tag="captcha", responses={200: "bytes"}, media={200: "image/png"},
@@ -69,7 +72,9 @@ async def captcha_image(request: web.Request) -> web.Response:
 
 @operation(summary="The captcha spoken (Vietnamese by default, ?lang=en for English)", tag="captcha",
            responses={200: "bytes"}, media={200: "audio/wav"},
-           params=(CAPTCHA_PARAM, Param("lang", "query", {"type": "string", "enum": ["vi", "en"]})),
+           params=(CAPTCHA_PARAM, Param("lang", "query", {"type": "string", "enum": ["vi", "en"]},
+                                        description="The language the characters are spoken in; vi when "
+                                                    "absent.")),
            errors=(404, 422, 503))
 async def captcha_audio(request: web.Request) -> web.Response:
     lang = request.query.get("lang", "vi")
@@ -81,7 +86,11 @@ async def captcha_audio(request: web.Request) -> web.Response:
 
 @operation(summary="Submit a comment for moderation", tag="comments", request=CommentSubmission,
            responses={202: SubmissionAccepted},
-           params=(ARTICLE_PARAM, Param("Idempotency-Key", "header", {"type": "string", "maxLength": 200})),
+           params=(ARTICLE_PARAM, Param("Idempotency-Key", "header", {"type": "string", "maxLength": 200},
+                                         description="A key the client makes up per comment (1-200 printable "
+                                                     "ASCII characters): resending with the same key, after a "
+                                                     "timeout or a 503, stores the comment once and answers as "
+                                                     "the first time.")),
            errors=(400, 404, 409, 413, 415, 422, 429, 503))
 async def submit_comment(request: web.Request) -> web.Response:
     article_id = _article_id(request)
@@ -112,9 +121,12 @@ async def submit_comment(request: web.Request) -> web.Response:
 
 @operation(summary="Approved comments of an article", tag="comments", responses={200: CommentList, 304: None},
            params=(ARTICLE_PARAM,
-                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}),
-                   Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,18}$"}),
-                   Param("order", "query", {"type": "string", "enum": ["oldest", "newest"]})),
+                   Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+                         description="The most comments on a page."),
+                   Param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                         description="The `next_cursor` of the previous page; the first page when absent."),
+                   Param("order", "query", {"type": "string", "enum": ["oldest", "newest"], "default": "oldest"},
+                         description="oldest (in order of approval) or newest first.")),
            errors=(404, 422, 503))
 async def list_comments(request: web.Request) -> web.StreamResponse:
     article_id = _article_id(request)
@@ -132,13 +144,14 @@ async def list_comments(request: web.Request) -> web.StreamResponse:
 
 @operation(summary="Approved comment counts for up to 100 articles", tag="comments", responses={200: Counts},
            params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
+                         description="An article to count; repeat the parameter for up to 100 articles.",
                          many=True),), errors=(422, 503))
 async def counts(request: web.Request) -> web.Response:
     given = request.query.getall("article_id", [])
     article_ids = list(dict.fromkeys(given))
     if not given or len(given) > COUNTS_MAX:
-        raise ValidationFailed(f"give 1 to {COUNTS_MAX} article_id parameters")
-    if not all(ARTICLE_ID_RE.match(a) for a in article_ids):
+        raise ValidationFailed("give 1 to {max} article_id parameters", params={"max": COUNTS_MAX})
+    if not all(ARTICLE_ID_RE.fullmatch(a) for a in article_ids):
         raise ValidationFailed("an article_id has the wrong format")
     result = await request.app[PUBLICATION].counts(article_ids)
     return json_response(Counts(counts=result), headers={"Cache-Control": "public, max-age=5"})
@@ -146,12 +159,13 @@ async def counts(request: web.Request) -> web.Response:
 
 @operation(summary="What became of my comment (Authorization: Receipt <receipt>)", tag="comments",
            responses={200: CommentStatus},
-           params=(Param("comment_id", "path", {"type": "string", "pattern": COMMENT_ID_PATTERN}, True),),
+           params=(Param("comment_id", "path", {"type": "string", "pattern": COMMENT_ID_PATTERN}, True,
+                         description="The `id` the submission answered; the receipt must be for it."),),
            errors=(401, 404, 503))
 async def comment_status(request: web.Request) -> web.Response:
     scheme, _, receipt = request.headers.get("Authorization", "").partition(" ")
     comment_id = request.match_info["comment_id"]
-    if scheme.lower() != "receipt" or not COMMENT_ID_RE.match(comment_id):
+    if scheme.lower() != "receipt" or not COMMENT_ID_RE.fullmatch(comment_id):
         raise Unauthenticated("send the receipt as 'Authorization: Receipt <receipt>'")
     if read_receipt(request.app[SETTINGS].secret, receipt.strip()) != comment_id:
         raise Unauthenticated("this receipt is not for this comment")

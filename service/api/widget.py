@@ -23,13 +23,12 @@ from aiohttp import web
 
 from service import i18n
 from service.api.docs import Param, operation
-from service.models import ARTICLE_ID_PATTERN
+from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSS_VERSION_PLACEHOLDER = "__WIDGET_CSS_VERSION__"
 #: Where widget.js receives its messages (service/i18n.py, as JSON): one source for the widget and the service.
 MESSAGES_PLACEHOLDER = "{/*__WIDGET_MESSAGES__*/}"
-ARTICLE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 SHORT_CACHE = "public, max-age=300"
 IMMUTABLE = "public, max-age=31536000, immutable"
