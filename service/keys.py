@@ -23,6 +23,7 @@ back from the records; the old keys are then left behind, unread.
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
 | cm:{g}:cap:<captcha nonce>           | string | rest of captcha life | captcha: tried once (ids are signed tokens) |
+| cm:{g}:capaudio:<lang>:<nonce>       | string | rest of captcha life | captcha: its audio (WAV), rendered once |
 | cm:{g}:rl:<scope>:<window>:<subject> | string | window               | ratelimit: fixed-window counter |
 | cm:{g}:seen:<body digest>            | string | 1 day                | risk: how often this exact text was sent |
 | cm:{g}:rep:ip:<ip hash> / :email:<h> | string | 90 days              | risk: spam decisions against this sender |
@@ -37,6 +38,7 @@ back from the records; the old keys are then left behind, unread.
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
 | cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
 | cm:{pXX}:ap:<article>                | hash   | none                 | approved id -> public JSON (pre-rendered) |
+| cm:{pXX}:aq:<article>                | zset   | none                 | pending ids -> submitted ms (article filters) |
 | cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events |
 | cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away |
 | cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`) |
@@ -80,6 +82,11 @@ GATE: Final = f"{PREFIX}:{{g}}"
 
 def captcha_used(nonce: str) -> str:
     return f"{GATE}:cap:{nonce}"
+
+
+def captcha_audio(nonce: str, lang: str) -> str:
+    """The captcha's rendered audio (`lang` is "vi" or "en"; the nonce, hex, last)."""
+    return f"{GATE}:capaudio:{lang}:{nonce}"
 
 
 def rate_limit(scope: str, subject: str, window: int) -> str:
@@ -131,7 +138,7 @@ def pending_articles(partition: int) -> str:
 
 #: The kinds of article key: the code that follows the partition's tag, then the article id, last. A new kind
 #: of article key gets its own code here (no `:` in it, and none of the partition's fixed names, e.g. `feed`).
-ARTICLE_KINDS: Final = {"a": "article", "ao": "article_order", "ap": "article_public"}
+ARTICLE_KINDS: Final = {"a": "article", "ao": "article_order", "ap": "article_public", "aq": "article_pending"}
 
 
 def _article_key(kind: str, article_id: str) -> str:
@@ -149,6 +156,11 @@ def article_order(article_id: str) -> str:
 
 def article_public(article_id: str) -> str:
     return _article_key("ap", article_id)
+
+
+def article_pending(article_id: str) -> str:
+    """The article's own queue, so that filtering by article costs the article's pending, not the partition's."""
+    return _article_key("aq", article_id)
 
 
 def feed(partition: int) -> str:
@@ -204,11 +216,16 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
 def submit_keys(comment_id: str, article_id: str) -> list[str]:
     p = partition_of_comment(comment_id)
     return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
-            article_public(article_id)]
+            article_public(article_id), article_pending(article_id)]
 
 
 def claim_keys(partition: int) -> list[str]:
     return [ready(partition), leases(partition), holders(partition), pending(partition), pending_articles(partition)]
+
+
+def claim_article_keys(article_id: str) -> list[str]:
+    """A claim kept to one article: its partition's keys, then the article's pending index."""
+    return [*claim_keys(partition_of_article(article_id)), article_pending(article_id)]
 
 
 def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
@@ -216,5 +233,5 @@ def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
     return [
         comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
         pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
-        feed(p), outbox(p), stats(p, hour),
+        feed(p), outbox(p), stats(p, hour), article_pending(article_id),
     ]

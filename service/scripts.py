@@ -20,9 +20,10 @@ from importlib import resources
 from typing import Any, Final, Literal
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from service.connections import RedisClient
+from service.errors import StorageCorrupt
 
 ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
                      "trim_feed", "webhook_enqueue", "webhook_lease", "webhook_record"]
@@ -30,6 +31,8 @@ NAMES: Final[tuple[ScriptName, ...]] = ("submit", "submit_gate", "submit_store",
                                          "set_open", "trim_feed", "webhook_enqueue", "webhook_lease",
                                          "webhook_record")
 _USES: Final = "--! uses:"
+#: How a script that answers no tagged list says that a key it was given is damaged (lua/lib/check.lua).
+_CORRUPT: Final = "CORRUPT "
 
 Arg = str | bytes | int | float
 
@@ -67,10 +70,15 @@ class Scripts:
 
     async def run(self, name: ScriptName, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         try:
-            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
-        except NoScriptError:
-            await self._redis.script_load(self._source[name])
-            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
+            try:
+                return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
+            except NoScriptError:
+                await self._redis.script_load(self._source[name])
+                return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
+        except ResponseError as exc:  # a script's "CORRUPT <what>": a domain error, like the tagged answers
+            if str(exc).startswith(_CORRUPT):
+                raise corrupt(str(exc).removeprefix(_CORRUPT)) from None
+            raise
 
     def batch(self) -> Batch:
         return Batch(self)
@@ -117,6 +125,8 @@ class Batch:
             if isinstance(result, NoScriptError) and call is not None:
                 results[index] = await self._scripts.run(*call)
         for result in results:
+            if isinstance(result, ResponseError) and str(result).startswith(_CORRUPT):
+                raise corrupt(str(result).removeprefix(_CORRUPT))
             if isinstance(result, Exception):
                 raise result
         return results
@@ -236,6 +246,11 @@ class Coalescer:
             else:
                 batch.script(unit.name, unit.keys, unit.args)
         return await batch.execute()
+
+
+def corrupt(what: bytes | str) -> StorageCorrupt:
+    """A script's answer that a key it reads or writes is damaged (it wrote nothing) as a domain error."""
+    return StorageCorrupt("the stored data is damaged ({what}); nothing was changed", params={"what": as_text(what)})
 
 
 def as_text(value: bytes | str) -> str:

@@ -36,7 +36,7 @@ from service.errors import (
     Unavailable,
 )
 from service.models import COMMENT_ID_RE, CommentSubmission, SubmissionAccepted, iso
-from service.scripts import Arg, ScriptName, Scripts, as_text
+from service.scripts import Arg, ScriptName, Scripts, as_text, corrupt
 from service.settings import Settings
 
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -74,7 +74,7 @@ def make_receipt(secret: bytes, comment_id: str) -> str:
 def read_receipt(secret: bytes, receipt: str) -> str | None:
     """The comment id a receipt was issued for, or None if it is not one of ours."""
     comment_id, _, _ = receipt.partition(".")
-    if not COMMENT_ID_RE.match(comment_id):
+    if not COMMENT_ID_RE.fullmatch(comment_id):
         return None
     return comment_id if hmac.compare_digest(make_receipt(secret, comment_id), receipt) else None
 
@@ -245,4 +245,6 @@ class Submissions:
             raise CommentsClosed("comments are closed for this article")
         if status == "bad_parent":
             raise InvalidParent("the comment replied to is not an approved comment of this article")
+        if status == "corrupt":  # a damaged key: the scripts checked before writing, so nothing was stored
+            raise corrupt(result[1])
         raise RuntimeError(f"the submit script answered {status!r}")

@@ -1,15 +1,32 @@
+--! uses: check
 -- Lease up to N pending comments to a moderator: the oldest claimable ones over all the partitions given.
 -- Leases that ran out first go back to the queue, so a moderator who vanished loses nothing.
 -- One partition's keys on a Redis Cluster; on one server, every partition's at once, so a claim is one step.
 --
--- KEYS: five per partition: ready zset, leases zset, holders hash, pending zset, pending->article hash
+-- KEYS: five per partition: ready zset, leases zset, holders hash, pending zset, pending->article hash;
+-- kept to one article: its partition's five, then KEYS[6] the article's pending zset
 -- ARGV[1] now ms   ARGV[2] lease expiry ms   ARGV[3] moderator   ARGV[4] limit
--- ARGV[5] article id to keep to, or "" (with one partition only)   ARGV[6] how many queued ids to look at when
--- filtering
--- Returns the leased ids, oldest first (by submission time; a tie goes to the partition given first).
+-- ARGV[5] "article" to keep to the article of KEYS[6], or ""
+-- Returns the leased ids, oldest first (by submission time; a tie goes to the partition given first); an error
+-- reply "CORRUPT wrong_type:<key>" when a key it reads or writes has the wrong type (checked before the first
+-- write, so nothing is written then).
 local now, expiry, moderator, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local partitions = #KEYS / 5
+local partitions = math.floor(#KEYS / 5)
 local function key(partition, n) return KEYS[5 * (partition - 1) + n] end
+
+local checks = {}
+local function expect(k, kind, name)
+  for _, item in ipairs({k, kind, name}) do checks[#checks + 1] = item end
+end
+for p = 1, partitions do
+  expect(key(p, 1), 'zset', 'ready')
+  expect(key(p, 2), 'zset', 'leases')
+  expect(key(p, 3), 'hash', 'holders')
+  expect(key(p, 4), 'zset', 'pending')
+end
+if KEYS[5 * partitions + 1] then expect(KEYS[5 * partitions + 1], 'zset', 'article_pending') end
+local damage = misfit(checks)
+if damage then return redis.error_reply('CORRUPT ' .. damage) end
 
 for p = 1, partitions do
   local ready, leases, holders, pending = key(p, 1), key(p, 2), key(p, 3), key(p, 4)
@@ -30,19 +47,17 @@ local function lease(p, id)
 end
 
 if ARGV[5] ~= '' then
-  local scan = tonumber(ARGV[6])
+  -- The article's own queue, oldest first: claimable are those still in `ready` (not leased). The cost grows
+  -- with the article's pending comments, whatever the size of the partition's queue. Leasing leaves an id in the
+  -- article's queue (it is still pending), so the offset moves past every id read.
   local offset = 0
-  while #leased < limit and offset < scan do
-    local ids = redis.call('ZRANGE', key(1, 1), offset, offset + 99)
+  while #leased < limit do
+    local ids = redis.call('ZRANGE', KEYS[6], offset, offset + 99)
     if #ids == 0 then break end
-    local chosen = {}
+    offset = offset + #ids
     for _, id in ipairs(ids) do
-      if #leased + #chosen < limit and redis.call('HGET', key(1, 5), id) == ARGV[5] then
-        chosen[#chosen + 1] = id
-      end
+      if #leased < limit and redis.call('ZSCORE', key(1, 1), id) then lease(1, id) end
     end
-    offset = offset + #ids - #chosen
-    for _, id in ipairs(chosen) do lease(1, id) end
   end
   return leased
 end

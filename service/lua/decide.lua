@@ -1,3 +1,4 @@
+--! uses: check
 -- Change a comment's state: approve, reject, spam (from pending) or retract (from approved).
 -- The state, the history entry, the public list, the approvals feed and the webhook outbox all change in
 -- this one atomic step. The only place a comment changes state; allowed transitions:
@@ -5,42 +6,80 @@
 --
 -- One call decides one or more comments, in order, each as its own step with its own answer: decisions that
 -- arrive together share one call (`moderation._Coalescer`), since each call costs more than a decision here.
--- KEYS and ARGV hold 13 keys and 10 arguments per decision; for each one:
+-- KEYS and ARGV hold 14 keys and 10 arguments per decision; for each one:
 -- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset
 -- K[5] leases zset    K[6] holders hash   K[7] pending->article hash
 -- K[8] article hash   K[9] article order zset   K[10] article public hash
 -- K[11] feed stream   K[12] outbox stream        K[13] stats hash for this hour
+-- K[14] article pending zset
 -- A[1] id   A[2] action   A[3] moderator   A[4] reason   A[5] expected version or ""
 -- A[6] now ms   A[7] now ISO-8601   A[8] decision id (a retried call is recognised by it)
 -- A[9] outbox max length   A[10] stats TTL seconds
 -- Returns one answer per decision: {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a
 -- retry of the same decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} |
--- {"leased", holder} | {"error", message} (Redis refused a command of it, e.g. out of memory)
+-- {"leased", holder} | {"corrupt", what} (a key of the wrong type, a damaged record: lib/check.lua) |
+-- {"error", message} (Redis refused a command of it, e.g. out of memory)
+--
+-- Check, then write: each decision reads and checks everything that can fail (the record's fields and JSON, the
+-- type of every key it writes, the article's counters) before its first write, so a failure changes nothing.
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted'}
+
+-- What is wrong with the keys a decision will write, or nil.
+local function damaged(K, action, target)
+  local checks = {K[2], 'list', 'history', K[12], 'stream', 'outbox', K[13], 'hash', 'stats'}
+  local more = {}
+  if action ~= 'retract' then
+    more = {K[3], 'zset', 'pending', K[4], 'zset', 'ready', K[5], 'zset', 'leases', K[6], 'hash', 'holders',
+      K[7], 'hash', 'articles', K[14], 'zset', 'article_pending'}
+  end
+  local published = target == 'approved' or target == 'retracted'
+  if published then
+    for _, c in ipairs({K[8], 'hash', 'article', K[9], 'zset', 'article_order', K[10], 'hash', 'article_public',
+      K[11], 'stream', 'feed'}) do more[#more + 1] = c end
+  end
+  for _, c in ipairs(more) do checks[#checks + 1] = c end
+  local damage = misfit(checks)
+  if damage or not published then return damage end
+  local counters = redis.call('HMGET', K[8], 'seq', 'count', 'ver')
+  for i, name in ipairs({'seq', 'count', 'ver'}) do
+    if not countable(counters[i]) then return 'not_integer:article.' .. name end
+  end
+  return nil
+end
 
 local function decide(K, A)
   local id, action, moderator, now = A[1], A[2], A[3], A[6]
+  local target = targets[action]
+  if not target then return {'error', 'unknown action'} end
+  local bad = misfit({K[1], 'hash', 'comment'})
+  if bad then return {'corrupt', bad} end
   -- One read of what the step needs (each redis.call costs more than the command itself, here).
-  local row = redis.call('HMGET', K[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db')
+  local row = redis.call('HMGET', K[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db', 'pub')
   local state, article = row[1], row[4]
   if not state then return {'missing'} end
   if row[2] == A[8] then return {'ok', article, row[5], state, row[3], row[6], row[7], row[8]} end
   local version = tonumber(row[3])
+  if not version or not article then return {'corrupt', 'damaged:comment'} end
   if A[5] ~= '' and tonumber(A[5]) ~= version then return {'stale', tostring(version)} end
 
-  local target = targets[action]
   local public
-  if target == 'approved' then
+  if target == 'approved' and state == 'pending' then
     -- Made before anything is written, so a record that cannot be read changes nothing.
     -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
-    local d = cjson.decode(row[6])
+    local read, d = pcall(cjson.decode, row[6] or '')
+    if not read or type(d) ~= 'table' then return {'corrupt', 'bad_json:comment'} end
     public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
       created_at = d.created_at, approved_at = A[7], avatar = d.avatar})
   end
   if action == 'retract' then
     if state ~= 'approved' then return {'not_approved', state} end
+    if not row[9] then return {'corrupt', 'damaged:comment'} end
+    bad = damaged(K, action, target)
+    if bad then return {'corrupt', bad} end
   else
     if state ~= 'pending' then return {'decided', state} end
+    bad = damaged(K, action, target)
+    if bad then return {'corrupt', bad} end
     local holder = redis.call('HGET', K[6], id)
     if holder and holder ~= moderator then
       local expiry = redis.call('ZSCORE', K[5], id)
@@ -51,6 +90,7 @@ local function decide(K, A)
     redis.call('ZREM', K[5], id)
     redis.call('HDEL', K[6], id)
     redis.call('HDEL', K[7], id)
+    redis.call('ZREM', K[14], id)
   end
 
   version = version + 1
@@ -79,16 +119,16 @@ local function decide(K, A)
     redis.call('HINCRBY', K[8], 'count', -1)
     redis.call('HINCRBY', K[8], 'ver', 1)
     redis.call('XADD', K[11], '*', 'type', 'comment.retracted', 'id', id, 'article', article,
-      'comment', redis.call('HGET', K[1], 'pub'))
+      'comment', row[9])
   end
   redis.call('HSET', K[1], unpack(changed))
   return {'ok', article, row[5], target, tostring(version), row[6], now, moderator}
 end
 
 local answers = {}
-for i = 0, #KEYS / 13 - 1 do
+for i = 0, #KEYS / 14 - 1 do
   local K, A = {}, {}
-  for j = 1, 13 do K[j] = KEYS[13 * i + j] end
+  for j = 1, 14 do K[j] = KEYS[14 * i + j] end
   for j = 1, 10 do A[j] = ARGV[10 * i + j] end
   -- A decision that fails (a refused write, a damaged record) is that decision's answer; the others go on, as
   -- they would have in calls of their own.

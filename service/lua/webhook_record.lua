@@ -1,3 +1,4 @@
+--! uses: check
 -- Record the outcome of one attempt, unless another attempt has superseded it.
 --
 -- KEYS[1] delivery hash   KEYS[2] due zset   KEYS[3] recent zset
@@ -5,7 +6,10 @@
 -- ARGV[4] next attempt ms   ARGV[5] HTTP status or ""   ARGV[6] error or ""   ARGV[7] now ms
 -- ARGV[8] done TTL s   ARGV[9] recent keep
 -- Returns 1 if recorded, 0 if the attempt is no longer current (dropped, or leased again after its lease
--- expired).
+-- expired). An error reply "CORRUPT wrong_type:<key>" when a key has the wrong type (checked first: nothing is
+-- written then).
+local damage = misfit({KEYS[1], 'hash', 'delivery', KEYS[2], 'zset', 'due', KEYS[3], 'zset', 'recent'})
+if damage then return redis.error_reply('CORRUPT ' .. damage) end
 if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'delivered' or state == 'failed' then return 0 end

@@ -13,7 +13,18 @@
 --   {'idem_reused'}          the Idempotency-Key came with another request
 --   {'captcha_used'}         the captcha was tried before
 --   {'rate_limited', ms}     a limit is reached; ms until its window ends
+--   {'corrupt', what}        a key of the wrong type, or a counter that is not a number (lib/check.lua)
+-- Check, then write: every key is looked at (its type; a counter's value) before the first write.
 local function gate(K, A, comment)
+  local damage = misfit({K[1], 'string', 'idempotency', K[2], 'string', 'captcha_marker'})
+  if damage then return {'corrupt', damage} end
+  local counters = {}
+  for i = 3, #K do
+    local value, wrong = read_counter(K[i], i == 3 and 'seen' or i == 4 and 'reputation.ip'
+      or i == 5 and 'reputation.email' or 'rate_limit')
+    if wrong then return {'corrupt', wrong} end
+    counters[i] = value
+  end
   if A[1] ~= '' and not redis.call('SET', K[1], A[1], 'NX', 'EX', A[2]) then
     local prior = redis.call('GET', K[1])
     if prior and prior ~= A[1] then return {'idem_reused'} end
@@ -39,7 +50,7 @@ local function gate(K, A, comment)
   local seen = redis.call('INCR', K[3])
   if seen == 1 then redis.call('PEXPIRE', K[3], A[4]) end
   if seen > 1 then risks[#risks + 1] = 'repeated_text' end
-  if tonumber(redis.call('GET', K[4]) or '0') > 0 then risks[#risks + 1] = 'ip_reputation' end
-  if tonumber(redis.call('GET', K[5]) or '0') > 0 then risks[#risks + 1] = 'email_reputation' end
+  if tonumber(counters[4] or '0') > 0 then risks[#risks + 1] = 'ip_reputation' end
+  if tonumber(counters[5] or '0') > 0 then risks[#risks + 1] = 'email_reputation' end
   return false, risks
 end

@@ -4,13 +4,29 @@
 -- K[1] comment hash        K[2] pending zset     K[3] ready zset
 -- K[4] pending->article    K[5] article hash     K[6] outbox stream
 -- K[7] article public hash (approved comments, to check a reply's parent)
+-- K[8] article pending zset (the article's own queue, for filters and claims kept to the article)
 -- A[1] comment id   A[2] article id   A[3] submitted ms   A[4] record JSON, ending with its "risk" list (the
 -- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint
 -- A[7] outbox max length
 -- risks: the gate's signals, added to the record's "risk" list.
--- Returns {"ok"} | {"exists", fingerprint} | {"closed"} | {"bad_parent"}
-local function store(K, A, risks)
+-- Returns {"ok"} | {"exists", fingerprint} | {"closed"} | {"bad_parent"} | {"corrupt", what} (lib/check.lua)
+--
+-- Check, then write: `store_damage` looks at the type of every key the store reads or writes before anything is
+-- written (on one server, before the gate writes too: submit.lua), so a damaged key changes nothing.
+
+-- What is wrong with the store's keys, or nil.
+local function store_damage(K)
+  return misfit({K[1], 'hash', 'comment', K[2], 'zset', 'pending', K[3], 'zset', 'ready', K[4], 'hash', 'articles',
+    K[5], 'hash', 'article', K[6], 'stream', 'outbox', K[7], 'hash', 'article_public', K[8], 'zset', 'article_pending'})
+end
+
+-- checked: true when the caller has already run `store_damage` on these keys.
+local function store(K, A, risks, checked)
   local id = A[1]
+  if not checked then
+    local damage = store_damage(K)
+    if damage then return {'corrupt', damage} end
+  end
   if redis.call('EXISTS', K[1]) == 1 then
     return {'exists', redis.call('HGET', K[1], 'f') or ''}
   end
@@ -31,6 +47,7 @@ local function store(K, A, risks)
   redis.call('ZADD', K[2], A[3], id)
   redis.call('ZADD', K[3], A[3], id)
   redis.call('HSET', K[4], id, A[2])
+  redis.call('ZADD', K[8], A[3], id)
   redis.call('XADD', K[6], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
     'article', A[2], 'at', A[3])
   return {'ok'}
