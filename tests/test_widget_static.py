@@ -6,12 +6,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from service import i18n
 from service.api.widget import (
@@ -24,6 +25,7 @@ from service.api.widget import (
     render_demo_page,
     setup_routes,
 )
+from service.settings import Settings
 
 GZIP_BUDGET = 12 * 1024
 
@@ -287,3 +289,49 @@ async def test_favicon_is_served_and_linked(client: Client) -> None:
     assert (await resp.read())[:4] == b"\x00\x00\x01\x00", "an ICO file"
     page = await (await client.get("/demo/articles/a1")).text()
     assert '<link rel="icon" href="/favicon.ico"' in page
+
+
+# --- the README: what a newcomer needs to put the widget on a site, and that its commands and routes exist ---
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+
+
+def test_readme_says_how_to_put_the_widget_on_a_site() -> None:
+    for needed in ("## The widget on a page", "## On your site", "COMMENTS_ALLOWED_ORIGINS=", "Không tải được",
+                   "COMMENTS_TRUSTED_PROXIES=", "X-Forwarded-For $proxy_add_x_forwarded_for", "listen 443 ssl",
+                   "--role feed", "next_cursor", "--role moderator", "/v1/moderation/queue"):
+        assert needed in README, needed
+    # the embed snippet is the one the demo page uses
+    template = (STATIC_DIR / "demo.html").read_text("utf-8")
+    assert '<div data-comments-article="{{ARTICLE_ID}}" data-lang="{{LANG}}"></div>' in template
+    assert re.search(r'<div data-comments-article="[\w.:-]+" data-lang="vi"></div>\n<script src="https://[\w.]+'
+                     r'/widget\.js" async></script>', README)
+
+
+def test_readme_commands_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    from service import cli
+
+    commands = re.findall(r"^\.venv/bin/comments-service (.+?)(?:\s+#.*)?$", README, re.MULTILINE)
+    assert len(commands) >= 3
+    for command in commands:
+        # argparse checks each argument as it reads it, and --help then stops before anything runs
+        with pytest.raises(SystemExit) as stopped:
+            cli.main([*shlex.split(command), "--help"])
+        assert stopped.value.code == 0, (command, capsys.readouterr().err)
+    for target in re.findall(r"`make (\w+)`", README):
+        assert re.search(rf"^{target}:", (STATIC_DIR.parent.parent / "Makefile").read_text(), re.MULTILINE), target
+
+
+async def test_readme_routes_exist(settings: Settings) -> None:
+    from service.app import create_app
+
+    app = create_app(settings)
+    app.router.freeze()
+    routes = re.findall(r"\b(GET|POST|DELETE) (/[\w/{}.-]+)", README)
+    routes += [("GET" if "-X POST" not in line else "POST", path) for line, path in
+               re.findall(r"^(curl .*?https://[\w.]+(/[\w/$.{}-]+).*)$", README, re.MULTILINE)]
+    assert len(routes) >= 20
+    for method, path in routes:
+        concrete = re.sub(r"\{\w+\}|\$\w+", "a1", path.rstrip("."))
+        match = await app.router.resolve(make_mocked_request(method, concrete, app=app))
+        assert match.http_exception is None, f"README names {method} {path}, which the service does not serve"
