@@ -722,6 +722,25 @@ async def test_console_names_the_setting_when_the_origin_is_refused(
         await page.goto(f"{origin}/")
     message = (await info.value).text
     assert origin in message and base in message, message
+    assert "does not allow this page's origin" in message, "it tells a refused origin from an unreachable service"
     await page.locator(f"{WIDGET} .cw-info").filter(has_text="Không tải được").wait_for()
     assert sum("COMMENTS_ALLOWED_ORIGINS" in text for text in console) == 1, "said once, not per request"
+    await context.close()
+
+
+async def test_console_names_the_setting_when_the_service_is_unreachable(browser: Browser, base: str) -> None:
+    """Everything but the script itself fails at the network level (the service went away, a firewall)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    async def drop(route: Any) -> None:
+        await route.abort("connectionrefused")
+
+    await page.route(re.compile(re.escape(base) + r"/(v1/|widget\.css)"), drop)
+    async with page.expect_console_message(lambda m: "COMMENTS_ALLOWED_ORIGINS" in m.text) as info:
+        await page.goto(f"{base}/demo/articles/unreachable")
+    message = (await info.value).text
+    assert message.startswith("Comments widget: could not reach the service at " + base), message
+    assert "COMMENTS_ALLOWED_ORIGINS" in message
+    await page.locator(f"{WIDGET} .cw-info").filter(has_text="Không tải được").wait_for()
     await context.close()
