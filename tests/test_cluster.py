@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -25,7 +26,10 @@ from service import keys
 from service.app import create_app
 from service.appkeys import REDIS
 from service.connections import create_redis
+from service.models import iso
+from service.scripts import Arg, Scripts
 from service.settings import Settings
+from service.submissions import OUTBOX_MAXLEN, new_comment_id
 
 pytestmark = pytest.mark.slow
 
@@ -331,3 +335,48 @@ async def test_ready_notices_a_cluster_node_without_aof(api: TestClient[Any, Any
         for port in nodes:
             with Redis(port=port) as node:
                 node.config_set("appendonly", "yes")
+
+
+async def test_article_filters_find_comments_behind_a_long_partition(api: TestClient[Any, Any],
+                                                                    cluster_client: RedisCluster) -> None:
+    """The article's pending index shares its partition's slot: the queue filtered by article, a claim kept to the
+    article and a bulk decision by article find its comments behind 1,000 older ones of other articles in the
+    partition, with no CROSSSLOT."""
+    article = articles_in_distinct_partitions(9)[8]
+    partition = keys.partition_of_article(article)
+    others = [a for a in (f"khac-{n}" for n in range(2000)) if keys.partition_of_article(a) == partition][:20]
+    scripts = Scripts(cluster_client)
+    old = int(time.time() * 1000) - 3_600_000
+    batch = scripts.batch()
+    for n in range(1000):
+        other, ms = others[n % len(others)], old + n
+        comment_id = new_comment_id(other, ms)
+        record = orjson.dumps({"name": "Lan", "email": "lan@example.com", "title": "T", "body": f"cũ {n}",
+                               "parent_id": None, "ip_hash": "ip", "email_hash": "e", "avatar": "a",
+                               "created_at": iso(ms), "risk": []})
+        args: list[Arg] = [comment_id, other, ms, record, "", "f", OUTBOX_MAXLEN, ""]
+        batch.script("submit_store", keys.submit_keys(comment_id, other), args)
+    assert {tuple(answer) for answer in await batch.execute()} == {(b"ok",)}
+    ours = [(await submit(api, article, f"Bình luận {n}"))["id"] for n in range(3)]
+
+    listed: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"article_id": article, "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await (await api.get("/v1/moderation/queue", params=params, headers=ADMIN)).json()
+        listed += [c["id"] for c in page["comments"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert listed == ours
+
+    claim = await api.post("/v1/moderation/claims", json={"article_id": article, "limit": 10}, headers=ADMIN)
+    assert claim.status == 200
+    assert [c["id"] for c in (await claim.json())["comments"]] == ours
+    bulk = await api.post("/v1/moderation/decisions", json={"action": "approve", "filter": {"article_id": article}},
+                          headers=ADMIN)
+    assert bulk.status == 200
+    result = await bulk.json()
+    assert [(o["id"], o["state"]) for o in result["outcomes"]] == [(i, "approved") for i in ours]
+    assert result["complete"] is True
+    assert await cluster_client.zcard(keys.pending(partition)) == 1000
