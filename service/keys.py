@@ -18,7 +18,9 @@ that take no client text (`pending`, `feed`, `stats:<hour>`...) share no prefix 
 Data from before this scheme (`a:<article>:order` and `a:<article>:public`; the article hash `a:<article>` kept
 its name) is not moved: such a key cannot be told, by its name, from the hash of an article called `X:order`.
 `comments-service doctor --repair` puts approved records missing from their article's order set and public hash
-back from the records; the old keys are then left behind, unread.
+back from the records; the old keys are then left behind, unread. The article's pending index (`aq:`) is newer
+than the queue it indexes: on data from before it, filters and claims kept to an article miss the comments
+queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`).
 
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
@@ -34,7 +36,7 @@ back from the records; the old keys are then left behind, unread.
 | cm:{pXX}:ready                       | zset   | none                 | claimable ids -> submitted ms |
 | cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms |
 | cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator |
-| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters) |
+| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters read `aq:`) |
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
 | cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
 | cm:{pXX}:ap:<article>                | hash   | none                 | approved id -> public JSON (pre-rendered) |
