@@ -219,6 +219,11 @@ DETAILS: Final[dict[str, str]] = {
         "Bình luận chưa được chép sang máy chủ dự phòng; hãy gửi lại với cùng Idempotency-Key",
     "a different request holds this id": "Một yêu cầu khác đang giữ mã này",
     "at most {max} webhooks": "Tối đa {max} webhook",
+    "too many captchas for this address": "Địa chỉ mạng này đã xin quá nhiều mã xác nhận",
+    "too many captchas are being drawn or spoken right now; try again in a moment":
+        "Đang có quá nhiều mã xác nhận chờ được vẽ hoặc đọc; hãy thử lại sau giây lát",
+    "audio captchas cannot be spoken right now; use the picture":
+        "Hiện không đọc được mã xác nhận bằng giọng nói; hãy dùng hình ảnh",
     "the stored data is damaged ({what}); nothing was changed":
         "Dữ liệu đã lưu bị hỏng ({what}); chưa có gì bị thay đổi",
 }
