@@ -1,4 +1,5 @@
-"""The `comments-service` command: `run` serves the API; `token` manages access tokens.
+"""The `comments-service` command: `run` serves the API; `token` manages access tokens; `doctor` checks
+(and with `--repair` mends) the stored data.
 
 Only this module reads the environment (through `Settings()`).
 """
@@ -126,6 +127,19 @@ async def _tokens(settings: Settings, args: argparse.Namespace, url: str) -> int
     return 0
 
 
+async def _doctor(url: str, *, repair: bool) -> int:
+    from service.connections import create_redis
+    from service.doctor import doctor, report
+
+    redis = create_redis(url, timeout=30)
+    try:
+        findings = await doctor(redis, repair=repair)
+    finally:
+        await redis.aclose()
+    print(report(findings))
+    return 1 if findings else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="comments-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("list", help="list tokens (ids, roles, names; never the tokens)")
     revoke = actions.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id")
+    doctor = commands.add_parser("doctor", help="find damaged or inconsistent data (exit 1 if any)")
+    doctor.add_argument("--repair", action="store_true", help="mend what can be mended, report the rest")
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -148,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(settings)
     with _redis_url(settings) as url:
+        if args.command == "doctor":
+            return asyncio.run(_doctor(url, repair=args.repair))
         return asyncio.run(_tokens(settings, args, url))
 
 

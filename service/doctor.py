@@ -1,0 +1,286 @@
+"""`comments-service doctor [--repair]`: finds damaged and inconsistent data, and mends what can be mended.
+
+For every partition (a SCAN with the partition's match, which a Redis Cluster client runs on each master) it
+looks for:
+
+- keys of the wrong type for their kind (`wrong_type`), and keys of no kind `keys` builds (`unknown_key`);
+- pending records missing from the pending or ready queues, from the pending->article hash or from their
+  article's pending index; queue, hash and index entries without a pending record;
+- leases without a holder and holders without a lease;
+- approved records missing from their article's order set or public hash; order entries of comments that are
+  not approved; public entries not in the order set; an article `count` that differs from its order set.
+
+Each finding is one line: a kind code and the key (and comment id), never the text, names or emails of a
+comment. With `repair`, each mendable finding is mended by one command (re-added to a queue, a dangling entry
+dropped, a count recomputed, a public entry rebuilt from the record); a key of the wrong type is never touched
+(it may be the only copy of something: an operator looks at it). Best run while the service is quiet: a
+decision made between the scan and a repair can make that repair stale (a later run then reports it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from service import keys
+from service.connections import RedisClient
+from service.models import COMMENT_ID_RE, iso
+
+#: The type each kind of key must have.
+_FIXED: Final = {"pending": "zset", "ready": "zset", "leases": "zset", "holders": "hash", "articles": "hash",
+                 "feed": "stream", "feed:trimmed": "string", "outbox": "stream"}
+_BY_ID: Final = {"c": "hash", "h": "list"}
+_ARTICLE_TYPES: Final = {"article": "hash", "article_order": "zset", "article_public": "hash",
+                         "article_pending": "zset"}
+_STATS: Final = re.compile(r"stats:[0-9]{1,12}")
+_CHUNK: Final = 1000
+#: The record's fields the public view is made of (as decide.lua makes it).
+_PUBLIC_FIELDS: Final = ("parent_id", "name", "title", "body", "created_at", "avatar")
+
+
+@dataclass
+class Finding:
+    kind: str
+    key: str
+    id: str = ""
+    mended: bool | None = None  #: None when not asked to repair
+
+    def line(self) -> str:
+        where = f"{self.key} {self.id}".strip()
+        state = "" if self.mended is None else " (mended)" if self.mended else " (not mended)"
+        return f"{self.kind} {where}{state}"
+
+
+@dataclass
+class _Partition:
+    number: int
+    types: dict[str, str] = field(default_factory=dict)  #: key -> type, of keys of a known kind
+    wrong: set[str] = field(default_factory=set)  #: keys of the wrong type: reported, then left alone
+    articles: set[str] = field(default_factory=set)
+    #: article pending indexes as read: once an article, not once a comment (an article may have thousands)
+    indexes: dict[str, dict[str, float] | None] = field(default_factory=dict)
+
+
+def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
+    """(expected type, article id or "") for a key of this partition, or None if `keys` builds no such key."""
+    rest = key.removeprefix(f"{keys.PREFIX}:{{p{partition:02x}}}:")
+    if rest in _FIXED:
+        return _FIXED[rest], ""
+    if _STATS.fullmatch(rest):
+        return "hash", ""
+    code, _, value = rest.partition(":")
+    if code in _BY_ID and COMMENT_ID_RE.fullmatch(value) and keys.partition_of_comment(value) == partition:
+        return _BY_ID[code], ""
+    name = keys.ARTICLE_KINDS.get(code)
+    if name in _ARTICLE_TYPES and value and keys.partition_of_article(value) == partition:
+        return _ARTICLE_TYPES[name], value
+    return None
+
+
+async def _each(redis: RedisClient, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Commands sent in pipelines of a thousand (a partition may hold a hundred thousand records)."""
+    out: list[Any] = []
+    for start in range(0, len(commands), _CHUNK):
+        pipe: Any = redis.pipeline(transaction=False)
+        for command in commands[start:start + _CHUNK]:
+            pipe.execute_command(*command)
+        out += await pipe.execute()
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: Any) -> dict[str, float]:
+    if flat and isinstance(flat[0], list | tuple):
+        return {_text(m): float(s) for m, s in flat}
+    return {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat or []), 2)}
+
+
+@dataclass
+class _Queues:
+    """A partition's queues as read (None: the key has the wrong type, so the checks that need it are skipped)."""
+
+    pending: dict[str, float] | None
+    ready: dict[str, float] | None
+    leases: dict[str, float] | None
+    holders: dict[str, str] | None
+    links: dict[str, str] | None  #: the pending->article hash
+
+
+class Doctor:
+    def __init__(self, redis: RedisClient, *, repair: bool) -> None:
+        self._redis = redis
+        self._repair = repair
+        self.findings: list[Finding] = []
+
+    async def examine(self) -> list[Finding]:
+        for partition in range(keys.PARTITIONS):
+            await self._partition(partition)
+        return self.findings
+
+    async def _found(self, kind: str, key: str, comment_id: str = "", *mend: Sequence[Any]) -> None:
+        """Record a finding; with repair, run its mending commands (none: it cannot be mended)."""
+        finding = Finding(kind, key, comment_id)
+        if self._repair:
+            for command in mend:
+                await self._redis.execute_command(*command)
+            finding.mended = bool(mend)
+        self.findings.append(finding)
+
+    async def _partition(self, number: int) -> None:
+        part = _Partition(number)
+        names = [_text(k) async for k in self._redis.scan_iter(match=f"{keys.PREFIX}:{{p{number:02x}}}:*",
+                                                              count=1000)]
+        found_types = await _each(self._redis, [("TYPE", name) for name in names])
+        for name, found in zip(names, found_types, strict=True):
+            kind = _kind_of(number, name)
+            if kind is None:
+                await self._found("unknown_key", name)
+                continue
+            expected, article = kind
+            if _text(found) != expected:
+                await self._found("wrong_type", name)
+                part.wrong.add(name)
+                continue
+            part.types[name] = expected
+            if article:
+                part.articles.add(article)
+        await self._queues(part)
+
+    async def _zset(self, part: _Partition, key: str) -> dict[str, float] | None:
+        """Members and scores; None for a key of the wrong type (the checks that need it are skipped)."""
+        if key in part.wrong:
+            return None
+        return _pairs(await self._redis.execute_command("ZRANGE", key, 0, -1, "WITHSCORES"))
+
+    async def _hash(self, part: _Partition, key: str) -> dict[str, str] | None:
+        if key in part.wrong:
+            return None
+        raw = await self._redis.execute_command("HGETALL", key)
+        if isinstance(raw, dict):
+            return {_text(k): _text(v) for k, v in raw.items()}
+        return {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def _queues(self, part: _Partition) -> None:
+        p = part.number
+        prefix = f"{keys.PREFIX}:{{p{p:02x}}}:c:"
+        ids = [k.removeprefix(prefix) for k in part.types if k.startswith(prefix)]
+        rows = await _each(self._redis, [("HMGET", keys.comment(i), "s", "a", "t", "pub") for i in ids])
+        records = {i: [None if v is None else _text(v) for v in row] for i, row in zip(ids, rows, strict=True)}
+        pending_ids = {i: r for i, r in records.items() if r[0] == "pending" and r[1] and r[2]}
+        approved = {i: r for i, r in records.items() if r[0] == "approved" and r[1]}
+        part.articles |= {r[1] for r in records.values() if r[1] and keys.partition_of_article(r[1]) == p}
+        queues = _Queues(await self._zset(part, keys.pending(p)), await self._zset(part, keys.ready(p)),
+                         await self._zset(part, keys.leases(p)), await self._hash(part, keys.holders(p)),
+                         await self._hash(part, keys.pending_articles(p)))
+        index_of = getattr(keys, "article_pending", None)  # the per-article pending index, where it exists
+        for cid, record in pending_ids.items():
+            await self._pending_record(part, cid, record, queues, index_of)
+        await self._dangling(p, pending_ids, queues)
+        for article in sorted(part.articles):
+            await self._article(part, article, approved, pending_ids, index_of)
+
+    async def _pending_record(self, part: _Partition, cid: str, record: list[str | None], queues: _Queues,
+                              index_of: Any) -> None:
+        """A pending record is in the pending and ready (or leases) queues, the pending->article hash and its
+        article's index."""
+        p, article, submitted = part.number, record[1], record[2]
+        if queues.pending is not None and cid not in queues.pending:
+            await self._found("pending_not_in_queue", keys.pending(p), cid, ("ZADD", keys.pending(p), submitted, cid))
+        if queues.ready is not None and queues.leases is not None and cid not in queues.ready \
+                and cid not in queues.leases:
+            await self._found("pending_not_claimable", keys.ready(p), cid, ("ZADD", keys.ready(p), submitted, cid))
+        if queues.links is not None and queues.links.get(cid) != article:
+            await self._found("pending_article_missing", keys.pending_articles(p), cid,
+                              ("HSET", keys.pending_articles(p), cid, article))
+        if index_of is not None:
+            index = index_of(article)
+            if index not in part.indexes:
+                part.indexes[index] = await self._zset(part, index)
+            members = part.indexes[index]
+            if members is not None and cid not in members:
+                await self._found("pending_not_in_article_index", index, cid, ("ZADD", index, submitted, cid))
+
+    async def _dangling(self, p: int, pending_ids: dict[str, list[str | None]], queues: _Queues) -> None:
+        """Queue entries without a pending record; leases without a holder, holders without a lease."""
+        for key, entries, drop in ((keys.pending(p), queues.pending, "ZREM"), (keys.ready(p), queues.ready, "ZREM"),
+                                   (keys.leases(p), queues.leases, "ZREM"), (keys.holders(p), queues.holders, "HDEL"),
+                                   (keys.pending_articles(p), queues.links, "HDEL")):
+            for cid in sorted(set(entries or ()) - set(pending_ids)):
+                await self._found("queue_entry_without_record", key, cid, (drop, key, cid))
+        if queues.holders is None or queues.leases is None:
+            return
+        for cid in sorted(set(queues.leases) & set(pending_ids) - set(queues.holders)):
+            await self._found("lease_without_holder", keys.leases(p), cid, ("ZREM", keys.leases(p), cid),
+                              ("ZADD", keys.ready(p), pending_ids[cid][2], cid))
+        for cid in sorted(set(queues.holders) & set(pending_ids) - set(queues.leases)):
+            await self._found("holder_without_lease", keys.holders(p), cid, ("HDEL", keys.holders(p), cid))
+
+    async def _article(self, part: _Partition, article: str, approved: dict[str, list[str | None]],
+                       pending_ids: dict[str, list[str | None]], index_of: Any) -> None:
+        order_key, public_key, article_key = (keys.article_order(article), keys.article_public(article),
+                                              keys.article(article))
+        if index_of is not None:
+            index = index_of(article)
+            members = await self._zset(part, index)
+            for cid in sorted(set(members or ()) - {i for i, r in pending_ids.items() if r[1] == article}):
+                await self._found("index_entry_without_record", index, cid, ("ZREM", index, cid))
+        order, public = await self._zset(part, order_key), await self._hash(part, public_key)
+        if order is None or public is None or article_key in part.wrong:
+            return
+        mine = {i: r for i, r in approved.items() if r[1] == article}
+        for cid, record in sorted(mine.items()):
+            if cid not in order:
+                seq = await self._redis.execute_command("HINCRBY", article_key, "seq", 1) if self._repair else 0
+                await self._found("approved_not_in_order", order_key, cid, ("ZADD", order_key, seq, cid))
+                order[cid] = seq
+            if cid not in public:
+                view = record[3] or await self._public_view(cid)
+                await self._found("approved_not_public", public_key, cid, *([("HSET", public_key, cid, view)]
+                                                                             if view else []))
+                if view:
+                    public[cid] = view
+        for cid in sorted(set(order) - set(mine)):
+            await self._found("order_entry_not_approved", order_key, cid, ("ZREM", order_key, cid),
+                              ("HDEL", public_key, cid))
+            public.pop(cid, None)
+        for cid in sorted(set(public) - set(order)):
+            await self._found("public_entry_not_in_order", public_key, cid, ("HDEL", public_key, cid))
+        count = await self._redis.execute_command("HGET", article_key, "count")
+        expected = len(set(order) & set(mine))
+        if (count is not None or expected) and _text(count or b"0") != str(expected):
+            await self._found("count_mismatch", article_key, "", ("HSET", article_key, "count", expected),
+                              ("HINCRBY", article_key, "ver", 1))
+
+    async def _public_view(self, comment_id: str) -> str | None:
+        """The public view of an approved record, made as decide.lua makes it; None if the record is damaged."""
+        raw = await self._redis.execute_command("HMGET", keys.comment(comment_id), "d", "ap")
+        try:
+            data = orjson.loads(raw[0]) if raw[0] else None
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        approved_at = _text(raw[1]) if raw[1] else ""
+        view = {"id": comment_id, **{name: data.get(name) for name in _PUBLIC_FIELDS},
+                "approved_at": iso(int(approved_at)) if approved_at.isascii() and approved_at.isdigit() else None}
+        return orjson.dumps(view).decode()
+
+
+def report(findings: list[Finding]) -> str:
+    lines = [f.line() for f in findings]
+    mended = sum(1 for f in findings if f.mended)
+    unmended = sum(1 for f in findings if f.mended is False)
+    summary = f"{len(findings)} finding(s)" + (f", {mended} mended, {unmended} not mended"
+                                               if any(f.mended is not None for f in findings) else "")
+    return "\n".join([*lines, summary])
+
+
+async def doctor(redis: RedisClient, *, repair: bool) -> list[Finding]:
+    return await Doctor(redis, repair=repair).examine()
