@@ -15,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from service import keys
+from service import keys, text
 from service.errors import CursorExpired, ValidationFailed
 from service.scripts import Scripts
 
@@ -30,8 +30,8 @@ Position = tuple[int, int]
 
 
 def _parse_id(raw: bytes | str) -> Position:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
+    entry_id = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -50,8 +50,13 @@ def decode_cursor(cursor: str) -> list[Position]:
             raise ValueError(cursor)
         positions = []
         for part in parts:
-            ms, seq = part.split("-")
-            positions.append((int(ms, 16), int(seq, 16)))
+            ms_text, seq_text = part.split("-")
+            # Strictly as `_encode_position` writes it: `int(x, 16)` alone also takes "٣", " 7", "0x7" and "1_0".
+            ms = text.ascii_number(ms_text, max_digits=16, base=16)
+            seq = text.ascii_number(seq_text, max_digits=16, base=16)
+            if ms is None or seq is None:
+                raise ValueError(cursor)
+            positions.append((ms, seq))
         return positions
     except ValueError as exc:
         raise ValidationFailed("the cursor is not one this service gave out") from exc

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import orjson
 
-from service import keys
+from service import keys, text
 from service.errors import NotFound, ValidationFailed
 from service.models import CommentStatus, iso
 from service.scripts import Scripts, as_text, scored
@@ -96,9 +96,10 @@ class Publication:
     def _parse_cursor(cursor: str | None) -> int:
         if cursor is None:
             return 0
-        if not cursor.isdigit() or len(cursor) > 18:
+        after = text.ascii_number(cursor, max_digits=18)
+        if after is None:
             raise ValidationFailed("the cursor is not one this service gave out")
-        return int(cursor)
+        return after
 
     async def _render(self, article_id: str, meta: ArticleMeta, order: Order, limit: int, after: int) -> Page:
         order_key = keys.article_order(article_id)

@@ -16,26 +16,84 @@ from typing import Final
 from service import text
 
 _TLDS: Final = ("com", "net", "org", "vn", "info", "xyz", "top", "io")
-_LINK: Final = re.compile(rf"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:{'|'.join(_TLDS)})\b")
 #: What any link must contain; most comments contain none of these, and looking for them is cheaper than the
-#: expression (about 3 us against 16 for a comment of 400 characters).
+#: scan (about 3 us against 16 for a comment of 400 characters).
 _LINK_HINTS: Final = ("http", "www.", *(f".{tld}" for tld in _TLDS))
 
+# What counts as a link is what `findall` of this expression counts:
+#
+#     (?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|...)\b
+#
+# but that expression costs quadratic time: the engine tries `\b[\w-]+` at every word boundary of a run such as
+# "a-a-a-...", runs to the run's end each time and only then finds no ".com" (170 ms for "a-" * 2495 + " .com").
+# `_links` counts the same matches with three expressions that each look at a character a bounded number of
+# times, and a loop that advances over matches, never back (tests/test_risk.py checks both agree, and that the
+# cost grows linearly):
+#: Where the first alternative starts; its end (the `\S+`) is looked for only when it is taken.
+_URL_START: Final = re.compile(r"(?i)\b(?:https?://|www\.)(?=\S)")
+_NON_SPACE: Final = re.compile(r"\S+")
+#: A whole run of [\w-] (never part of one: the look-behind) followed by a domain ending. A run holds no ".", so
+#: the possessive `++` gives nothing back and each run is read once.
+_DOMAIN_RUN: Final = re.compile(rf"(?i)(?<![\w-])[\w-]++(?=\.(?:{'|'.join(_TLDS)})\b)")
+_DOMAIN_END: Final = re.compile(rf"(?i)\.(?:{'|'.join(_TLDS)})\b")
+_BOUNDARY: Final = re.compile(r"\b")
+#: From this many links a comment has "many_links"; counting stops there.
+_MANY_LINKS: Final = 3
 
-def _links(text: str) -> int:
+
+def _links(text: str, enough: int | None = None) -> int:
     # (?i) also matches "ı" and "İ" (which lower() makes "i" + U+0307) to "i"; a hint too many costs only the
-    # expression, a hint missed would hide a link.
+    # scan, a hint missed would hide a link.
     folded = text.lower().replace("ı", "i").replace("\u0307", "")
     if not any(hint in folded for hint in _LINK_HINTS):
         return 0
-    return len(_LINK.findall(text))
+    return _count_links(text, enough)
+
+
+def _count_links(text: str, enough: int | None = None) -> int:
+    r"""The number of non-overlapping links, left to right, as `findall` of the expression above counts them
+    (or `enough`, once that many are found).
+
+    At each step the next match is the leftmost start of either alternative at or after `pos`, the first
+    alternative on a tie. The second alternative starting at p needs a word boundary at p and the run of [\w-]
+    from p to be followed by a domain ending: so within a run it starts at the first boundary at or after
+    `pos`, if any. A search is made again only when `pos` passed its answer, from `pos`: no character is
+    looked at twice by the same search.
+    """
+    count = 0
+    pos = 0
+    url = _URL_START.search(text)
+    runs = _DOMAIN_RUN.finditer(text)
+    run = next(runs, None)
+    domain: int | None = None  # where the second alternative starts in `run` (None: not looked for yet)
+    while (url is not None or run is not None) and count != enough:
+        if url is not None and url.start() < pos:
+            url = _URL_START.search(text, pos)
+            continue
+        if run is not None and (domain is None or domain < pos):
+            boundary = _BOUNDARY.search(text, max(run.start(), pos))
+            if boundary is None or boundary.start() >= run.end():
+                run, domain = next(runs, None), None  # no link can start in this run any more
+                continue
+            domain = boundary.start()
+        if url is not None and (domain is None or url.start() <= domain):
+            rest = _NON_SPACE.match(text, url.end())
+            pos = rest.end() if rest is not None else url.end()
+        else:
+            assert run is not None
+            ending = _DOMAIN_END.match(text, run.end())
+            assert ending is not None  # the look-ahead saw it
+            pos = ending.end()
+            run, domain = next(runs, None), None
+        count += 1
+    return count
 
 
 def signals(*, name: str, title: str, body: str, blocklist: frozenset[str]) -> list[str]:
     found: list[str] = []
-    links = _links(f"{title}\n{body}")
+    links = _links(f"{title}\n{body}", enough=_MANY_LINKS)
     if links:
-        found.append("links" if links < 3 else "many_links")
+        found.append("links" if links < _MANY_LINKS else "many_links")
     if blocklist:
         folded = text.fold(f"{name}\n{title}\n{body}")
         words = set(text.WORDS.findall(folded))

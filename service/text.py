@@ -54,3 +54,19 @@ WORDS: Final = re.compile(r"\w+", re.UNICODE)
 
 def folded_words(text: str) -> list[str]:
     return WORDS.findall(fold(text))
+
+
+#: The digits a number from a client may be written with, by base (hex in lower case, as this service writes it).
+_DIGITS: Final = {10: frozenset("0123456789"), 16: frozenset("0123456789abcdef")}
+
+
+def ascii_number(raw: str, *, max_digits: int, base: int = 10) -> int | None:
+    """`raw` read as a number of 1 to `max_digits` ASCII digits in `base` (10 or 16), else None.
+
+    Numbers in query strings and cursors come only this way: `str.isdigit()` is true for "²" and "①", which
+    `int()` refuses (a 500), and `int()` itself reads "٣" as 3 and accepts " 7", "+7", "1_0" and "0x7" (base
+    16): several spellings of one cursor. The length bound comes first, so `int()` never sees a long string.
+    """
+    if not 0 < len(raw) <= max_digits or not _DIGITS[base].issuperset(raw):
+        return None
+    return int(raw, base)

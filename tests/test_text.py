@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import Final
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linear_time import BOUND, LARGE, SMALL, sized, worst_case_ratio
 
 from service import text
 
@@ -64,3 +69,40 @@ def test_fold_removes_diacritics_and_maps_d_stroke(raw: str, folded: str) -> Non
 
 def test_folded_words_split_on_punctuation() -> None:
     assert text.folded_words("Thật là… đồ-ngốc!") == ["that", "la", "do", "ngoc"]
+
+
+#: Long runs of what each expression looks for, of what it skips, and of their alternation.
+TEXT_ADVERSARIES: Final = [
+    sized("a"), sized("a "), sized("\u0301"), sized("a\u0301"), sized("\u200b"), sized("a\u200b"), sized("ệ"),
+    sized("Đ"), sized("\x01"), sized("\u202e"), sized("\r\n"), sized("_-"), sized("ﬁ"),
+]
+
+
+@pytest.mark.parametrize("function", [
+    text.normalise, text.strip_zero_width, text.fold, text.folded_words, text.normalise_newlines,
+    lambda value: text.has_forbidden_characters(value, allow_newlines=True),
+    lambda value: text.has_forbidden_characters(value, allow_newlines=False),
+], ids=["normalise", "strip_zero_width", "fold", "folded_words", "normalise_newlines", "forbidden_in_text",
+        "forbidden_in_line"])
+def test_every_expression_on_reader_text_costs_linear_time(function: Callable[[str], object]) -> None:
+    small, large, ratio = worst_case_ratio(function, TEXT_ADVERSARIES)
+    print(f"\nworst {small * 1e6:.1f} us at {SMALL}, {large * 1e6:.1f} us at {LARGE}: x{ratio:.1f}")
+    assert ratio <= BOUND
+
+
+@pytest.mark.parametrize(("raw", "base", "expected"), [
+    ("0", 10, 0), ("42", 10, 42), ("000000007", 10, 7), ("ff", 16, 255), ("0", 16, 0),
+    ("", 10, None), ("1234567890", 10, None), ("²", 10, None), ("①", 10, None), ("٣", 10, None), ("３", 10, None),
+    (" 7", 10, None), ("7\n", 10, None), ("+7", 10, None), ("-7", 10, None), ("1_0", 10, None), ("7.0", 10, None),
+    ("FF", 16, None), ("0x7", 16, None), ("٣", 16, None), ("g", 16, None),
+])
+def test_ascii_number_takes_ascii_digits_only(raw: str, base: int, expected: int | None) -> None:
+    assert text.ascii_number(raw, max_digits=9, base=base) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.one_of(st.characters(categories=["Nd", "No", "Nl"]), st.characters()), max_size=12))
+def test_ascii_number_never_raises_and_reads_only_ascii(raw: str) -> None:
+    value = text.ascii_number(raw, max_digits=9)
+    expected = int(raw) if 0 < len(raw) <= 9 and all(c in "0123456789" for c in raw) else None
+    assert value == expected
