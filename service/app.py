@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import captcha_render
+from service import captcha_audio, captcha_render
 from service.api import admin, feed, middleware, moderation, ops, problems, public, webhooks, widget
 from service.appkeys import (
     CAPTCHAS,
@@ -72,6 +72,7 @@ def _init_render_process() -> None:
     with contextlib.suppress(OSError):
         os.nice(10)
     captcha_render.warm_up()
+    captcha_audio.warm_up()
 
 
 async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -90,7 +91,9 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     scripts = app[SCRIPTS]
     captchas = Captchas(app[RENDER_POOL], secret=settings.secret, ttl=settings.captcha_ttl_seconds,
                         min_fill_seconds=settings.min_fill_seconds, test_answer=settings.captcha_test_answer,
-                        pool_size=settings.captcha_pool_size)
+                        pool_size=settings.captcha_pool_size, render_processes=render_processes(settings),
+                        scripts=scripts, metrics=app[METRICS],
+                        issue_limit=settings.rate_limit_captcha if settings.rate_limit_enabled else None)
     app[CAPTCHAS] = captchas
     app[SUBMISSIONS] = Submissions(settings, scripts, captchas)
     app[TOKENS] = Tokens(app[REDIS], settings.admin_token.get_secret_value() if settings.admin_token else None)

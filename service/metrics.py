@@ -45,6 +45,14 @@ class Metrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
         self.captchas = _Counter("comments_captchas_total", "Captchas issued, solved and failed",
                                 ["outcome"], registry=r)
+        self.captcha_renders = _Counter("comments_captcha_renders_total", "Captcha renders by kind (image, audio)",
+                                        ["kind"], registry=r)
+        self.captcha_refusals = _Counter(
+            "comments_captcha_refusals_total",
+            "Captcha requests refused by reason (issue_rate, image_queue, audio_queue)", ["reason"], registry=r)
+        self.captcha_render_seconds = Histogram(
+            "comments_captcha_render_seconds", "Time a captcha render takes in the render pool, by kind", ["kind"],
+            buckets=LATENCY_BUCKETS, registry=r)
         self.submissions = _Counter("comments_submissions_total", "Submissions accepted or refused by reason",
                                    ["outcome"], registry=r)
         self.decisions = _Counter("comments_decisions_total", "Moderation decisions by action", ["action"],

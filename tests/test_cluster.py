@@ -26,6 +26,7 @@ from service import keys
 from service.app import create_app
 from service.appkeys import REDIS
 from service.connections import create_redis
+from service.doctor import doctor
 from service.models import iso
 from service.scripts import Arg, Scripts
 from service.settings import Settings
@@ -380,3 +381,30 @@ async def test_article_filters_find_comments_behind_a_long_partition(api: TestCl
     assert [(o["id"], o["state"]) for o in result["outcomes"]] == [(i, "approved") for i in ours]
     assert result["complete"] is True
     assert await cluster_client.zcard(keys.pending(partition)) == 1000
+
+
+async def test_an_article_named_like_another_articles_key_stays_apart(api: TestClient[Any, Any],
+                                                                      cluster_client: RedisCluster) -> None:
+    """`X:order` on X's partition once named X's order set (`a:X:order`): approving on it made X's list a hash.
+    Now each article's keys are its own, and an id with `:` goes through submission, decision, list and count."""
+    article = next(f"urn:news:{n}" for n in range(10_000)
+                   if keys.partition_of_article(f"urn:news:{n}:order") == keys.partition_of_article(f"urn:news:{n}"))
+    twin = f"{article}:order"
+    on_article = await submit(api, article, "Bình luận về bài gốc")
+    on_twin = await submit(api, twin, "Bình luận về bài có tên giống khóa")
+    await decide(api, on_twin["id"], "approve")
+    await decide(api, on_article["id"], "approve")
+    for name, comment in ((article, on_article), (twin, on_twin)):
+        listing = await (await api.get(f"/v1/articles/{name}/comments")).json()
+        assert [c["id"] for c in listing["comments"]] == [comment["id"]]
+    counts = await (await api.get("/v1/counts", params=[("article_id", article), ("article_id", twin)])).json()
+    assert counts["counts"] == {article: 1, twin: 1}
+    await cluster_client.initialize()
+    assert await cluster_client.type(keys.article_order(article)) == b"zset"
+    assert await cluster_client.type(keys.article(twin)) == b"hash"
+    # The doctor scans every master and finds the data healthy; a count made wrong there is found and mended.
+    assert await doctor(cluster_client, repair=False) == []
+    await cluster_client.hset(keys.article(twin), "count", 5)
+    assert [(f.kind, f.key, f.mended) for f in await doctor(cluster_client, repair=True)] == [
+        ("count_mismatch", keys.article(twin), True)]
+    assert await doctor(cluster_client, repair=False) == []

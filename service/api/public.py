@@ -50,9 +50,10 @@ def _article_id(request: web.Request) -> str:
     return article_id
 
 
-@operation(summary="Issue a captcha", tag="captcha", responses={201: CaptchaIssued}, errors=(503,))
+@operation(summary="Issue a captcha (limited per client address: COMMENTS_RATE_LIMIT_CAPTCHA)", tag="captcha",
+           responses={201: CaptchaIssued}, errors=(429, 503))
 async def issue_captcha(request: web.Request) -> web.Response:
-    issued = request.app[CAPTCHAS].issue()
+    issued = await request.app[CAPTCHAS].issue_to(client_ip_hash(request))
     request.app[METRICS].captchas.labels("issued").inc()
     return json_response(CaptchaIssued(
         id=issued.id, image_url=f"/v1/captchas/{issued.id}.png", audio_url=f"/v1/captchas/{issued.id}.wav",
