@@ -7,6 +7,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -68,7 +69,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _init_render_process() -> None:
     """Render processes yield the CPU to the workers serving requests: pictures are rendered ahead of demand,
-    so rendering can wait a moment, a reader's request should not."""
+    so rendering can wait a moment, a reader's request should not. They leave Ctrl-C to their owner, which
+    shuts the pool down (a terminal sends SIGINT to the whole process group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(10)
     captcha_render.warm_up()
@@ -134,6 +137,7 @@ def create_app(settings: Settings) -> web.Application:
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx])
     for module in (public, moderation, feed, admin, webhooks, ops, widget, problems):
         module.setup_routes(app)

@@ -1,7 +1,13 @@
 """The `comments-service` command: `run` serves the API; `token` manages access tokens; `doctor` checks
 (and with `--repair` mends) the stored data.
 
-Only this module reads the environment (through `Settings()`).
+Only this module reads the environment (through `Settings.from_environment()`).
+
+`run` is a supervisor: it binds the port (`service.server.listen`, refusing a port in use), starts the embedded
+Redis if needed, prints where to go next, and starts the worker processes, which all serve its sockets. Ctrl-C
+(SIGINT, sent by a terminal to the whole process group) and SIGTERM stop it cleanly with exit status 0: the
+workers and their render processes ignore SIGINT (inherited), and the supervisor alone turns either signal into
+a SIGTERM for each worker, which then finishes its requests and cleans up.
 """
 
 from __future__ import annotations
@@ -9,36 +15,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import multiprocessing
 import os
+import shlex
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Iterator
+from multiprocessing.connection import wait
+from typing import cast
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError
+
+USAGE = """Serve the comments API, manage its access tokens, or check its stored data.
+
+Configuration comes from COMMENTS_* environment variables (see README.md, "Configuration"); without
+COMMENTS_REDIS_URL the service starts its own redis-server under COMMENTS_DATA_DIR (./var)."""
+EXAMPLES = """examples:
+  comments-service run
+  comments-service token create --role moderator --name "Lan"
+  comments-service token list
+  comments-service token revoke <id>"""
 
 
-def _serve(settings: Settings, reuse_port: bool) -> None:
-    """One worker process: the aiohttp app on the shared port (SO_REUSEPORT spreads connections)."""
-    from aiohttp import web
-
+def _worker(settings: Settings, sockets: list[socket.socket]) -> None:
+    """One worker process: the app on the supervisor's sockets, until SIGTERM (SIGINT is ignored, inherited)."""
     from service import logs
     from service.app import create_app
+    from service.server import serve
 
     logs.configure(settings.log_level)
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=reuse_port,
-                shutdown_timeout=10, access_log=None, print=None, handler_cancellation=True,
-                # A counts query for 100 articles, percent-encoded, is longer than aiohttp's 8 KiB default line.
-                max_line_size=65536, max_field_size=16384)
-
-
-def _worker(settings: Settings) -> None:
-    _serve(settings, reuse_port=True)
+    asyncio.run(serve(create_app(settings), sockets, head_timeout=settings.http_head_timeout_seconds,
+                      keepalive_timeout=settings.http_keepalive_timeout_seconds))
 
 
 @contextlib.contextmanager
@@ -73,35 +87,85 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _banner(settings: Settings, sockets: list[socket.socket], workers: int, redis_url: str) -> str:
+    """What `run` prints first: where the demo is and the one command a newcomer needs next."""
+    host, port = sockets[0].getsockname()[:2]
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_unspecified:  # 0.0.0.0 or ::, reachable locally on loopback
+            host = "127.0.0.1"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    command = sys.argv[0] if os.path.basename(sys.argv[0]) == "comments-service" else "comments-service"
+    env = " ".join(f"{name}={shlex.quote(os.environ[name])}" for name in ("COMMENTS_DATA_DIR", "COMMENTS_REDIS_URL")
+                   if os.environ.get(name))
+    token = f"{env + ' ' if env else ''}{shlex.quote(command)} token create --role moderator --name \"Your Name\""
+    return (f"comments-service: serving {base} ({workers} worker{'s' if workers > 1 else ''}, Redis {redis_url})\n"
+            f"  Demo page: {base}/demo/articles/bai-viet-1\n"
+            f"  Next step: create a moderator token (in another terminal, from this directory):\n"
+            f"    {token}\n"
+            f"  then send it as 'Authorization: Bearer <token>' to {base}/v1/moderation/queue "
+            f"(API description: {base}/openapi.json). Stop with Ctrl-C.")
+
+
 def run(settings: Settings) -> int:
-    settings = settings.with_secret_key()
+    from service.server import PortInUse, listen
+
     workers = settings.workers or os.cpu_count() or 1
-    with _redis_url(settings) as url:
-        settings = settings.model_copy(update={"redis_url": url})
-        print(f"comments-service: http://{settings.host}:{settings.port} ({workers} worker(s), Redis {url})",
-              file=sys.stderr, flush=True)
-        if workers == 1:
-            _serve(settings, reuse_port=False)
-            return 0
-        metrics_dir = settings.data_dir / "prometheus"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-        context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_worker, args=(settings,), name=f"worker-{i}") for i in range(workers)]
-        for process in processes:
-            process.start()
-
-        def forward(signum: int, _frame: object) -> None:
+    try:
+        sockets = listen(settings.host, settings.port)
+    except PortInUse as exc:
+        print(f"comments-service: {exc.strerror}: another comments-service (or another program) listens there. "
+              f"Stop it, or choose another port with COMMENTS_PORT.", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"comments-service: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    # SIGINT ignored from here: the workers and their render processes inherit that, so a terminal's Ctrl-C
+    # (sent to the whole process group) reaches only this supervisor, which stops them in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stopping = False
+    try:
+        settings = settings.with_secret_key()
+        with _redis_url(settings) as url:
+            settings = settings.model_copy(update={"redis_url": url})
+            print(_banner(settings, sockets, workers, url), file=sys.stderr, flush=True)
+            metrics_dir = settings.data_dir / "prometheus"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+            context = multiprocessing.get_context("spawn")
+            processes = [context.Process(target=_worker, args=(settings, sockets), name=f"worker-{i}")
+                         for i in range(workers)]
             for process in processes:
-                if process.pid is not None and process.is_alive():
-                    os.kill(process.pid, signal.SIGTERM)
+                process.start()
 
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        for process in processes:
-            process.join()
-        return max((p.exitcode or 0) for p in processes)
+            def stop(_signum: int, _frame: object) -> None:
+                nonlocal stopping
+                stopping = True
+                for process in processes:
+                    if process.pid is not None and process.exitcode is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(process.pid, signal.SIGTERM)
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            running = {process.sentinel: process for process in processes}
+            failed = False
+            while running:
+                for sentinel in wait(list(running)):
+                    process = running.pop(cast(int, sentinel))
+                    process.join()
+                    # A worker stopped by our SIGTERM before it could install its handler exits by the signal.
+                    clean = process.exitcode == 0 or (stopping and process.exitcode == -signal.SIGTERM)
+                    if not clean and not stopping:
+                        print(f"comments-service: {process.name} exited with {process.exitcode}; stopping",
+                              file=sys.stderr, flush=True)
+                        stop(signal.SIGTERM, None)
+                    failed = failed or not clean
+            return 1 if failed else 0
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def _tokens(settings: Settings, args: argparse.Namespace, url: str) -> int:
@@ -141,7 +205,8 @@ async def _doctor(url: str, *, repair: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="comments-service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="comments-service", description=USAGE, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="serve the API (embedded Redis unless COMMENTS_REDIS_URL is set)")
     token = commands.add_parser("token", help="manage access tokens")
@@ -157,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--repair", action="store_true", help="mend what can be mended, report the rest")
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"comments-service: invalid configuration: {exc}", file=sys.stderr)
+        settings = Settings.from_environment()
+    except SettingsError as exc:
+        print(f"comments-service: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "run":
         return run(settings)

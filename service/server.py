@@ -1,0 +1,160 @@
+"""How the service listens: the listening sockets, the HTTP protocol with its time limits, and one worker's loop.
+
+Sockets are bound once, by the supervising `comments-service run` process, before any worker starts, and every
+worker serves the same sockets (as gunicorn and uvicorn do). The alternative, each worker binding the port with
+SO_REUSEPORT, lets *any* process of the same user join the port: a second `comments-service run` on a busy port
+started silently and the kernel spread connections over two services with two Redis servers. A socket bound
+without SO_REUSEPORT is exclusive, so a second service fails to bind and says so (`PortInUse`), and there is no
+window between a probe and the real bind for another process to slip in.
+
+Time limits on a connection (aiohttp has the keep-alive one, not the head one):
+
+* the request head (request line and headers) must arrive within `http_head_timeout_seconds`, counted from the
+  connection's start, or, on a kept-alive connection, from the first byte of the next request: a client
+  dripping a header line every few seconds (slowloris) is disconnected;
+* an idle kept-alive connection is closed after `http_keepalive_timeout_seconds` (aiohttp's keep-alive timer;
+  it also bounds a head that is still incomplete when it fires, e.g. one pipelined behind a request);
+* a request body has `client_timeout_seconds` (`api.common.read_json`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+from typing import Any, Final
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+#: Connections waiting to be accepted per socket (the kernel caps it at net.core.somaxconn).
+BACKLOG: Final = 1024
+
+
+class PortInUse(OSError):
+    """Another process listens on the address; the service does not share it."""
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind and listen on every address `host` names (IPv4 and IPv6 for a name like `localhost`), without
+    SO_REUSEPORT; port 0 picks one free port for all of them."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for family, type_, proto, _, address in infos:
+            if (family, str(address[0])) in seen:
+                continue
+            seen.add((family, str(address[0])))
+            sock = socket.socket(family, type_, proto)
+            sockets.append(sock)
+            # SO_REUSEADDR lets a restart bind over connections in TIME_WAIT; it never lets two listen.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # the IPv4 socket serves IPv4
+            bound_port = sockets[0].getsockname()[1] if len(sockets) > 1 else port
+            try:
+                sock.bind((address[0], bound_port, *address[2:]))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(exc.errno, f"{_where(str(address[0]), bound_port)} is already in use") from exc
+                raise
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HeadDeadlineHandler(web.RequestHandler):
+    """aiohttp's protocol with a deadline for each request head (see the module docstring).
+
+    aiohttp has no hook for this, so it reads two attributes of `RequestHandler` (pinned aiohttp; the tests in
+    test_server_limits.py fail if they change): `_messages`, the parsed requests not yet handled, which
+    `data_received` appends to when a head is complete; and `_waiter`, pending while the handler loop waits for
+    the next request, i.e. while the connection is between requests. Bytes arriving then start a head.
+    """
+
+    __slots__ = ("_head_timeout", "_head_timer")
+
+    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and self._between_requests():
+            self._start_head_timer()
+        super().data_received(data)
+        if self._head_timer is not None and self._messages:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self._messages
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = asyncio.get_running_loop().call_later(self._head_timeout, self._head_expired)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._between_requests():
+            log.debug("request head not received within %.1f s; closing the connection", self._head_timeout)
+            self.force_close()
+
+
+async def serve(app: web.Application, sockets: list[socket.socket], *, head_timeout: float,
+                keepalive_timeout: float, shutdown_timeout: float = 10.0) -> None:
+    """Serve `app` on `sockets` until SIGTERM (SIGINT too, unless the process ignores it), then stop gracefully:
+    stop accepting, let requests in flight finish (up to `shutdown_timeout`), run the app's cleanup."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)
+    for signum in handled:
+        loop.add_signal_handler(signum, stop.set)  # a second signal while stopping changes nothing
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
+                           handler_cancellation=True)
+    await runner.setup()
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        manager = runner.server
+        assert manager is not None
+
+        def protocol() -> HeadDeadlineHandler:
+            return HeadDeadlineHandler(
+                manager, loop=loop, head_timeout=head_timeout, keepalive_timeout=keepalive_timeout,
+                access_log=None,
+                # A counts query for 100 articles, percent-encoded, is longer than aiohttp's 8 KiB default line.
+                max_line_size=65536, max_field_size=16384)
+
+        for sock in sockets:
+            servers.append(await loop.create_server(protocol, sock=sock, backlog=BACKLOG))
+        await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
+        await runner.cleanup()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
