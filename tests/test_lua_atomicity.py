@@ -124,8 +124,16 @@ async def _status(response: Any) -> int:
     return int(response.status)
 
 
+#: A captcha issued during the setup (issuing counts against its own rate limit: not the submission's writes).
+_ISSUED: dict[int, str] = {}
+
+
+async def _captcha_issued(client: Client) -> None:
+    _ISSUED[id(client)] = (await (await client.post("/v1/captchas")).json())["id"]
+
+
 async def _submit_act(client: Client) -> int:
-    return await _status(await submit(client))
+    return await _status(await submit(client, captcha_id=_ISSUED.pop(id(client))))
 
 
 async def _submit_reads(client: Client, redis: Redis) -> dict[str, str]:
@@ -146,6 +154,10 @@ async def _claim_article(client: Client) -> int:
 
 async def _claim_reads(client: Client, redis: Redis) -> dict[str, str]:
     return {keys.pending(keys.partition_of_article(ARTICLE)): "zset"}
+
+
+async def _claim_article_reads(client: Client, redis: Redis) -> dict[str, str]:
+    return {**await _claim_reads(client, redis), keys.article_pending(ARTICLE): "zset"}
 
 
 async def _retract(client: Client) -> int:
@@ -171,13 +183,13 @@ async def _trim(client: Client) -> int:
 
 
 OPERATIONS: Final = [
-    Operation("submit", _nothing, _submit_act, _submit_reads),
+    Operation("submit", _captcha_issued, _submit_act, _submit_reads),
     Operation("approve", _submitted, lambda client: _decide(client, "approve")),
     Operation("reject", _submitted, lambda client: _decide(client, "reject")),
     Operation("spam", _submitted, lambda client: _decide(client, "spam"), not_scripted=(":rep:",)),
     Operation("retract", _approved, _retract),
     Operation("claim", _submitted, _claim, _claim_reads),
-    Operation("claim an article's", _submitted, _claim_article, _claim_reads),
+    Operation("claim an article's", _submitted, _claim_article, _claim_article_reads),
     Operation("close an article", _submitted, _close),
     Operation("count a failed login", _nothing, _wrong_token),
     Operation("trim the feed", _approved, _trim),
