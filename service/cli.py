@@ -87,6 +87,37 @@ def _reachable(url: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _terminal_job() -> Iterator[None]:
+    """Under `make run`, a terminal's Ctrl-C reaches make too (the whole foreground process group), and make
+    then reports "*** Interrupt" and fails whatever the service does. So when started inside another program's
+    foreground group on a terminal, the supervisor takes a process group of its own and makes it the terminal's
+    foreground group, as a shell does for a job: Ctrl-C reaches only the service, which stops cleanly, and
+    make sees exit status 0. The terminal goes back to the previous group on exit."""
+    try:
+        fd = sys.stdin.fileno()
+        inside_another_job = (os.isatty(fd) and os.getpgrp() != os.getpid()
+                              and os.tcgetpgrp(fd) == os.getpgrp())
+    except (OSError, ValueError):
+        inside_another_job = False
+    if not inside_another_job:
+        yield
+        return
+    previous = os.getpgrp()
+    # Changing the terminal's foreground group from a group that is not (yet) it raises SIGTTOU otherwise.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(fd, os.getpgrp())
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(fd, previous)
+
+
 def _banner(settings: Settings, sockets: list[socket.socket], workers: int, redis_url: str) -> str:
     """What `run` prints first: where the demo is and the one command a newcomer needs next."""
     host, port = sockets[0].getsockname()[:2]
@@ -126,7 +157,7 @@ def run(settings: Settings) -> int:
     stopping = False
     try:
         settings = settings.with_secret_key()
-        with _redis_url(settings) as url:
+        with _terminal_job(), _redis_url(settings) as url:
             settings = settings.model_copy(update={"redis_url": url})
             print(_banner(settings, sockets, workers, url), file=sys.stderr, flush=True)
             metrics_dir = settings.data_dir / "prometheus"

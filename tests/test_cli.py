@@ -3,8 +3,11 @@ and `token create` against the same data dir; a bad production configuration ref
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -238,3 +241,51 @@ def test_production_refusal_names_settings_without_their_values(monkeypatch: pyt
     assert "COMMENTS_UNSAFE_ALLOW=short_admin_token,broad_trusted_proxies" in err
     for shown in (token, token[-4:], "k" * 8, "0.0.0.0/0", "input_value"):
         assert shown not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_ends_make_run_cleanly(tmp_path: Path) -> None:
+    """`make run` in a real pseudo-terminal, then Ctrl-C typed into it: make reports no error (no "Interrupt",
+    no "*** Error") and exits 0, the service prints no traceback."""
+    port = free_port()
+    env = _environment(tmp_path, port)
+    env["COMMENTS_WORKERS"] = "2"
+    (tmp_path / "Makefile").write_text(f"run:\n\t{COMMAND} run\n")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a session leader with the pseudo-terminal as its controlling terminal
+        os.chdir(tmp_path)
+        os.execvpe("make", ["make", "--no-print-directory", "run"], env)
+    output = b""
+    try:
+        deadline = time.monotonic() + 90
+        while b"Stop with Ctrl-C" not in output:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            if select.select([terminal], [], [], 1.0)[0]:
+                output += os.read(terminal, 65536)
+        while True:
+            with contextlib.suppress(OSError):
+                if _request(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, "not ready within 90 s"
+            time.sleep(0.2)
+        os.write(terminal, b"\x03")  # the terminal turns it into SIGINT for its foreground process group
+        while True:
+            if not select.select([terminal], [], [], 60.0)[0]:
+                break
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: every process holding the terminal has exited
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(terminal)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Interrupt" not in text and "*** " not in text and "Traceback" not in text, text
+    assert not _port_open(port)
