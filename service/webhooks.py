@@ -191,8 +191,9 @@ class Delivery(BaseModel):
     attempts: int = Field(description="Attempts started, including one in flight.")
     last_status: int | None = Field(description="The HTTP status of the last attempt; null when it got no answer "
                                                 "or none was made.")
-    last_error: str | None = Field(description="Why the last attempt failed (e.g. a timeout or the "
-                                               "receiver's answer); null when it did not.")
+    last_error: str | None = Field(description="Why the last attempt failed, as a class: timeout, refused, dns, "
+                                               "tls, blocked_address (an internal destination), connection, "
+                                               "protocol or http_<status>; null when it did not.")
     next_attempt_at: str | None = Field(description="When the next attempt is due (ISO 8601, UTC); null when "
                                                     "none is scheduled.")
     created_at: str = Field(description="When the event happened (ISO 8601, UTC); orders events that arrive out "
