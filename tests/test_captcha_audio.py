@@ -9,6 +9,7 @@ import wave
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from service.captcha_audio import AUDIO_RATE, SPOKEN_NAMES, render_wav, warm_up
@@ -17,7 +18,7 @@ from service.captcha_render import ALPHABET, LANGS, Lang
 ANSWER = ALPHABET[3:8]
 
 
-def _samples(data: bytes) -> tuple[int, int, int, np.ndarray]:  # type: ignore[type-arg]
+def _samples(data: bytes) -> tuple[int, int, int, npt.NDArray[np.uint8]]:
     with wave.open(io.BytesIO(data), "rb") as w:
         frames = w.readframes(w.getnframes())
         return w.getframerate(), w.getnchannels(), w.getsampwidth(), np.frombuffer(frames, np.uint8)
