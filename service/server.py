@@ -26,7 +26,13 @@ import signal
 import socket
 from typing import Any, Final
 
+import orjson
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
+
+from service import i18n
+from service.api.problems import PATH as PROBLEMS_PATH
+from service.errors import BadRequest, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,21 @@ class HeadDeadlineHandler(web.RequestHandler):
 
     def _start_head_timer(self) -> None:
         self._head_timer = asyncio.get_running_loop().call_later(self._head_timeout, self._head_expired)
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A request aiohttp's parser refused (a line or header too long, a malformed head) never reaches the
+        middleware (aiohttp #3287): answer it here as the problem+json every other error is, not text/plain."""
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        lang = i18n.negotiate(request.headers.get("Accept-Language"))
+        code = {413: PayloadTooLarge.code, 431: PayloadTooLarge.code}.get(status, BadRequest.code)
+        body = {"type": f"{PROBLEMS_PATH}/{code}", "title": i18n.title(code, lang), "status": status, "code": code,
+                "detail": i18n.detail(code, None, {}, lang)}
+        response = web.Response(body=orjson.dumps(body), status=status, content_type="application/problem+json",
+                                headers={"Content-Language": lang, "X-Content-Type-Options": "nosniff"})
+        response.force_close()
+        return response
 
     def _head_expired(self) -> None:
         self._head_timer = None

@@ -12,11 +12,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Final, TypeAlias
 
+import orjson
 import pytest
 import requests
 import schemathesis
@@ -238,6 +240,26 @@ def test_defect_long_request_line(served: ServedService) -> None:
                             timeout=10)
     assert 400 <= response.status_code < 500
     assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_request_head_beyond_the_parser_limits_is_a_problem(served: ServedService) -> None:
+    """aiohttp's parser refuses these before any middleware runs; they are still problem+json (service.server)."""
+    too_long_line = b"GET /v1/counts?article_id=" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    too_long_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n"
+    malformed = b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n"
+    for head in (too_long_line, too_long_header, malformed):
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(head)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status_line.split()[1] in (b"400", b"413", b"431"), status_line
+        assert b"content-type: application/problem+json" in headers.lower(), headers
+        problem = orjson.loads(body)
+        assert problem["code"] in ("bad_request", "payload_too_large") and problem["status"] == int(
+            status_line.split()[1])
 
 
 def test_stateful_links(api: schemathesis.BaseSchema, served: ServedService) -> None:
