@@ -55,7 +55,6 @@ BUILD_TOOLS = frozenset(
         "clang",
         "make",
         "build-essential",
-        "apt-get",
         "apt",
         "apk",
         "rustc",
@@ -313,6 +312,32 @@ def test_final_stage_runs_as_numeric_non_root_user(final: Stage) -> None:
     last_user = final.instructions.index(users[-1])
     assert all(i.keyword != "USER" for i in final.instructions[last_user + 1 :])
     assert any(i.keyword == "CMD" for i in final.instructions[last_user + 1 :])
+
+
+#: What the runtime stage may install from Debian: libraries the service loads at run time, nothing else.
+RUNTIME_PACKAGES = frozenset({"libespeak-ng1", "espeak-ng-data"})
+
+
+def _apt_packages(words: list[str]) -> list[str]:
+    """The packages of an `apt-get install` segment, each required to be pinned (`name=version`)."""
+    assert "--no-install-recommends" in words, f"{shlex.join(words)}: add --no-install-recommends"
+    names = [w for w in words[2:] if not w.startswith("-")]
+    for name in names:
+        assert "=" in name, f"{name}: pin the version (name=version)"
+    return [name.partition("=")[0] for name in names]
+
+
+def test_final_stage_installs_only_runtime_libraries(final: Stage) -> None:
+    installed: list[str] = []
+    for words in run_segments(final):
+        if words[0] == "apt-get" and words[1] == "install":
+            installed += _apt_packages(words)
+        elif words[0] == "apt-get":
+            assert words[1] == "update", f"{shlex.join(words)}: only update and install"
+    assert set(installed) <= RUNTIME_PACKAGES, f"not a runtime library: {sorted(set(installed) - RUNTIME_PACKAGES)}"
+    assert "libespeak-ng1" in installed, "audio captchas need libespeak-ng at run time"
+    apt_runs = [ins.args for ins in final.all("RUN") if "apt-get" in ins.args]
+    assert all("rm -rf /var/lib/apt/lists/*" in run for run in apt_runs), "remove the package lists in the same RUN"
 
 
 def test_final_stage_has_no_compilers_and_copies_only_the_venv(final: Stage) -> None:
