@@ -50,6 +50,8 @@ FIELD_MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "unknown_field": ("Trường {label} không được chấp nhận", "The field {label} is not accepted"),
     "captcha_invalid": ("Mã xác nhận không đúng hoặc đã hết hạn, hãy nhập mã mới",
                         "The code is wrong or expired, enter the new one"),
+    "destination_not_allowed": ("{label} trỏ tới một địa chỉ nội bộ, không được phép",
+                                "{label} points to an internal address, which is not allowed"),
     "invalid": ("{label} không hợp lệ", "{label} is not valid"),
 }
 
