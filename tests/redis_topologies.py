@@ -1,5 +1,5 @@
-"""Real Redis topologies for the tests, from the same redis-server binary as everything else
-(`service.embedded.find_redis_server`): a Redis Cluster (3 masters, 3 replicas) and a Sentinel setup (a master,
+"""Real Redis topologies for the tests, each node a `support.RedisServer` (so started as every other
+redis-server in the tests is): a Redis Cluster (3 masters, 3 replicas) and a Sentinel setup (a master,
 a replica and 3 sentinels). Each lives in its own temporary directory, on loopback, and `close()` stops every
 process and removes the directory; both are context managers so a failing test cleans up too.
 """
@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
 from redis import Redis
+from support import RedisServer
 
 from service.embedded import find_redis_server
 
@@ -69,62 +69,28 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-class _Processes:
-    """Owns a temporary directory and the redis-server processes started in it."""
+class _Nodes:
+    """A temporary directory and the redis-servers started in it, one subdirectory each (`support.RedisServer`)."""
 
     def __init__(self, prefix: str) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=prefix))
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self.servers: dict[int, RedisServer] = {}
 
-    def spawn(self, port: int, lines: list[str], *flags: str) -> None:
+    def start(self, port: int, config: list[str], *extra: str) -> None:
         node_dir = self.directory / str(port)
         node_dir.mkdir()
-        conf = node_dir / "redis.conf"
-        conf.write_text("\n".join([
-            f"port {port}", "bind 127.0.0.1", f"dir {node_dir}", "daemonize no", 'save ""',
-            f"logfile {node_dir / 'redis.log'}", *lines]) + "\n")
-        self.processes[port] = subprocess.Popen([find_redis_server(), str(conf), *flags],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ping(self, port: int, timeout: float = 20.0) -> None:
-        def pong() -> bool:
-            process = self.processes[port]
-            if process.poll() is not None:
-                raise RuntimeError(f"redis-server on {port} exited with {process.returncode}: {self.log(port)}")
-            with Redis(port=port, socket_timeout=0.5) as client:
-                return bool(client.ping())
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if pong():
-                    return
-            except RuntimeError:
-                raise
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
-
-    def log(self, port: int) -> str:
-        path = self.directory / str(port) / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        self.servers[port] = server = RedisServer(node_dir, *extra, port=port, config=config)
+        server.start()
 
     def kill(self, port: int) -> None:
-        process = self.processes[port]
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+        self.servers[port].kill()
 
     def close(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        for server in self.servers.values():
+            if server.process is not None and server.process.poll() is None:
+                server.process.terminate()
+        for server in self.servers.values():
+            server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -136,7 +102,7 @@ class Cluster:
     def __init__(self, masters: int = 3, replicas: int = 1) -> None:
         self.ports = free_ports(masters * (1 + replicas), with_bus=True)
         self.replicas = replicas
-        self._nodes = _Processes("comments-cluster-")
+        self._nodes = _Nodes("comments-cluster-")
 
     @property
     def directory(self) -> Path:
@@ -149,12 +115,8 @@ class Cluster:
     def start(self) -> Self:
         try:
             for port in self.ports:
-                self._nodes.spawn(port, [
-                    "cluster-enabled yes", "cluster-config-file nodes.conf",
-                    f"cluster-node-timeout {self.NODE_TIMEOUT_MS}", "appendonly yes", "appendfsync everysec",
-                    "maxmemory-policy noeviction"])
-            for port in self.ports:
-                self._nodes.wait_ping(port)
+                self._nodes.start(port, ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                                         f"cluster-node-timeout {self.NODE_TIMEOUT_MS}"])
             subprocess.run(
                 [redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
@@ -220,7 +182,7 @@ class SentinelSetup:
     def __init__(self, master_lines: tuple[str, ...] = ()) -> None:
         self.master_port, self.replica_port, *self.sentinel_ports = free_ports(5)
         self.master_lines = master_lines
-        self._nodes = _Processes("comments-sentinel-")
+        self._nodes = _Nodes("comments-sentinel-")
 
     @property
     def directory(self) -> Path:
@@ -231,21 +193,16 @@ class SentinelSetup:
         return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{MASTER_NAME}"
 
     def start(self) -> Self:
-        data = ["appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", *self.master_lines]
         try:
-            self._nodes.spawn(self.master_port, data)
-            self._nodes.spawn(self.replica_port, [*data, f"replicaof 127.0.0.1 {self.master_port}"])
-            self._nodes.wait_ping(self.master_port)
-            self._nodes.wait_ping(self.replica_port)
+            self._nodes.start(self.master_port, list(self.master_lines))
+            self._nodes.start(self.replica_port, [*self.master_lines, f"replicaof 127.0.0.1 {self.master_port}"])
             wait_for(lambda: self._link_up(self.replica_port), 20, "the replica to sync")
             for port in self.sentinel_ports:
-                self._nodes.spawn(port, [
+                self._nodes.start(port, [
                     f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
                     f"sentinel down-after-milliseconds {MASTER_NAME} {self.DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER_NAME} {self.FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {MASTER_NAME} 1"], "--sentinel")
-            for port in self.sentinel_ports:
-                self._nodes.wait_ping(port)
             wait_for(self._sentinels_agree, 30, "the sentinels to find each other and the replica")
         except BaseException:
             self.close()
@@ -308,23 +265,3 @@ class SentinelSetup:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def cluster() -> Iterator[Cluster]:
-    with Cluster() as started:
-        yield started
-
-
-@contextlib.contextmanager
-def sentinel_setup(master_lines: tuple[str, ...] = ()) -> Iterator[SentinelSetup]:
-    with SentinelSetup(master_lines) as started:
-        yield started
-
-
-def comment_form(captcha_id: str, answer: str, **overrides: str) -> dict[str, str]:
-    """A valid comment submission body (the tests' settings make `answer` every captcha's answer)."""
-    form = {"name": "Nguyễn Văn An", "email": "an@example.vn", "title": "Ý kiến",
-            "body": "Bài viết rất hay, cảm ơn tòa soạn.", "captcha_id": captcha_id, "captcha_answer": answer}
-    form.update(overrides)
-    return form

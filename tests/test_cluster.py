@@ -15,12 +15,20 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import LOOPBACK, articles_in_distinct_partitions
-from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 from redis import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis_topologies import Cluster, comment_form
+from redis_topologies import Cluster
+from support import (
+    ADMIN,
+    LOOPBACK,
+    articles_in_distinct_partitions,
+    comment_form,
+    decide,
+    issue_captcha,
+    service_settings,
+    submit_comment,
+)
 
 from service import keys
 from service.app import create_app
@@ -33,9 +41,6 @@ from service.settings import Settings
 from service.submissions import OUTBOX_MAXLEN, new_comment_id
 
 pytestmark = pytest.mark.slow
-
-ADMIN = {"Authorization": "Bearer test-admin-token"}
-ANSWER = "ABCDE"
 
 
 def master_of(client: RedisCluster, key: str) -> str:
@@ -60,11 +65,8 @@ def flushed(cluster: Cluster) -> Cluster:
 
 @pytest.fixture
 def cluster_settings(flushed: Cluster, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=flushed.url, data_dir=tmp_path, secret_key=SecretStr("s" * 48),
-        admin_token=SecretStr("test-admin-token"), rate_limit_enabled=False, min_fill_seconds=0,
-        captcha_test_answer=ANSWER, captcha_render_processes=1, captcha_pool_size=2, public_cache_seconds=0,
-        webhook_backoff_base_seconds=0.2, webhook_allowed_networks=LOOPBACK)
+    return service_settings(flushed.url, tmp_path, captcha_pool_size=2, public_cache_seconds=0,
+                            webhook_backoff_base_seconds=0.2, webhook_allowed_networks=LOOPBACK)
 
 
 @pytest.fixture
@@ -97,21 +99,7 @@ async def cluster_client(flushed: Cluster) -> AsyncIterator[RedisCluster]:
 
 
 async def submit(api: TestClient[Any, Any], article: str, body: str) -> dict[str, Any]:
-    captcha = await api.post("/v1/captchas")
-    assert captcha.status == 201
-    response = await api.post(f"/v1/articles/{article}/comments",
-                              json=comment_form((await captcha.json())["id"], ANSWER, body=body))
-    assert response.status == 202, await response.text()
-    accepted: dict[str, Any] = await response.json()
-    return accepted
-
-
-async def decide(api: TestClient[Any, Any], comment_id: str, action: str) -> dict[str, Any]:
-    response = await api.post(f"/v1/moderation/comments/{comment_id}/decision", json={"action": action},
-                              headers=ADMIN)
-    assert response.status == 200, await response.text()
-    record: dict[str, Any] = await response.json()
-    return record
+    return await submit_comment(api, article, body=body)
 
 
 async def test_articles_spread_over_every_master(cluster_client: RedisCluster) -> None:
@@ -194,8 +182,8 @@ async def test_receipts_replies_idempotency_and_closing(api: TestClient[Any, Any
                            headers={"Authorization": f"Receipt {parent['receipt']}"})
     assert (await status.json())["status"] == "approved"
 
-    captcha = (await (await api.post("/v1/captchas")).json())["id"]
-    form = comment_form(captcha, ANSWER, body="Trả lời", parent_id=parent["id"])
+    captcha = await issue_captcha(api)
+    form = comment_form(captcha, body="Trả lời", parent_id=parent["id"])
     first = await api.post(f"/v1/articles/{article}/comments", json=form, headers={"Idempotency-Key": "k-1"})
     again = await api.post(f"/v1/articles/{article}/comments", json=form, headers={"Idempotency-Key": "k-1"})
     assert (first.status, again.status) == (202, 202)
@@ -203,8 +191,8 @@ async def test_receipts_replies_idempotency_and_closing(api: TestClient[Any, Any
 
     closed = await api.post(f"/v1/moderation/articles/{article}/close", headers=ADMIN)
     assert closed.status == 200
-    captcha = (await (await api.post("/v1/captchas")).json())["id"]
-    refused = await api.post(f"/v1/articles/{article}/comments", json=comment_form(captcha, ANSWER))
+    captcha = await issue_captcha(api)
+    refused = await api.post(f"/v1/articles/{article}/comments", json=comment_form(captcha))
     assert refused.status == 409
     assert (await refused.json())["code"] == "comments_closed"
 
@@ -214,34 +202,31 @@ async def test_the_gate_runs_in_its_own_slot(api: TestClient[Any, Any], cluster_
     """On a Cluster the gate (captcha use, rate limits, repeats, idempotency) is a script of its own: each of its
     answers reaches the client as on one server."""
     article = articles_in_distinct_partitions(6)[5]
-    captcha = (await (await api.post("/v1/captchas")).json())["id"]
-    form = comment_form(captcha, ANSWER, body="Lặp lại")
+    captcha = await issue_captcha(api)
+    form = comment_form(captcha, body="Lặp lại")
     assert (await api.post(f"/v1/articles/{article}/comments", json=form)).status == 202
     used = await api.post(f"/v1/articles/{article}/comments", json=form)
     assert used.status == 422 and (await used.json())["code"] == "captcha_invalid"
 
     # A first attempt that failed its captcha, then a retry with a new one under the same key.
     wrong = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
-                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], "WRONG",
-                                             body="Lặp lại"))
+                           json=comment_form(await issue_captcha(api), "WRONG", body="Lặp lại"))
     assert wrong.status == 422
     retry = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
-                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], ANSWER,
-                                             body="Lặp lại"))
+                           json=comment_form(await issue_captcha(api), body="Lặp lại"))
     assert retry.status == 202
     record = await (await api.get(f"/v1/moderation/comments/{(await retry.json())['id']}", headers=ADMIN)).json()
     assert record["risk"] == ["repeated_text"]
     other = await api.post(f"/v1/articles/{article}/comments", headers={"Idempotency-Key": "k-2"},
-                           json=comment_form((await (await api.post("/v1/captchas")).json())["id"], ANSWER,
-                                             body="Khác hẳn"))
+                           json=comment_form(await issue_captcha(api), body="Khác hẳn"))
     assert other.status == 422 and (await other.json())["code"] == "idempotency_key_reused"
 
     limited = await aiohttp_client(create_app(cluster_settings.model_copy(
         update={"rate_limit_enabled": True, "rate_limit_ip": (1, 60)})))
     first = await submit(limited, article, "Một")
     assert first["id"]
-    captcha = (await (await limited.post("/v1/captchas")).json())["id"]
-    refused = await limited.post(f"/v1/articles/{article}/comments", json=comment_form(captcha, ANSWER, body="Hai"))
+    captcha = await issue_captcha(limited)
+    refused = await limited.post(f"/v1/articles/{article}/comments", json=comment_form(captcha, body="Hai"))
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
 
 

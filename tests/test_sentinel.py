@@ -14,17 +14,15 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pydantic import SecretStr
 from redis.asyncio import Redis
-from redis_topologies import SentinelSetup, comment_form
+from redis_topologies import SentinelSetup
+from support import comment_form, issue_captcha, service_settings
 
 from service import keys
 from service.app import create_app
-from service.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-ANSWER = "ABCDE"
 WORKERS = 4
 #: A request must be answered (202 or 503) within this long, failover or not.
 HANG_SECONDS = 3.0
@@ -46,10 +44,8 @@ def sentinels(request: pytest.FixtureRequest) -> Iterator[SentinelSetup]:
 
 @pytest.fixture
 async def api(aiohttp_client: Any, sentinels: SentinelSetup, tmp_path: Path) -> TestClient[Any, Any]:
-    settings = Settings(
-        redis_url=sentinels.url, data_dir=tmp_path, secret_key=SecretStr("s" * 48),
-        admin_token=SecretStr("test-admin-token"), rate_limit_enabled=False, min_fill_seconds=0,
-        captcha_test_answer=ANSWER, captcha_render_processes=1, captcha_pool_size=2, redis_timeout_seconds=1.0,
+    settings = service_settings(
+        sentinels.url, tmp_path, captcha_pool_size=2, redis_timeout_seconds=1.0,
         # Where the primary refuses writes it cannot replicate, the service also waits for a replica's copy
         # before acknowledging: the pair is what makes "no acknowledged comment lost" hold in a failover.
         redis_replica_acks=1 if sentinels.master_lines == SAFE_WRITES else 0)
@@ -80,12 +76,7 @@ class Run:
 
 async def issue_captchas(api: TestClient[Any, Any], count: int) -> list[str]:
     # Captcha ids are signed tokens, stored nowhere: a failover cannot lose one.
-    ids = []
-    for _ in range(count):
-        response = await api.post("/v1/captchas")
-        assert response.status == 201
-        ids.append((await response.json())["id"])
-    return ids
+    return [await issue_captcha(api) for _ in range(count)]
 
 
 async def held_by(replica: Redis, comment_id: str, wait: float = 0.5) -> bool:
@@ -111,7 +102,7 @@ async def submit_forever(api: TestClient[Any, Any], replica: Redis, captchas: li
         try:
             response = await asyncio.wait_for(api.post(
                 "/v1/articles/tin-nong/comments",
-                json=comment_form(captcha, ANSWER, body=f"Bình luận {worker}-{n}")), HANG_SECONDS)
+                json=comment_form(captcha, body=f"Bình luận {worker}-{n}")), HANG_SECONDS)
             body = await response.json()
         except TimeoutError:
             run.bad.append(f"no answer within {HANG_SECONDS} s")
