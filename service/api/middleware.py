@@ -10,15 +10,15 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
-from redis import exceptions as redis_errors
 
 from service import i18n
 from service.api.problems import type_url
 from service.appkeys import METRICS, SETTINGS
+from service.connections import REFUSES_WRITES, UNREACHABLE, ConnectionReset
 from service.errors import (
     InternalError,
     MethodNotAllowed,
@@ -38,18 +38,16 @@ REQUEST_ID: Final = web.RequestKey("request_id", str)
 #: Request ids made here: unique per process (a random prefix and a counter), without a system call each.
 _ID_PREFIX: Final = secrets.token_hex(4)
 _ID_COUNTER: Final = itertools.count(1)
-#: Redis failures a client can do nothing about but retry: the service answers 503 with Retry-After.
-REDIS_UNAVAILABLE: Final = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError,
-                            redis_errors.ReadOnlyError, redis_errors.ClusterDownError, redis_errors.TryAgainError,
-                            redis_errors.MasterDownError, redis_errors.ClusterError)
 
 
-def problem(request: web.Request, error: ServiceError) -> web.Response:
+def problem(request: web.Request, error: ServiceError, *, status: int | None = None) -> web.Response:
+    """`error` as a problem document; `status` overrides the class's (an HTTP error without a class of its own)."""
+    status = error.status if status is None else status
     lang = i18n.negotiate(request.headers.get("Accept-Language"))
     body: dict[str, Any] = {
         "type": type_url(request, error.code),
         "title": i18n.title(error.code, lang),
-        "status": error.status,
+        "status": status,
         "code": error.code,
         "detail": i18n.detail(error.code, error.template, error.params, lang),
     }
@@ -64,29 +62,82 @@ def problem(request: web.Request, error: ServiceError) -> web.Response:
     headers: dict[str, str] = {"Content-Language": lang}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
-    return web.Response(body=orjson.dumps(body), status=error.status, content_type=PROBLEM, headers=headers)
+    return web.Response(body=orjson.dumps(body), status=status, content_type=PROBLEM, headers=headers)
 
 
-def _from_http(exc: web.HTTPException) -> ServiceError:
-    if exc.status == 404:
-        return NotFound("no such resource")
-    if exc.status == 405:
-        return MethodNotAllowed("this method is not allowed here")
-    if exc.status == 413:
-        return PayloadTooLarge("the body is too large")
-    generic = ServiceError(exc.reason)
-    generic.status = exc.status  # type: ignore[misc]
-    return generic
+# -- exceptions to problems, by type ------------------------------------------------------------------------
+# Starlette's lookup: the handler registered for the nearest class in the exception's MRO. A handler answers
+# None to let the exception go on (a 3xx redirect). Redis's failures arrive typed (service.connections).
+
+_E = TypeVar("_E", bound=Exception)
+_ExceptionHandler = Callable[[web.Request, _E], web.StreamResponse | None]
+_HANDLERS: dict[type[Exception], _ExceptionHandler[Any]] = {}
 
 
-def _redis_error(exc: redis_errors.RedisError) -> ServiceError | None:
-    if isinstance(exc, REDIS_UNAVAILABLE):
-        return Unavailable("the database is unreachable; nothing was saved", retry_after=2)
-    # Inside a Lua script the reply reads "Error running script ...: -NOREPLICAS ...", so look anywhere in it.
-    if isinstance(exc, redis_errors.ResponseError) and any(
-            word in str(exc) for word in ("OOM command", "MISCONF", "NOREPLICAS", "READONLY")):
-        return Unavailable("the database refuses writes; nothing was saved", retry_after=5)
+def _handles(*types: type[_E]) -> Callable[[_ExceptionHandler[_E]], _ExceptionHandler[_E]]:
+    def register(handler: _ExceptionHandler[_E]) -> _ExceptionHandler[_E]:
+        for exception_type in types:
+            _HANDLERS[exception_type] = handler
+        return handler
+    return register
+
+
+def _handler_of(exc: Exception) -> _ExceptionHandler[Any] | None:
+    for cls in type(exc).__mro__:
+        if (handler := _HANDLERS.get(cls)) is not None:
+            return handler
     return None
+
+
+@_handles(ServiceError)
+def _service_error(request: web.Request, exc: ServiceError) -> web.Response:
+    return problem(request, exc)
+
+
+#: aiohttp's own errors that have a code of their own; any other becomes a plain `error` with its status.
+_HTTP_ERRORS: Final[dict[int, ServiceError]] = {
+    404: NotFound("no such resource"),
+    405: MethodNotAllowed("this method is not allowed here"),
+    413: PayloadTooLarge("the body is too large"),
+}
+
+
+@_handles(web.HTTPException)
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response | None:
+    if exc.status < 400:
+        return None
+    known = _HTTP_ERRORS.get(exc.status)
+    response = problem(request, known) if known is not None else \
+        problem(request, ServiceError(exc.reason), status=exc.status)
+    if "Allow" in exc.headers:  # a 405 names the methods the resource has (RFC 9110)
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+@_handles(ConnectionReset)
+def _connection_reset(request: web.Request, _exc: ConnectionReset) -> web.Response:
+    request.app[METRICS].redis_errors.labels("ConnectionReset").inc()
+    return problem(request, Unavailable("the database connection was reset; nothing was saved", retry_after=1))
+
+
+def _storage_failure(request: web.Request, exc: Exception, error: Unavailable) -> web.Response:
+    # Metrics name redis-py's class (service.connections only refines some of them).
+    kind = next(cls.__name__ for cls in type(exc).__mro__ if cls.__module__.startswith("redis."))
+    request.app[METRICS].redis_errors.labels(kind).inc()
+    errors_log.warning("redis unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID)})
+    return problem(request, error)
+
+
+@_handles(*UNREACHABLE)
+def _redis_unreachable(request: web.Request, exc: Exception) -> web.Response:
+    return _storage_failure(request, exc, Unavailable("the database is unreachable; nothing was saved",
+                                                      retry_after=2))
+
+
+@_handles(*REFUSES_WRITES)
+def _redis_refuses_writes(request: web.Request, exc: Exception) -> web.Response:
+    return _storage_failure(request, exc, Unavailable("the database refuses writes; nothing was saved",
+                                                      retry_after=5))
 
 
 @web.middleware
@@ -119,27 +170,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ServiceError as exc:
-        return problem(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        exception_handler = _handler_of(exc)
+        response = exception_handler(request, exc) if exception_handler is not None else None
+        if response is None:
             raise
-        response = problem(request, _from_http(exc))
-        if "Allow" in exc.headers:  # a 405 names the methods the resource has (RFC 9110)
-            response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except RuntimeError as exc:
-        if "unable to perform operation on" not in str(exc):  # a Redis connection reset under uvloop
-            raise
-        request.app[METRICS].redis_errors.labels("ConnectionReset").inc()
-        return problem(request, Unavailable("the database connection was reset; nothing was saved", retry_after=1))
-    except redis_errors.RedisError as exc:
-        mapped = _redis_error(exc)
-        if mapped is None:
-            raise
-        request.app[METRICS].redis_errors.labels(type(exc).__name__).inc()
-        errors_log.warning("redis unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID)})
-        return problem(request, mapped)
 
 
 @web.middleware
@@ -147,7 +183,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Exact origins from COMMENTS_ALLOWED_ORIGINS, for the public routes; never with credentials."""
     origin = request.headers.get("Origin")
     allowed = origin is not None and origin in request.app[SETTINGS].allowed_origins
-    public = not request.path.startswith(("/v1/moderation", "/v1/feed", "/v1/webhooks", "/v1/tokens"))
+    public = not request.path.startswith(("/v1/moderation", "/v1/feed", "/v1/webhooks", "/v1/tokens", "/v1/accounts",
+                                          "/v1/session", "/moderation"))
     if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
         response: web.StreamResponse = web.Response(status=204)
         if allowed and public:
