@@ -11,6 +11,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import ADMIN, bearer, create_token, decide, submit_comment
 
 from service import keys
 from service.app import create_app
@@ -19,24 +20,21 @@ from service.feed import Feed, decode_cursor, encode_cursor
 from service.scripts import Scripts
 from service.settings import Settings
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 Json = dict[str, Any]
 PUBLIC_FIELDS = {"id", "parent_id", "name", "title", "body", "created_at", "approved_at", "avatar"}
 
 
 async def submit(client: TestClient, article: str, email: str = "reader@example.com") -> str:  # type: ignore[type-arg]
-    captcha_id = (await (await client.post("/v1/captchas")).json())["id"]
-    response = await client.post(f"/v1/articles/{article}/comments", json={
-        "name": "Lan", "email": email, "title": f"về {article}", "body": "Nội dung", "captcha_id": captcha_id,
-        "captcha_answer": "ABCDE"})
-    assert response.status == 202, await response.text()
-    comment_id: str = (await response.json())["id"]
+    accepted = await submit_comment(client, article, email=email, title=f"về {article}", body="Nội dung")
+    comment_id: str = accepted["id"]
     return comment_id
 
 
 async def act(client: TestClient, comment_id: str, action: str) -> None:  # type: ignore[type-arg]
-    path = f"/v1/moderation/comments/{comment_id}/" + ("retract" if action == "retract" else "decision")
-    response = await client.post(path, json={} if action == "retract" else {"action": action}, headers=ADMIN)
+    if action != "retract":
+        await decide(client, comment_id, action)
+        return
+    response = await client.post(f"/v1/moderation/comments/{comment_id}/retract", json={}, headers=ADMIN)
     assert response.status == 200, await response.text()
 
 
@@ -49,8 +47,7 @@ async def feed(client: TestClient, who: dict[str, str] = ADMIN, **params: Any) -
 
 
 async def token(client: TestClient, role: str) -> dict[str, str]:  # type: ignore[type-arg]
-    response = await client.post("/v1/tokens", json={"role": role, "name": role}, headers=ADMIN)
-    return {"Authorization": f"Bearer {(await response.json())['token']}"}
+    return bearer((await create_token(client, role, role))["token"])
 
 
 async def test_only_feed_and_admin_tokens_read_the_feed(client: TestClient) -> None:  # type: ignore[type-arg]

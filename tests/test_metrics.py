@@ -19,10 +19,19 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import RedisServer, articles_in_distinct_partitions
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    TEST_ANSWER,
+    RedisServer,
+    articles_in_distinct_partitions,
+    comment_form,
+    decide,
+    submit_comment,
+)
 
 from service.app import create_app
 from service.embedded import free_port
@@ -31,7 +40,6 @@ from service.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 Json = dict[str, Any]
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 COMMENTS_ROUTE = "/v1/articles/{article_id}/comments"
 SERVICE = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "comments-service"
 
@@ -60,31 +68,6 @@ async def scrape(client: Client) -> Scrape:
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     return parse(await response.text())
-
-
-def form(captcha_id: str, **changes: Any) -> Json:
-    return {"name": "Lan", "email": "reader@example.com", "title": "Tiêu đề", "body": "Nội dung bình luận",
-            "captcha_id": captcha_id, "captcha_answer": "ABCDE", **changes}
-
-
-async def issue(client: Client) -> str:
-    response = await client.post("/v1/captchas")
-    assert response.status == 201
-    captcha_id: str = (await response.json())["id"]
-    return captcha_id
-
-
-async def submit(client: Client, article: str = "a1", expect: int = 202, **changes: Any) -> Json:
-    response = await client.post(f"/v1/articles/{article}/comments", json=form(await issue(client), **changes))
-    assert response.status == expect, await response.text()
-    body: Json = await response.json(content_type=None)
-    return body
-
-
-async def decide(client: Client, comment_id: str, action: str) -> None:
-    response = await client.post(f"/v1/moderation/comments/{comment_id}/decision", json={"action": action},
-                                 headers=ADMIN)
-    assert response.status == 200, await response.text()
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
@@ -154,12 +137,12 @@ def test_counter_children_kept_by_label_values_count_as_prometheus_client_does()
 # -- captchas and submissions ----------------------------------------------------------------------------------
 
 async def test_captchas_and_submissions_by_outcome(client: Client) -> None:
-    await submit(client)
-    await submit(client, "a2")
-    await submit(client, expect=422, captcha_answer="WRONG")
-    await submit(client, expect=422, email="not an email")
-    await submit(client, expect=422, body="")
-    await submit(client, website="https://spam.example")
+    await submit_comment(client, "a1")
+    await submit_comment(client, "a2")
+    await submit_comment(client, "a1", expect=422, captcha_answer="WRONG")
+    await submit_comment(client, "a1", expect=422, email="not an email")
+    await submit_comment(client, "a1", expect=422, body="")
+    await submit_comment(client, "a1", website="https://spam.example")
     metrics = await scrape(client)
 
     assert metrics.value("comments_captchas_total", outcome="issued") == 6
@@ -184,9 +167,9 @@ async def test_unreadable_bodies_count_as_refused_for_validation(client: Client)
 async def test_submissions_refused_by_the_rate_limit(aiohttp_client: AiohttpClient, settings: Settings) -> None:
     limited = settings.model_copy(update={"rate_limit_enabled": True, "rate_limit_ip": (1, 60)})
     client = await aiohttp_client(create_app(limited))
-    await submit(client)
-    await submit(client, expect=429)
-    await submit(client, "a2", expect=429)
+    await submit_comment(client, "a1")
+    await submit_comment(client, "a1", expect=429)
+    await submit_comment(client, "a2", expect=429)
     metrics = await scrape(client)
     assert metrics.value("comments_submissions_total", outcome="accepted") == 1
     assert metrics.value("comments_submissions_total", outcome="rate_limit") == 2
@@ -195,7 +178,7 @@ async def test_submissions_refused_by_the_rate_limit(aiohttp_client: AiohttpClie
 # -- moderation ------------------------------------------------------------------------------------------------
 
 async def test_decisions_by_action(client: Client) -> None:
-    ids = [(await submit(client))["id"] for _ in range(5)]
+    ids = [(await submit_comment(client, "a1"))["id"] for _ in range(5)]
     await decide(client, ids[0], "approve")
     await decide(client, ids[1], "reject")
     await decide(client, ids[2], "spam")
@@ -214,7 +197,7 @@ async def test_decisions_by_action(client: Client) -> None:
 
 
 async def test_time_from_submission_to_decision(client: Client) -> None:
-    ids = [(await submit(client))["id"] for _ in range(3)]
+    ids = [(await submit_comment(client, "a1"))["id"] for _ in range(3)]
     await decide(client, ids[0], "approve")
     await decide(client, ids[1], "reject")
     metrics = await scrape(client)
@@ -226,7 +209,7 @@ async def test_time_from_submission_to_decision(client: Client) -> None:
 
 async def test_queue_depth_and_oldest_pending_age_at_scrape_time(client: Client) -> None:
     articles = articles_in_distinct_partitions(3)
-    ids = [(await submit(client, article))["id"] for article in articles]
+    ids = [(await submit_comment(client, article))["id"] for article in articles]
     await asyncio.sleep(1.1)  # lets the oldest pending comment grow older than a second
     # Nobody asked /v1/moderation/stats: the scrape itself must bring the gauges up to date.
     metrics = await scrape(client)
@@ -260,7 +243,7 @@ async def test_webhook_deliveries_by_outcome(aiohttp_client: AiohttpClient, aioh
         "url": str(receiver.make_url("/hook")), "events": ["comment.approved"], "secret": "x" * 20})
     assert registered.status == 201, await registered.text()
 
-    comment_id = (await submit(client))["id"]
+    comment_id = (await submit_comment(client, "a1"))["id"]
     await decide(client, comment_id, "approve")
 
     async def delivered() -> bool:
@@ -387,8 +370,8 @@ def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[sub
     env = {**os.environ, "COMMENTS_WORKERS": "2", "COMMENTS_DATA_DIR": str(tmp_path / "data"),
            "COMMENTS_PORT": str(port), "COMMENTS_REDIS_URL": redis_server.url, "COMMENTS_LOG_LEVEL": "WARNING",
            "COMMENTS_CAPTCHA_RENDER_PROCESSES": "1", "COMMENTS_CAPTCHA_POOL_SIZE": "2",
-           "COMMENTS_CAPTCHA_TEST_ANSWER": "ABCDE", "COMMENTS_MIN_FILL_SECONDS": "0",
-           "COMMENTS_ADMIN_TOKEN": "test-admin-token", "COMMENTS_RATE_LIMIT_ENABLED": "false"}
+           "COMMENTS_CAPTCHA_TEST_ANSWER": TEST_ANSWER, "COMMENTS_MIN_FILL_SECONDS": "0",
+           "COMMENTS_ADMIN_TOKEN": ADMIN_TOKEN, "COMMENTS_RATE_LIMIT_ENABLED": "false"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(stderr, "wb") as errors:
         process = subprocess.Popen([str(SERVICE), "run"], env=env, stdout=subprocess.DEVNULL, stderr=errors,
@@ -460,7 +443,7 @@ def test_queue_gauges_agree_whichever_worker_is_scraped(
     for article in articles_in_distinct_partitions(3):
         status, _, body = call(port, "POST", "/v1/captchas", {})
         assert status == 201
-        status, _, body = call(port, "POST", f"/v1/articles/{article}/comments", form(orjson.loads(body)["id"]))
+        status, _, body = call(port, "POST", f"/v1/articles/{article}/comments", comment_form(orjson.loads(body)["id"]))
         assert status == 202, body
         ids.append(orjson.loads(body)["id"])
     for worker, metrics in scrape_each_worker(port).items():

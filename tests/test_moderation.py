@@ -10,15 +10,14 @@ import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from conftest import articles_in_distinct_partitions
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import ADMIN, articles_in_distinct_partitions, bearer, create_token, submit_comment
 
 from service import keys
 from service.app import create_app
 from service.settings import Settings
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 Headers = dict[str, str]
 Json = dict[str, Any]
 
@@ -28,23 +27,13 @@ Json = dict[str, Any]
 async def submit(client: TestClient, article: str = "a1", *, email: str = "reader@example.com",  # type: ignore[type-arg]
                  name: str = "Lan", title: str = "Tiêu đề", body: str = "Nội dung bình luận",
                  parent_id: str | None = None, headers: Headers | None = None, expect: int = 202) -> Json:
-    response = await client.post("/v1/captchas")
-    assert response.status == 201
-    captcha_id = (await response.json())["id"]
-    form: Json = {"name": name, "email": email, "title": title, "body": body, "captcha_id": captcha_id,
-                  "captcha_answer": "ABCDE"}
-    if parent_id:
-        form["parent_id"] = parent_id
-    response = await client.post(f"/v1/articles/{article}/comments", json=form, headers=headers)
-    assert response.status == expect, await response.text()
-    result: Json = await response.json()
-    return result
+    reply: Json = {"parent_id": parent_id} if parent_id else {}
+    return await submit_comment(client, article, expect=expect, headers=headers, email=email, name=name, title=title,
+                                body=body, **reply)
 
 
 async def token(client: TestClient, role: str, name: str) -> Headers:  # type: ignore[type-arg]
-    response = await client.post("/v1/tokens", json={"role": role, "name": name}, headers=ADMIN)
-    assert response.status == 201, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['token']}"}
+    return bearer((await create_token(client, role, name))["token"])
 
 
 async def decide(client: TestClient, who: Headers, comment_id: str, action: str,  # type: ignore[type-arg]

@@ -11,6 +11,7 @@ from typing import Any, Final
 import orjson
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from support import ADMIN, submit_comment
 
 from service import keys
 from service.api.moderation import BULK_BODY_MAX_BYTES
@@ -19,7 +20,6 @@ from service.moderation import BULK_MAX, FILTER_SCAN_MAX
 from service.scripts import Arg, Scripts
 from service.submissions import OUTBOX_MAXLEN, new_comment_id
 
-ADMIN: Final = {"Authorization": "Bearer test-admin-token"}
 PROBLEM: Final = "application/problem+json"
 ARTICLE: Final = "bai-viet-x"
 #: Comments of other articles queued in ARTICLE's partition, ahead of and between ARTICLE's own.
@@ -220,12 +220,7 @@ async def test_a_claim_kept_to_an_article_finds_its_comments_deep_in_a_long_part
 
 async def test_the_article_index_follows_each_comment_in_and_out_of_the_queue(
         client: TestClient[Any, Any], redis: Redis) -> None:
-    captcha = await (await client.post("/v1/captchas")).json()
-    response = await client.post(f"/v1/articles/{ARTICLE}/comments", json={
-        "name": "Lan", "email": "lan@example.com", "title": "T", "body": "Nội dung", "captcha_id": captcha["id"],
-        "captcha_answer": "ABCDE"})
-    assert response.status == 202
-    comment_id = (await response.json())["id"]
+    comment_id = (await submit_comment(client, ARTICLE, title="T", body="Nội dung"))["id"]
     submitted = await redis.hget(keys.comment(comment_id), "t")
     assert submitted is not None
     assert await redis.zscore(keys.article_pending(ARTICLE), comment_id) == int(submitted)

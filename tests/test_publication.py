@@ -10,30 +10,21 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from support import ADMIN, Json, decide, submit_comment
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
-Json = dict[str, Any]
 PUBLIC_FIELDS = {"id", "parent_id", "name", "title", "body", "created_at", "approved_at", "avatar"}
 CACHE = 0.25  # a little over the test settings' public_cache_seconds
 
 
 async def submit(client: TestClient, article: str = "a1", *, email: str = "reader@example.com",  # type: ignore[type-arg]
                  parent_id: str | None = None, expect: int = 202) -> Json:
-    captcha_id = (await (await client.post("/v1/captchas")).json())["id"]
-    form: Json = {"name": "Lan", "email": email, "title": "Tiêu đề", "body": "Nội dung", "captcha_id": captcha_id,
-                  "captcha_answer": "ABCDE"}
-    if parent_id:
-        form["parent_id"] = parent_id
-    response = await client.post(f"/v1/articles/{article}/comments", json=form)
-    assert response.status == expect, await response.text()
-    result: Json = await response.json()
-    return result
+    reply: Json = {"parent_id": parent_id} if parent_id else {}
+    return await submit_comment(client, article, expect=expect, email=email, title="Tiêu đề", body="Nội dung",
+                                **reply)
 
 
 async def approve(client: TestClient, comment_id: str, action: str = "approve") -> None:  # type: ignore[type-arg]
-    response = await client.post(f"/v1/moderation/comments/{comment_id}/decision", json={"action": action},
-                                 headers=ADMIN)
-    assert response.status == 200, await response.text()
+    await decide(client, comment_id, action)
 
 
 async def approved(client: TestClient, article: str, count: int) -> list[str]:  # type: ignore[type-arg]
