@@ -15,8 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from service import captcha_audio, captcha_render
-from service.api import admin, feed, middleware, moderation, ops, problems, public, webhooks, widget
+from service.accounts import Accounts
+from service.api import accounts, admin, feed, middleware, moderation, ops, problems, public, webhooks, widget
 from service.appkeys import (
+    ACCOUNTS,
     CAPTCHAS,
     FEED,
     METRICS,
@@ -115,6 +117,19 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop(tasks)
 
 
+async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """People's accounts and sessions, with the threads that hash their passwords."""
+    settings = app[SETTINGS]
+    people = Accounts(app[REDIS], app[SCRIPTS], idle_seconds=settings.session_idle_seconds,
+                      lifetime_seconds=settings.session_lifetime_seconds,
+                      admin_totp_required=settings.admin_totp_required,
+                      limit_account=settings.signin_limit_account, limit_client=settings.signin_limit_client)
+    app[ACCOUNTS] = people
+    await people.start()
+    yield
+    await asyncio.to_thread(people.close)
+
+
 async def stop(tasks: list[asyncio.Task[None]], patience: float = 10.0) -> None:
     """Cancel background tasks and wait for them. redis-py can lose a cancellation that arrives while a
     command is in flight (the task then carries on looping), so a task still running is cancelled again."""
@@ -138,8 +153,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.security_headers)
-    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx])
-    for module in (public, moderation, feed, admin, webhooks, ops, widget, problems):
+    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx])
+    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, problems):
         module.setup_routes(app)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "

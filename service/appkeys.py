@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from service.accounts import Accounts
 from service.captcha import Captchas
 from service.connections import RedisClient
 from service.feed import Feed
@@ -28,6 +29,7 @@ RENDER_POOL = web.AppKey("render_pool", Executor)
 CAPTCHAS = web.AppKey("captchas", Captchas)
 SUBMISSIONS = web.AppKey("submissions", Submissions)
 TOKENS = web.AppKey("tokens", Tokens)
+ACCOUNTS = web.AppKey("accounts", Accounts)
 MODERATION = web.AppKey("moderation", Moderation)
 PUBLICATION = web.AppKey("publication", Publication)
 FEED = web.AppKey("feed", Feed)

@@ -1,5 +1,5 @@
-"""The `comments-service` command: `run` serves the API; `token` manages access tokens; `doctor` checks
-(and with `--repair` mends) the stored data.
+"""The `comments-service` command: `run` serves the API; `token` manages access tokens; `users` invites, lists
+and disables people's accounts; `doctor` checks (and with `--repair` mends) the stored data.
 
 Only this module reads the environment (through `Settings.from_environment()`).
 
@@ -37,7 +37,10 @@ EXAMPLES = """examples:
   comments-service run
   comments-service token create --role moderator --name "Lan"
   comments-service token list
-  comments-service token revoke <id>"""
+  comments-service token revoke <id>
+  comments-service users invite --role moderator --name Lan
+  comments-service users list
+  comments-service users disable Lan"""
 
 
 def _worker(settings: Settings, sockets: list[socket.socket]) -> None:
@@ -222,6 +225,40 @@ async def _tokens(settings: Settings, args: argparse.Namespace, url: str) -> int
     return 0
 
 
+async def _users(settings: Settings, args: argparse.Namespace, url: str) -> int:
+    """People's accounts: an invitation prints its one-time link (valid 72 hours) on stdout."""
+    from service.accounts import AccountRole, Accounts
+    from service.connections import create_redis
+    from service.errors import ServiceError
+    from service.scripts import Scripts
+
+    redis = create_redis(url, timeout=5)
+    people = Accounts(redis, Scripts(redis), idle_seconds=settings.session_idle_seconds,
+                      lifetime_seconds=settings.session_lifetime_seconds,
+                      admin_totp_required=settings.admin_totp_required,
+                      limit_account=settings.signin_limit_account, limit_client=settings.signin_limit_client)
+    try:
+        if args.action == "invite":
+            made = await people.invite(args.name, AccountRole(args.role), "comments-service users invite")
+            print(f"{settings.public_origin}/moderation/invite/{made.token}")
+            print(f"invited {made.name} as {made.role}; the link works once, for 72 hours (shown once; only its "
+                  f"hash is kept)", file=sys.stderr)
+        elif args.action == "list":
+            for account in await people.list():
+                print(f"{account.name}\t{account.role}\t{'disabled' if account.disabled else 'active'}\t"
+                      f"{'totp' if account.totp else '-'}")
+        else:
+            account = await people.disable(args.name)
+            print(f"disabled {account.name}; their sessions have ended", file=sys.stderr)
+    except ServiceError as exc:
+        print(f"comments-service: {exc.detail or exc.code}", file=sys.stderr)
+        return 1
+    finally:
+        people.close()
+        await redis.aclose()
+    return 0
+
+
 async def _doctor(url: str, *, repair: bool) -> int:
     from service.connections import create_redis
     from service.doctor import doctor, report
@@ -249,6 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("list", help="list tokens (ids, roles, names; never the tokens)")
     revoke = actions.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id")
+    users = commands.add_parser("users", help="manage people's accounts (moderators and admins)")
+    people = users.add_subparsers(dest="action", required=True)
+    invite = people.add_parser("invite", help="invite a person: prints a one-time link, valid 72 hours")
+    invite.add_argument("--role", required=True, choices=["moderator", "admin"])
+    invite.add_argument("--name", required=True, help="2 to 40 letters, digits, '.', '_' or '-'")
+    people.add_parser("list", help="list accounts (name, role, state, second factor)")
+    disable = people.add_parser("disable", help="disable an account and end its sessions")
+    disable.add_argument("name")
     doctor = commands.add_parser("doctor", help="find damaged or inconsistent data (exit 1 if any)")
     doctor.add_argument("--repair", action="store_true", help="mend what can be mended, report the rest")
     args = parser.parse_args(argv)
@@ -262,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     with _redis_url(settings) as url:
         if args.command == "doctor":
             return asyncio.run(_doctor(url, repair=args.repair))
+        if args.command == "users":
+            return asyncio.run(_users(settings, args, url))
         return asyncio.run(_tokens(settings, args, url))
 
 

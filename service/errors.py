@@ -54,14 +54,52 @@ class Unauthenticated(ServiceError):
     status = 401
 
 
+class SigninFailed(Unauthenticated):
+    """Wrong name or password, worded alike whether or not the account exists."""
+
+    code = "signin_failed"
+
+
+class TotpRequired(Unauthenticated):
+    """The password was right; this account also signs in with a code from its authenticator app."""
+
+    code = "totp_required"
+
+
+class TotpInvalid(Unauthenticated):
+    code = "totp_invalid"
+
+
+class SessionEnded(Unauthenticated):
+    """The session cookie names no live session: signed out, timed out, ended by an admin or disabled."""
+
+    code = "session_ended"
+
+
 class Forbidden(ServiceError):
     code = "forbidden"
     status = 403
 
 
+class CsrfRefused(Forbidden):
+    """A state-changing request made with the session cookie that did not come from the service's own pages."""
+
+    code = "csrf_refused"
+
+
+class TotpEnrolmentRequired(Forbidden):
+    code = "totp_enrolment_required"
+
+
 class NotFound(ServiceError):
     code = "not_found"
     status = 404
+
+
+class InvitationInvalid(NotFound):
+    """The invitation does not exist, was used or expired (which of these is not told)."""
+
+    code = "invitation_invalid"
 
 
 class MethodNotAllowed(ServiceError):
@@ -101,6 +139,10 @@ class CommentsClosed(Conflict):
 
 class IdempotencyInProgress(Conflict):
     code = "idempotency_in_progress"
+
+
+class NameTaken(Conflict):
+    code = "name_taken"
 
 
 class Gone(ServiceError):
@@ -144,9 +186,17 @@ class InvalidParent(Unprocessable):
     code = "invalid_parent"
 
 
+class WeakPassword(Unprocessable):
+    code = "weak_password"
+
+
 class RateLimited(ServiceError):
     code = "rate_limited"
     status = 429
+
+
+class SigninLimited(RateLimited):
+    code = "signin_limited"
 
 
 class Unavailable(ServiceError):

@@ -37,6 +37,17 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
                     "The service is briefly unavailable, try again shortly"),
     "internal_error": ("Lỗi hệ thống", "Internal error"),
     "storage_corrupt": ("Dữ liệu đã lưu bị hỏng", "Stored data is damaged"),
+    "signin_failed": ("Sai tên đăng nhập hoặc mật khẩu", "Wrong name or password"),
+    "signin_limited": ("Đăng nhập sai quá nhiều lần, vui lòng thử lại sau",
+                       "Too many failed sign-ins, try again later"),
+    "totp_required": ("Cần mã xác thực từ ứng dụng", "A code from the authenticator app is required"),
+    "totp_invalid": ("Mã xác thực sai hoặc đã dùng", "The code is wrong or was already used"),
+    "totp_enrolment_required": ("Cần cài đặt ứng dụng xác thực trước", "Enrol an authenticator app first"),
+    "session_ended": ("Phiên đăng nhập đã kết thúc", "The session has ended"),
+    "csrf_refused": ("Yêu cầu không đến từ trang của dịch vụ", "The request did not come from the service's pages"),
+    "invitation_invalid": ("Lời mời không còn hiệu lực", "The invitation is not valid"),
+    "name_taken": ("Tên này đã có người dùng", "This name is taken"),
+    "weak_password": ("Mật khẩu chưa đủ mạnh", "The password is too weak"),
 }
 
 FIELD_MESSAGES: Final[dict[str, tuple[str, str]]] = {
@@ -63,6 +74,10 @@ FIELD_LABELS: Final[dict[str, tuple[str, str]]] = {
     "captcha_id": ("Mã xác nhận", "Captcha"),
     "captcha_answer": ("Mã xác nhận", "Captcha code"),
     "parent_id": ("Bình luận được trả lời", "Reply target"),
+    "password": ("Mật khẩu", "Password"),
+    "totp": ("Mã xác thực", "Authentication code"),
+    "code": ("Mã xác thực", "Authentication code"),
+    "role": ("Vai trò", "Role"),
 }
 
 
@@ -228,6 +243,27 @@ DETAILS: Final[dict[str, str]] = {
         "Hiện không đọc được mã xác nhận bằng giọng nói; hãy dùng hình ảnh",
     "the stored data is damaged ({what}); nothing was changed":
         "Dữ liệu đã lưu bị hỏng ({what}); chưa có gì bị thay đổi",
+    "your role ({role}) may not do this": "Vai trò của bạn ({role}) không được làm việc này",
+    "admins sign in with a code: enrol an authenticator app first":
+        "Quản trị viên đăng nhập kèm mã xác thực: hãy cài đặt ứng dụng xác thực trước",
+    "sign in first": "Hãy đăng nhập trước",
+    "your session has ended; sign in again": "Phiên đăng nhập đã kết thúc; hãy đăng nhập lại",
+    "send the session's CSRF token in the X-CSRF-Token header":
+        "Hãy gửi mã CSRF của phiên đăng nhập trong tiêu đề X-CSRF-Token",
+    "this request did not come from the service's own pages": "Yêu cầu này không đến từ các trang của dịch vụ",
+    "a name has 2 to 40 letters, digits, '.', '_' or '-'": "Tên gồm 2 đến 40 chữ cái, chữ số, '.', '_' hoặc '-'",
+    "the name {name} is taken": "Tên {name} đã có người dùng",
+    "this invitation does not exist, was used or expired": "Lời mời này không tồn tại, đã được dùng hoặc đã hết hạn",
+    "the password needs at least {min} characters": "Mật khẩu cần ít nhất {min} ký tự",
+    "the password may have at most {max} characters": "Mật khẩu tối đa {max} ký tự",
+    "this password is one of the most common ones; choose another":
+        "Mật khẩu này là một trong những mật khẩu phổ biến nhất; hãy chọn mật khẩu khác",
+    "the password must not contain the name": "Mật khẩu không được chứa tên đăng nhập",
+    "no such account": "Không có tài khoản này",
+    "too many failed sign-ins; try again later": "Đăng nhập sai quá nhiều lần; vui lòng thử lại sau",
+    "wrong name or password": "Sai tên đăng nhập hoặc mật khẩu",
+    "enter the code from your authenticator app": "Hãy nhập mã từ ứng dụng xác thực của bạn",
+    "the code is wrong or was already used": "Mã xác thực sai hoặc đã được dùng",
 }
 
 
@@ -400,6 +436,68 @@ EXPLANATIONS: Final[dict[str, Explanation]] = {
          "Report it with the value of the X-Request-ID header; an operator runs `comments-service doctor` to "
          "find and mend the damaged data.")),
 }
+
+EXPLANATIONS.update({
+    "signin_failed": Explanation(
+        ("Tên đăng nhập hoặc mật khẩu không đúng (không nói rõ cái nào, để không lộ tài khoản nào tồn tại), hoặc "
+         "tài khoản đã bị khoá.",
+         "The name or the password is wrong (which one is not said, so as not to reveal which accounts exist), or "
+         "the account is disabled."),
+        ("Kiểm tra lại rồi thử lại; sau nhiều lần sai, đăng nhập bị tạm chặn. Quên mật khẩu thì nhờ quản trị viên "
+         "gửi lời mời mới.",
+         "Check and try again; after several failures sign-in is paused. If the password is forgotten, ask an "
+         "admin for a new invitation.")),
+    "signin_limited": Explanation(
+        ("Đã có quá nhiều lần đăng nhập sai cho tài khoản này hoặc từ địa chỉ mạng này trong 15 phút.",
+         "Too many failed sign-ins for this account or from this network address in 15 minutes."),
+        ("Chờ số giây trong tiêu đề Retry-After rồi thử lại.",
+         "Wait the number of seconds in the Retry-After header, then try again.")),
+    "totp_required": Explanation(
+        ("Mật khẩu đúng, nhưng tài khoản này đăng nhập kèm mã 6 chữ số từ ứng dụng xác thực.",
+         "The password is right, but this account signs in with a 6-digit code from an authenticator app too."),
+        ("Gửi lại tên, mật khẩu và mã hiện tại của ứng dụng trong trường `totp`.",
+         "Send the name and password again with the app's current code in `totp`.")),
+    "totp_invalid": Explanation(
+        ("Mã xác thực không đúng, đã quá hạn, hoặc đã được dùng một lần (mỗi mã chỉ dùng được một lần).",
+         "The code is wrong, too old, or was used already (each code works once)."),
+        ("Chờ mã mới hiện trên ứng dụng rồi thử lại; kiểm tra đồng hồ của điện thoại.",
+         "Wait for the app's next code and try again; check the phone's clock.")),
+    "totp_enrolment_required": Explanation(
+        ("Quản trị viên phải đăng nhập kèm mã xác thực, và tài khoản này chưa cài đặt ứng dụng xác thực.",
+         "Admins must sign in with a code, and this account has not enrolled an authenticator app yet."),
+        ("Cài đặt ứng dụng: POST /v1/session/totp, thêm bí mật vào ứng dụng, rồi xác nhận bằng mã "
+         "(POST /v1/session/totp/confirm).",
+         "Enrol: POST /v1/session/totp, add the secret to the app, then confirm with a code "
+         "(POST /v1/session/totp/confirm).")),
+    "session_ended": Explanation(
+        ("Cookie phiên không ứng với phiên nào đang mở: đã đăng xuất, quá thời gian chờ, hết thời hạn, bị quản trị "
+         "viên kết thúc hoặc tài khoản bị khoá.",
+         "The session cookie names no live session: signed out, idle too long, past its lifetime, ended by an "
+         "admin, or the account was disabled."),
+        ("Đăng nhập lại (POST /v1/session).", "Sign in again (POST /v1/session).")),
+    "csrf_refused": Explanation(
+        ("Yêu cầu thay đổi dữ liệu bằng cookie phiên phải đến từ chính trang của dịch vụ (cùng Origin) và mang "
+         "mã CSRF của phiên trong tiêu đề X-CSRF-Token.",
+         "A request that changes something with the session cookie must come from the service's own pages (the "
+         "same Origin) and carry the session's CSRF token in the X-CSRF-Token header."),
+        ("Gửi yêu cầu từ trang kiểm duyệt của dịch vụ, kèm `csrf_token` lấy từ GET /v1/session; máy dùng "
+         "'Authorization: Bearer'.",
+         "Send it from the service's moderation pages with the `csrf_token` of GET /v1/session; machines use "
+         "'Authorization: Bearer'.")),
+    "invitation_invalid": Explanation(
+        ("Lời mời không tồn tại, đã được dùng hoặc đã quá 72 giờ; mỗi lời mời chỉ dùng được một lần.",
+         "The invitation does not exist, was used, or is older than 72 hours; each invitation works once."),
+        ("Nhờ quản trị viên gửi lời mời mới.", "Ask an admin for a new invitation.")),
+    "name_taken": Explanation(
+        ("Đã có tài khoản mang tên này (không phân biệt chữ hoa, chữ thường).",
+         "An account already has this name (whatever the case)."),
+        ("Chọn tên khác.", "Choose another name.")),
+    "weak_password": Explanation(
+        ("Mật khẩu quá ngắn, quá dài, là một mật khẩu phổ biến, hoặc chứa tên đăng nhập.",
+         "The password is too short, too long, one of the common passwords, or contains the name."),
+        ("Chọn mật khẩu dài hơn, khó đoán (ví dụ vài từ ngẫu nhiên ghép lại).",
+         "Choose a longer password that is hard to guess (a few random words together, for example).")),
+})
 
 FIELD_DETAIL: Final = ("Trường {field}: {message}", "Field {field}: {message}")
 

@@ -47,6 +47,11 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
 | cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires |
 | cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation) |
+| cm:{acct}:user:<folded name>         | hash   | none                 | accounts: name, role, password hash, TOTP |
+| cm:{acct}:users                      | set    | none                 | accounts: every folded name (listing) |
+| cm:{acct}:invite:<sha256>            | hash   | 72 hours             | accounts: an invitation's name and role |
+| cm:{acct}:session:<sha256>           | hash   | idle timeout         | sessions: person, role, CSRF token, expiries |
+| cm:{acct}:sessions:<folded name>     | zset   | session lifetime     | sessions: a person's sessions -> expiry ms |
 | cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration |
 | cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | one delivery of one event to one webhook |
 | cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
@@ -190,6 +195,35 @@ def token(digest: str) -> str:
 def token_index() -> str:
     return f"{PREFIX}:{{auth}}:tokens"
 
+
+# -- people: accounts, invitations and sessions, one slot (`{acct}`) --------------------------------------------
+# Account names are client text: `accounts.valid_name` allows letters, ASCII digits, `.`, `_` and `-` only (no
+# `:`, no `{`), and the casefolded name comes last, so no name names another's key or shifts the hash tag.
+
+ACCOUNTS: Final = f"{PREFIX}:{{acct}}"
+
+
+def account(folded_name: str) -> str:
+    return f"{ACCOUNTS}:user:{folded_name}"
+
+
+def account_index() -> str:
+    return f"{ACCOUNTS}:users"
+
+
+def invitation(digest: str) -> str:
+    return f"{ACCOUNTS}:invite:{digest}"
+
+
+def session(digest: str) -> str:
+    return f"{ACCOUNTS}:session:{digest}"
+
+
+def account_sessions(folded_name: str) -> str:
+    return f"{ACCOUNTS}:sessions:{folded_name}"
+
+
+# -- webhooks ------------------------------------------------------------------------------------------------
 
 def webhooks() -> str:
     return f"{PREFIX}:{{hooks}}:webhooks"

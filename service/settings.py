@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = []
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
     admin_token: SecretStr | None = None
+    #: Where people reach the service (scheme, host, port; no path), for the links of invitations and the
+    #: same-origin check of the moderation console; unset: http://{host}:{port}.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+$")
+    #: A person's session ends after this many seconds without a request (each request starts it again)...
+    session_idle_seconds: int = Field(default=30 * 60, ge=1, le=86400)
+    #: ...and this many seconds after signing in, however busy.
+    session_lifetime_seconds: int = Field(default=12 * 3600, ge=1, le=30 * 86400)
+    #: Admin accounts must sign in with a TOTP code (RFC 6238) as well as their password.
+    admin_totp_required: bool = False
+    #: Failed sign-ins allowed per account and per client address: (count, window seconds). Kept whatever
+    #: COMMENTS_RATE_LIMIT_ENABLED says: they guard passwords, not the queue.
+    signin_limit_account: tuple[int, int] = (5, 15 * 60)
+    signin_limit_client: tuple[int, int] = (20, 15 * 60)
     rate_limit_enabled: bool = True
     min_fill_seconds: float = Field(default=3.0, ge=0)
     captcha_test_answer: str | None = None
@@ -155,6 +168,14 @@ class Settings(BaseSettings):
             return cls()
         except ValidationError as exc:
             raise SettingsError(describe(exc)) from None
+
+    @property
+    def public_origin(self) -> str:
+        """The origin people reach the service at: COMMENTS_PUBLIC_URL, or http://{host}:{port}."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def secret(self) -> bytes:

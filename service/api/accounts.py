@@ -1,0 +1,327 @@
+"""Routes for people: invitations and accounts (admins), accepting an invitation, signing in and out, the
+session, and enrolling a second factor. The rules live in `service.accounts`; who may ask, in `api.auth`."""
+
+from __future__ import annotations
+
+import html
+from typing import Final
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from service import i18n
+from service.accounts import (
+    NAME_PATTERN,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    Account,
+    AccountRole,
+    Session,
+)
+from service.api.auth import check_same_origin, require_role, require_session, session_cookie
+from service.api.clientinfo import client_ip_hash
+from service.api.common import json_response, read_json
+from service.api.docs import Param, operation
+from service.appkeys import ACCOUNTS, SETTINGS
+from service.errors import InvitationInvalid, NotFound, ServiceError
+from service.models import iso
+from service.tokens import Role
+
+NAME: Final = Param("name", "path", {"type": "string", "pattern": NAME_PATTERN}, True,
+                    description="The account's name (case does not matter).")
+TOKEN: Final = Param("token", "path", {"type": "string", "pattern": r"^cmi_[A-Za-z0-9_-]{43}$"}, True,
+                     description="The invitation's token, the last part of the link it was sent as.")
+ADMIN_ERRORS: Final = (400, 401, 403, 429, 503)
+NO_STORE: Final = {"Cache-Control": "no-store"}
+
+
+class InvitationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=2, max_length=40, description="The person's name for signing in, and as history "
+                                                               "and stats will name their decisions: 2 to 40 "
+                                                               "letters, ASCII digits, '.', '_' or '-'; unique "
+                                                               "whatever the case.")
+    role: AccountRole = Field(description="moderator (the queue and decisions) or admin (everything, people and "
+                                          "machine tokens included).")
+
+
+class InvitationView(BaseModel):
+    name: str = Field(description="The name the invitation is for.")
+    role: AccountRole = Field(description="The role the account will have.")
+    expires_at: str = Field(description="When the invitation runs out (ISO 8601, UTC), 72 hours after it was made.")
+
+
+class InvitationCreated(InvitationView):
+    link: str = Field(description="The one-time link to send to the person (it holds the invitation's secret "
+                                  "token; shown only now).")
+
+
+class AcceptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX,
+                          description=f"The password the person chooses: at least {PASSWORD_MIN} characters, not "
+                                      "one of the most common passwords and not containing the name.")
+
+
+class AccountView(BaseModel):
+    name: str = Field(description="The account's name, as written when invited.")
+    role: AccountRole = Field(description="moderator or admin.")
+    disabled: bool = Field(description="True once an admin disabled it: it cannot sign in.")
+    created_at: str = Field(description="When the invitation was accepted (ISO 8601, UTC).")
+    totp: bool = Field(description="True when the person signs in with an authenticator app's code as well.")
+
+
+class AccountList(BaseModel):
+    accounts: list[AccountView] = Field(description="Every account, by name.")
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: AccountRole = Field(description="The new role; the person's sessions end, so they sign in again with it.")
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="How many live sessions were ended.")
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="The account's name (case does not matter).")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX, description="The account's password.")
+    totp: str | None = Field(default=None, max_length=10,
+                             description="The 6-digit code of the authenticator app, for an account that enrolled "
+                                         "one (answered `totp_required` without it).")
+
+
+class SessionView(BaseModel):
+    name: str = Field(description="Who is signed in; history and stats name their decisions so.")
+    role: AccountRole = Field(description="moderator or admin.")
+    csrf_token: str = Field(description="Send it as the `X-CSRF-Token` header with every request made with the "
+                                        "session cookie that changes something.")
+    expires_at: str = Field(description="When the session ends however busy (ISO 8601, UTC); it ends sooner "
+                                        "after the idle timeout without a request.")
+    totp_enrolment_required: bool = Field(description="True when this admin must enrol an authenticator app "
+                                                      "(POST /v1/session/totp) before doing anything else.")
+
+
+class TotpEnrolment(BaseModel):
+    secret: str = Field(description="The new secret (base32), for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="The same as an otpauth:// URI, for a QR code.")
+
+
+class TotpConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=6, max_length=6, description="The app's current 6-digit code for the new secret.")
+
+
+def _account(account: Account) -> AccountView:
+    return AccountView(name=account.name, role=account.role, disabled=account.disabled,
+                       created_at=iso(account.created_at), totp=account.totp)
+
+
+def _session(session: Session) -> SessionView:
+    return SessionView(name=session.name, role=session.role, csrf_token=session.csrf,
+                       expires_at=iso(session.expires_at), totp_enrolment_required=session.enrol_only)
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if len(name) > 40:
+        raise NotFound("no such account")
+    return name
+
+
+# -- admins: people ----------------------------------------------------------------------------------------------
+
+@operation(summary="Invite a person (a one-time link, valid 72 hours)", tag="accounts", role="admin",
+           request=InvitationRequest, responses={201: InvitationCreated},
+           errors=(*ADMIN_ERRORS, 409, 413, 415, 422))
+async def invite(request: web.Request) -> web.Response:
+    who = await require_role(request, Role.ADMIN)
+    body = await read_json(request, InvitationRequest)
+    made = await request.app[ACCOUNTS].invite(body.name, body.role, who.name)
+    link = f"{request.app[SETTINGS].public_origin}/moderation/invite/{made.token}"
+    return json_response(InvitationCreated(name=made.name, role=made.role, expires_at=iso(made.expires_at),
+                                           link=link), status=201, headers=NO_STORE)
+
+
+@operation(summary="Every account", tag="accounts", role="admin", responses={200: AccountList},
+           errors=ADMIN_ERRORS)
+async def list_accounts(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMIN)
+    accounts = await request.app[ACCOUNTS].list()
+    return json_response(AccountList(accounts=[_account(a) for a in accounts]))
+
+
+@operation(summary="Disable an account (its sessions end at once)", tag="accounts", role="admin",
+           responses={200: AccountView}, params=(NAME,), errors=(*ADMIN_ERRORS, 404))
+async def disable(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMIN)
+    return json_response(_account(await request.app[ACCOUNTS].disable(_name(request))))
+
+
+@operation(summary="Change an account's role (its sessions end)", tag="accounts", role="admin", request=RoleChange,
+           responses={200: AccountView}, params=(NAME,), errors=(*ADMIN_ERRORS, 404, 413, 415, 422))
+async def change_role(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMIN)
+    body = await read_json(request, RoleChange)
+    return json_response(_account(await request.app[ACCOUNTS].set_role(_name(request), body.role)))
+
+
+@operation(summary="End every session of a person", tag="accounts", role="admin", responses={200: SessionsEnded},
+           params=(NAME,), errors=(*ADMIN_ERRORS, 404))
+async def end_sessions(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMIN)
+    return json_response(SessionsEnded(ended=await request.app[ACCOUNTS].end_sessions(_name(request))))
+
+
+# -- the invitee -------------------------------------------------------------------------------------------------
+
+@operation(summary="What an invitation is for", tag="accounts", responses={200: InvitationView}, params=(TOKEN,),
+           errors=(404, 503))
+async def show_invitation(request: web.Request) -> web.Response:
+    made = await request.app[ACCOUNTS].invitation(request.match_info["token"])
+    return json_response(InvitationView(name=made.name, role=made.role, expires_at=iso(made.expires_at)),
+                         headers=NO_STORE)
+
+
+@operation(summary="Accept an invitation: set the password (the invitation works once)", tag="accounts",
+           request=AcceptRequest, responses={201: AccountView}, params=(TOKEN,),
+           errors=(403, 404, 409, 413, 415, 422, 503))
+async def accept(request: web.Request) -> web.Response:
+    check_same_origin(request, browser_only=True)
+    body = await read_json(request, AcceptRequest)
+    account = await request.app[ACCOUNTS].accept(request.match_info["token"], body.password)
+    return json_response(_account(account), status=201)
+
+
+_PAGE: Final = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>Đặt mật khẩu · Set a password</title></head>
+<body><main>
+<h1>Đặt mật khẩu cho {name}</h1>
+<p>Vai trò: {role}. Mật khẩu cần ít nhất {min} ký tự và không phải mật khẩu phổ biến.
+<span lang="en">(Set a password of at least {min} characters that is not a common one.)</span></p>
+{error}
+<form method="post">
+<p><label for="password">Mật khẩu</label><br>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{min}" required></p>
+<p><button type="submit">Đặt mật khẩu</button></p>
+</form>
+</main></body></html>
+"""
+_DONE: Final = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><title>Đã đặt mật khẩu · Password set</title></head>
+<body><main><h1>Đã đặt mật khẩu</h1><p>Tài khoản {name} đã sẵn sàng.
+<a href="/moderation/">Đăng nhập</a> <span lang="en">(Your account is ready: sign in.)</span></p></main></body></html>
+"""
+_PAGE_HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@operation(summary="The invitation link: a page with a form that sets the password (GET shows it, POST sends it as "
+                   "a form; plain HTML without script)", tag="accounts", responses={200: "text", 201: "text"},
+           media={200: "text/html", 201: "text/html"}, params=(TOKEN,), errors=(403, 404, 422, 503))
+async def invitation_page(request: web.Request) -> web.Response:
+    accounts = request.app[ACCOUNTS]
+    token = request.match_info["token"]
+    error = ""
+    try:
+        made = await accounts.invitation(token)
+    except InvitationInvalid as exc:
+        return _html(_message(request, exc), status=404)
+    if request.method == "POST":
+        check_same_origin(request, browser_only=True)
+        form = await request.post()
+        password = form.get("password")
+        try:
+            account = await accounts.accept(token, password if isinstance(password, str) else "")
+        except ServiceError as exc:
+            error = f'<p role="alert">{html.escape(_message(request, exc))}</p>'
+        else:
+            return _html(_DONE.format(name=html.escape(account.name)), status=201)
+    return _html(_PAGE.format(name=html.escape(made.name), role=html.escape(made.role.value), min=PASSWORD_MIN,
+                              error=error), status=422 if error else 200)
+
+
+def _message(request: web.Request, error: ServiceError) -> str:
+    lang = i18n.negotiate(request.headers.get("Accept-Language"))
+    return i18n.detail(error.code, error.template, error.params, lang)
+
+
+def _html(body: str, status: int) -> web.Response:
+    if not body.startswith("<!doctype"):
+        body = f'<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>{html.escape(body)}</title>' \
+               f"</head><body><main><p>{html.escape(body)}</p></main></body></html>"
+    return web.Response(text=body, status=status, content_type="text/html", headers=_PAGE_HEADERS)
+
+
+# -- signing in and the session ------------------------------------------------------------------------------------
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    settings = request.app[SETTINGS]
+    response.set_cookie(session_cookie(settings), value, max_age=settings.session_lifetime_seconds, path="/",
+                        secure=settings.env != "development", httponly=True, samesite="Strict")
+
+
+@operation(summary="Sign in (sets the session cookie)", tag="session", request=SignIn,
+           responses={200: SessionView}, errors=(401, 403, 413, 415, 422, 429, 503))
+async def sign_in(request: web.Request) -> web.Response:
+    check_same_origin(request, browser_only=True)
+    body = await read_json(request, SignIn)
+    cookie, session = await request.app[ACCOUNTS].sign_in(body.name, body.password, body.totp,
+                                                          client_ip_hash(request))
+    response = json_response(_session(session), headers=NO_STORE)
+    _set_cookie(request, response, cookie)
+    return response
+
+
+@operation(summary="Who is signed in, and the CSRF token", tag="session", responses={200: SessionView},
+           errors=(401, 503))
+async def current(request: web.Request) -> web.Response:
+    return json_response(_session(await require_session(request)), headers=NO_STORE)
+
+
+@operation(summary="Sign out", tag="session", responses={204: None}, errors=(401, 403, 503))
+async def sign_out(request: web.Request) -> web.Response:
+    session = await require_session(request)
+    await request.app[ACCOUNTS].sign_out(session)
+    response = web.Response(status=204)
+    settings = request.app[SETTINGS]
+    response.del_cookie(session_cookie(settings), path="/", secure=settings.env != "development", httponly=True,
+                        samesite="Strict")
+    return response
+
+
+@operation(summary="Start enrolling an authenticator app (a new secret)", tag="session",
+           responses={200: TotpEnrolment}, errors=(401, 403, 503))
+async def totp_begin(request: web.Request) -> web.Response:
+    session = await require_session(request)
+    secret, uri = await request.app[ACCOUNTS].totp_begin(session)
+    return json_response(TotpEnrolment(secret=secret, otpauth_uri=uri), headers=NO_STORE)
+
+
+@operation(summary="Finish enrolling: the app's current code", tag="session", request=TotpConfirm,
+           responses={204: None}, errors=(401, 403, 413, 415, 422, 503))
+async def totp_confirm(request: web.Request) -> web.Response:
+    session = await require_session(request)
+    body = await read_json(request, TotpConfirm)
+    await request.app[ACCOUNTS].totp_confirm(session, body.code)
+    return web.Response(status=204)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/accounts/invitations", invite)
+    app.router.add_get("/v1/accounts", list_accounts)
+    app.router.add_post("/v1/accounts/{name}/disable", disable)
+    app.router.add_patch("/v1/accounts/{name}", change_role)
+    app.router.add_post("/v1/accounts/{name}/sessions/revoke", end_sessions)
+    app.router.add_get("/v1/accounts/invitations/{token}", show_invitation)
+    app.router.add_post("/v1/accounts/invitations/{token}/accept", accept)
+    app.router.add_get("/moderation/invite/{token}", invitation_page)
+    app.router.add_post("/moderation/invite/{token}", invitation_page)
+    app.router.add_post("/v1/session", sign_in)
+    app.router.add_get("/v1/session", current)
+    app.router.add_delete("/v1/session", sign_out)
+    app.router.add_post("/v1/session/totp", totp_begin)
+    app.router.add_post("/v1/session/totp/confirm", totp_confirm)
+
