@@ -11,7 +11,7 @@ not hang. Only connection errors are retried (once, at once): a timed-out write 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import hiredis
@@ -22,11 +22,70 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
+
+
+# -- Redis's failures, typed where replies are read ---------------------------------------------------------
+# redis-py gives some refusals a class of their own (OutOfMemoryError, ReadOnlyError) but not others (MISCONF,
+# NOREPLICAS), and none when the refusal comes from inside a script ("Error running script ...: -NOREPLICAS
+# ..."). The connections below give them one here, so nothing past this module reads an error's text. They stay
+# redis-py errors (subclasses), so redis-py's retries and cluster redirections, and code that catches
+# `RedisError`, see what they saw before.
+
+
+class WritesRefused(ResponseError):
+    """Redis refuses writes: out of memory, a failed snapshot (MISCONF), no replica to write with (NOREPLICAS),
+    a replica (READONLY inside a script). Nothing of the command or script was applied."""
+
+
+class NoReplicas(WritesRefused):
+    """`min-replicas-to-write` is not met: the master lost its replicas (docs/operations.md)."""
+
+
+class ConnectionReset(RuntimeError):
+    """Under uvloop, writing to a connection the peer reset raises RuntimeError ("unable to perform operation on
+    <TCPTransport closed=True>") before anything was sent. A RuntimeError still, so redis-py's retry on
+    RuntimeError (`create_redis`) and its cluster client treat it as they did."""
+
+
+#: Redis failures a client can do nothing about but retry: it is away, loading, failing over.
+UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, ClusterDownError,
+                      TryAgainError, MasterDownError, ClusterError)
+#: Redis is there but refuses to write.
+REFUSES_WRITES: Final = (WritesRefused, OutOfMemoryError)
+_REFUSALS: Final = ("OOM command", "MISCONF", "NOREPLICAS", "READONLY")
+
+
+def _typed(exc: ResponseError) -> ResponseError:
+    if type(exc) is not ResponseError:  # redis-py typed it already
+        return exc
+    text = str(exc)
+    if "NOREPLICAS" in text:
+        return NoReplicas(*exc.args)
+    if any(word in text for word in _REFUSALS):
+        return WritesRefused(*exc.args)
+    return exc
+
+
+def reply_error(text: str) -> ResponseError:
+    """An error reply that came back inside a script's answer (decide.lua catches a failing command, so that the
+    other decisions of its run go on), typed as the connections type the replies they read."""
+    return _typed(ResponseError(text))
 
 
 def _raise_if_cancel_was_lost(cancels_before: int) -> None:
@@ -63,15 +122,36 @@ class _HiredisPacking(AbstractConnection):
             return packed
 
 
-class _Connection(_HiredisPacking, Connection):
+class _TypedErrors(AbstractConnection):
+    """Redis's refusals and uvloop's reset connection as types of their own (see `WritesRefused`)."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            typed = _typed(exc)
+            if typed is exc:
+                raise
+            raise typed from None
+
+    async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().send_packed_command(*args, **kwargs)
+        except RuntimeError as exc:
+            if "unable to perform operation on" not in str(exc):
+                raise
+            raise ConnectionReset(*exc.args) from exc
+
+
+class _Connection(_TypedErrors, _HiredisPacking, Connection):
     pass
 
 
-class _SSLConnection(_HiredisPacking, SSLConnection):
+class _SSLConnection(_TypedErrors, _HiredisPacking, SSLConnection):
     pass
 
 
-class _UnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+class _UnixConnection(_TypedErrors, _HiredisPacking, UnixDomainSocketConnection):
     pass
 
 
@@ -79,7 +159,7 @@ _CONNECTIONS: dict[str, type[AbstractConnection]] = {
     "redis": _Connection, "rediss": _SSLConnection, "unix": _UnixConnection}
 
 
-class _MasterConnection(_HiredisPacking, SentinelManagedConnection):
+class _MasterConnection(_TypedErrors, _HiredisPacking, SentinelManagedConnection):
     """A connection to the master the Sentinels name, that notices when that server stopped being the master.
 
     After a failover the old master keeps its clients until the Sentinels demote it, and meanwhile it still
@@ -92,10 +172,9 @@ class _MasterConnection(_HiredisPacking, SentinelManagedConnection):
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().read_response(*args, **kwargs)
-        except ResponseError as exc:
-            # Also inside a script ("Error running script ...: -NOREPLICAS ..."): Redis refuses a script's first
-            # write, so nothing of it was applied either.
-            if "NOREPLICAS" in str(exc) and self.connection_pool.is_master:
+        except NoReplicas as exc:
+            # Also inside a script: Redis refuses a script's first write, so nothing of it was applied either.
+            if self.connection_pool.is_master:
                 await self.disconnect()
                 raise RedisConnectionError("the master has no replica: asking the Sentinels again") from exc
             raise
@@ -188,7 +267,3 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
     connection_class = _CONNECTIONS.get(parts.scheme, _Connection)
     return Redis.from_url(url, max_connections=max_connections, connection_class=connection_class,
                           **common)  # type: ignore[arg-type]
-
-
-def is_cluster(client: RedisClient) -> bool:
-    return isinstance(client, RedisCluster)

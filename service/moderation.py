@@ -19,10 +19,10 @@ from typing import Final, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from redis.exceptions import ResponseError
 
 from service import keys, text
 from service.clients import email_hash
+from service.connections import reply_error
 from service.errors import (
     AlreadyDecided,
     LeasedToOther,
@@ -273,7 +273,7 @@ def _refuse(result: Sequence[bytes]) -> NoReturn:
     if status == "corrupt":  # a damaged key or record: the decision wrote nothing
         raise corrupt(detail)
     if status == "error":  # as if the failing command had been sent on its own
-        raise ResponseError(detail)
+        raise reply_error(detail)
     raise RuntimeError(f"the decide script answered {status!r}")
 
 
