@@ -13,6 +13,8 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import captcha_audio, captcha_render
 from service.accounts import Accounts
@@ -41,11 +43,14 @@ from service.publication import Publication
 from service.scripts import Scripts
 from service.settings import Settings
 from service.submissions import Submissions
+from service.tasks import stop
 from service.tokens import Tokens
 from service.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
+#: What startup may meet and go on from: Redis not reachable yet (requests answer 503 until it is).
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 def render_processes(settings: Settings) -> int:
@@ -63,8 +68,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     scripts = Scripts(redis)
     app[SCRIPTS] = scripts
-    with contextlib.suppress(Exception):  # Redis may be down at start; scripts load on first use then
+    try:
         await scripts.load()
+    except REDIS_UNREACHABLE as exc:  # anything else (a script Redis refuses, say) must fail the start
+        log.warning("Redis unreachable at start (%s); the scripts load on first use", exc)
     yield
     await redis.aclose()
 
@@ -105,11 +112,13 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MODERATION] = Moderation(scripts, settings.secret)
     app[PUBLICATION] = Publication(scripts, cache_seconds=settings.public_cache_seconds)
     app[FEED] = Feed(scripts, retention_seconds=settings.feed_retention_seconds)
-    hooks = Webhooks(app[REDIS], scripts, settings)
+    hooks = Webhooks(app[REDIS], scripts, settings, metrics=app[METRICS])
     hooks.on_delivery = lambda event, outcome: app[METRICS].webhook_deliveries.labels(event, outcome).inc()
     app[WEBHOOKS] = hooks
-    with contextlib.suppress(Exception):
+    try:
         await hooks.start()
+    except REDIS_UNREACHABLE as exc:  # the dispatcher creates the consumer groups on its first read then
+        log.warning("Redis unreachable at start (%s); webhooks start when it is back", exc)
     jobs: list[Coroutine[Any, Any, None]] = [captchas.keep_pool_filled(), app[FEED].run_janitor(), hooks.run()]
     tasks = [asyncio.create_task(job) for job in jobs]
     app[BACKGROUND] = tasks
@@ -128,22 +137,6 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     await people.start()
     yield
     await asyncio.to_thread(people.close)
-
-
-async def stop(tasks: list[asyncio.Task[None]], patience: float = 10.0) -> None:
-    """Cancel background tasks and wait for them. redis-py can lose a cancellation that arrives while a
-    command is in flight (the task then carries on looping), so a task still running is cancelled again."""
-    deadline = asyncio.get_running_loop().time() + patience
-    pending = {task for task in tasks if not task.done()}
-    while pending and asyncio.get_running_loop().time() < deadline:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
-    if pending:
-        log.error("%d background task(s) did not stop", len(pending))
 
 
 def create_app(settings: Settings) -> web.Application:

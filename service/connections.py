@@ -10,7 +10,6 @@ not hang. Only connection errors are retried (once, at once): a timed-out write 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +35,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
+
+from service import tasks
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
@@ -86,20 +87,6 @@ def reply_error(text: str) -> ResponseError:
     """An error reply that came back inside a script's answer (decide.lua catches a failing command, so that the
     other decisions of its run go on), typed as the connections type the replies they read."""
     return _typed(ResponseError(text))
-
-
-def _raise_if_cancel_was_lost(cancels_before: int) -> None:
-    """redis-py 8.1's asyncio cluster client sometimes loses a cancellation that arrives while a command is in
-    flight: the command returns normally and the task runs on. A background loop (webhooks, captcha pool)
-    cancelled at shutdown then never ends and the application hangs on exit. Restore the cancellation."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling() > cancels_before:
-        raise asyncio.CancelledError
-
-
-def _cancels() -> int:
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
 
 
 class _HiredisPacking(AbstractConnection):
@@ -182,19 +169,21 @@ class _MasterConnection(_TypedErrors, _HiredisPacking, SentinelManagedConnection
 
 class _ClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        before = _cancels()
+        before = tasks.cancels()
         result: list[Any] = await super().execute(raise_on_error, allow_redirections)
-        _raise_if_cancel_was_lost(before)
+        tasks.raise_if_cancelled(before)
         return result
 
 
 class _Cluster(RedisCluster):
-    """`RedisCluster` that does not lose cancellations (see `_raise_if_cancel_was_lost`)."""
+    """`RedisCluster` that does not lose cancellations: redis-py 8.1's asyncio cluster client sometimes returns
+    normally from a command a cancellation interrupted, and a background loop cancelled at shutdown then never
+    ends (`service.tasks`)."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        before = _cancels()
+        before = tasks.cancels()
         result = await super().execute_command(*args, **kwargs)
-        _raise_if_cancel_was_lost(before)
+        tasks.raise_if_cancelled(before)
         return result
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:

@@ -15,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from service import keys, text
+from service import keys, tasks, text
 from service.errors import CursorExpired, ValidationFailed
 from service.scripts import Scripts
 
@@ -147,7 +147,6 @@ class Feed:
         return dropped
 
     async def run_janitor(self) -> None:
-        task = asyncio.current_task()
         while True:
             try:
                 await self.trim_once()
@@ -155,9 +154,6 @@ class Feed:
                 raise
             except Exception:  # Redis away: try again next round
                 log.warning("trimming the feed failed", exc_info=True)
-            # A cancel that lands during a Redis call can be swallowed by the client library (seen with
-            # redis-py 8 when the app shuts down right after starting): honour it here, or shutdown waits a
-            # whole round.
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            # A cancellation the client library swallowed is honoured here, or shutdown waits a whole round.
+            tasks.raise_if_cancelled()
             await asyncio.sleep(TRIM_EVERY_SECONDS)

@@ -43,7 +43,8 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{pXX}:aq:<article>                | zset   | none                 | pending ids -> submitted ms (article filters) |
 | cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events |
 | cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away |
-| cm:{pXX}:outbox                      | stream | trimmed when old     | events for webhooks (group `webhooks`) |
+| cm:{pXX}:outbox                      | stream | trimmed when old     | events for outbox consumers (`outbox_group`) |
+| cm:{pXX}:outbox:dead:<group>         | stream | capped (10,000)      | entries a consumer group gave up on |
 | cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
 | cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires |
 | cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation) |
@@ -53,7 +54,7 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{acct}:session:<sha256>           | hash   | idle timeout         | sessions: person, role, CSRF token, expiries |
 | cm:{acct}:sessions:<folded name>     | zset   | session lifetime     | sessions: a person's sessions -> expiry ms |
 | cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration |
-| cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | one delivery of one event to one webhook |
+| cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | a delivery to one webhook (a `jobs` job) |
 | cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
 | cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing) |
 """
@@ -66,7 +67,6 @@ from typing import Final
 PREFIX: Final = "cm"
 #: Fixed for the life of a deployment: changing it moves articles between partitions.
 PARTITIONS: Final = 16
-FEED_GROUP: Final = "webhooks"
 
 
 def partition_of_article(article_id: str) -> int:
@@ -180,6 +180,16 @@ def feed_trimmed(partition: int) -> str:
 
 def outbox(partition: int) -> str:
     return f"{_tag(partition)}:outbox"
+
+
+def outbox_group(consumer: str) -> str:
+    """The consumer group in which an outbox consumer (`service.outbox`) reads every partition's outbox: the
+    consumer's name, fixed in code (deployed data holds the group `webhooks`)."""
+    return consumer
+
+
+def outbox_dead(partition: int, group: str) -> str:
+    return f"{_tag(partition)}:outbox:dead:{group}"
 
 
 def stats(partition: int, hour: int) -> str:

@@ -62,6 +62,15 @@ class Metrics:
             buckets=(60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400), registry=r)
         self.webhook_deliveries = _Counter("comments_webhook_deliveries_total", "Webhook deliveries by outcome",
                                           ["event", "outcome"], registry=r)
+        self.outbox_entries = _Counter(
+            "comments_outbox_entries_total",
+            "Outbox entries by consumer group and outcome (handled, failed: retried later, dead: given up)",
+            ["group", "outcome"], registry=r)
+        self.outbox_lag = Gauge("comments_outbox_lag_seconds",
+                                "Age of the oldest outbox entry a consumer group has not handled yet (0: caught up)",
+                                ["group"], registry=r, multiprocess_mode="mostrecent")
+        self.jobs = _Counter("comments_jobs_total", "Job attempts by queue and outcome (delivered, retrying, failed)",
+                             ["queue", "outcome"], registry=r)
         self.redis_errors = _Counter("comments_redis_errors_total", "Redis errors seen by requests", ["kind"],
                                     registry=r)
         # Each worker refreshes these when it is scraped: the freshest reading is the truth ("max" would let a

@@ -26,11 +26,11 @@ from service.connections import RedisClient
 from service.errors import StorageCorrupt
 
 ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
-                     "trim_feed", "webhook_enqueue", "webhook_lease", "webhook_record", "account_accept",
+                     "trim_feed", "job_enqueue", "job_lease", "job_record", "account_accept",
                      "session_start", "session_touch"]
 NAMES: Final[tuple[ScriptName, ...]] = ("submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit",
-                                         "set_open", "trim_feed", "webhook_enqueue", "webhook_lease",
-                                         "webhook_record", "account_accept", "session_start", "session_touch")
+                                         "set_open", "trim_feed", "job_enqueue", "job_lease",
+                                         "job_record", "account_accept", "session_start", "session_touch")
 _USES: Final = "--! uses:"
 #: How a script that answers no tagged list says that a key it was given is damaged (lua/lib/check.lua).
 _CORRUPT: Final = "CORRUPT "

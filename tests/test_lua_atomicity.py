@@ -270,7 +270,7 @@ def _enqueue_args(now: int) -> list[Any]:
     return [now, 100, "d1", HOOK, "comment.approved", "{}"]
 
 
-@pytest.mark.parametrize("script", ["webhook_enqueue", "webhook_lease", "webhook_record"])
+@pytest.mark.parametrize("script", ["job_enqueue", "job_lease", "job_record"])
 async def test_webhook_scripts_check_before_they_write(client: Client, redis: Redis, script: str) -> None:
     client = await quiet(client)
     scripts = client.app[SCRIPTS]
@@ -281,30 +281,30 @@ async def test_webhook_scripts_check_before_they_write(client: Client, redis: Re
 
     async def setup() -> None:
         await _hook(redis)
-        if script != "webhook_enqueue":
-            assert await scripts.run("webhook_enqueue", enqueue_keys, _enqueue_args(now)) == 1
-        if script == "webhook_record":
-            assert await scripts.run("webhook_lease", lease_keys, [now, 60_000, 5, 3600, "d1"])
+        if script != "job_enqueue":
+            assert await scripts.run("job_enqueue", enqueue_keys, _enqueue_args(now)) == 1
+        if script == "job_record":
+            assert await scripts.run("job_lease", lease_keys, [now, 60_000, 5, 3600, "d1"])
 
     async def act() -> Any:
-        if script == "webhook_enqueue":
-            return await scripts.run("webhook_enqueue", enqueue_keys, _enqueue_args(now))
-        if script == "webhook_lease":
-            return await scripts.run("webhook_lease", lease_keys, [now, 60_000, 5, 3600, "d1"])
-        return await scripts.run("webhook_record", record_keys, ["d1", 1, "delivered", 0, 200, "", now, 3600, 100])
+        if script == "job_enqueue":
+            return await scripts.run("job_enqueue", enqueue_keys, _enqueue_args(now))
+        if script == "job_lease":
+            return await scripts.run("job_lease", lease_keys, [now, 60_000, 5, 3600, "d1"])
+        return await scripts.run("job_record", record_keys, ["d1", 1, "delivered", 0, 200, "", now, 3600, 100])
 
     await setup()
     before = await snapshot(redis)
     assert await act()
     targets = written(before, await snapshot(redis))
-    if script != "webhook_record":
+    if script != "job_record":
         targets[keys.webhooks().encode()] = "hash"
     for key, kind in sorted(targets.items()):
         await redis.flushdb()
         await setup()
         await seed_wrong_type(redis, key, kind)
         before = await snapshot(redis)
-        if key == keys.delivery("d1").encode() and script != "webhook_record":
+        if key == keys.delivery("d1").encode() and script != "job_record":
             # A damaged delivery is left alone (enqueue: it exists already); the others would go on.
             assert not await act()
         else:

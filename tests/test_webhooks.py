@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from service import keys
 from service.embedded import free_port
+from service.jobs import backoff_seconds
 from service.scripts import Scripts
 from service.settings import Settings
 from service.webhooks import (
@@ -29,7 +30,6 @@ from service.webhooks import (
     Webhook,
     WebhookRegistration,
     Webhooks,
-    backoff_seconds,
     sign,
 )
 
@@ -304,7 +304,7 @@ async def test_entries_of_a_dead_dispatcher_are_taken_over_once(redis: Redis, ho
     await emit(redis, "comment.approved", cid, action="approve")
     stream = keys.outbox(9)
     # A process read the entry and died before creating the deliveries and acknowledging it.
-    read: Any = await redis.xreadgroup(keys.FEED_GROUP, "dead-process", {stream: ">"})
+    read: Any = await redis.xreadgroup(keys.outbox_group("webhooks"), "dead-process", {stream: ">"})
     assert read
     assert await hooks.dispatch_once() == 0  # not stale yet: another live process may be working on it
 
@@ -318,20 +318,20 @@ async def test_entries_of_a_dead_dispatcher_are_taken_over_once(redis: Redis, ho
     assert await redis.zcard(keys.deliveries_due()) == 0
     await settle(lambda: True, hooks, other)
     assert len(receiver.requests) == 1
-    assert (await redis.xpending(stream, keys.FEED_GROUP))["pending"] == 0
+    assert (await redis.xpending(stream, keys.outbox_group("webhooks")))["pending"] == 0
 
 
 async def test_consumers_of_gone_processes_are_pruned_unless_they_hold_entries(redis: Redis,
                                                                                hooks: Webhooks) -> None:
     stream = keys.outbox(2)
     await emit(redis, "comment.approved", comment_id(11, partition=2), action="approve")
-    await redis.xreadgroup(keys.FEED_GROUP, "holds-an-entry", {stream: ">"})
+    await redis.xreadgroup(keys.outbox_group("webhooks"), "holds-an-entry", {stream: ">"})
     await emit(redis, "comment.approved", comment_id(12, partition=2), action="approve")
-    read: Any = await redis.xreadgroup(keys.FEED_GROUP, "done", {stream: ">"})
-    await redis.xack(stream, keys.FEED_GROUP, read[0][1][0][0])
+    read: Any = await redis.xreadgroup(keys.outbox_group("webhooks"), "done", {stream: ">"})
+    await redis.xack(stream, keys.outbox_group("webhooks"), read[0][1][0][0])
     await hooks.dispatch_once()
     assert await hooks.prune_consumers(idle_ms=0) == 1
-    names = {c["name"].decode() for c in await redis.xinfo_consumers(stream, keys.FEED_GROUP)}
+    names = {c["name"].decode() for c in await redis.xinfo_consumers(stream, keys.outbox_group("webhooks"))}
     assert names == {"holds-an-entry"}
 
 

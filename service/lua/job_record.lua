@@ -1,14 +1,14 @@
 --! uses: check
--- Record the outcome of one attempt, unless another attempt has superseded it.
+-- Record the outcome of one attempt at a job (`service.jobs`), unless another attempt has superseded it.
 --
--- KEYS[1] delivery hash   KEYS[2] due zset   KEYS[3] recent zset
--- ARGV[1] delivery id   ARGV[2] attempt   ARGV[3] state: delivered | retrying | failed
--- ARGV[4] next attempt ms   ARGV[5] HTTP status or ""   ARGV[6] error or ""   ARGV[7] now ms
+-- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] recent zset
+-- ARGV[1] job id   ARGV[2] attempt   ARGV[3] state: delivered | retrying | failed
+-- ARGV[4] next attempt ms   ARGV[5] status (e.g. HTTP) or ""   ARGV[6] error or ""   ARGV[7] now ms
 -- ARGV[8] done TTL s   ARGV[9] recent keep
 -- Returns 1 if recorded, 0 if the attempt is no longer current (dropped, or leased again after its lease
 -- expired). An error reply "CORRUPT wrong_type:<key>" when a key has the wrong type (checked first: nothing is
 -- written then).
-local damage = misfit({KEYS[1], 'hash', 'delivery', KEYS[2], 'zset', 'due', KEYS[3], 'zset', 'recent'})
+local damage = misfit({KEYS[1], 'hash', 'job', KEYS[2], 'zset', 'due', KEYS[3], 'zset', 'recent'})
 if damage then return redis.error_reply('CORRUPT ' .. damage) end
 if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
 local state = redis.call('HGET', KEYS[1], 'state')
