@@ -57,6 +57,24 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | a delivery to one webhook (a `jobs` job) |
 | cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
 | cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing) |
+
+The comment record `cm:{pXX}:c:<id>` is a hash of short fields (every decision reads them: decide.lua's one
+HMGET), written only by the scripts named. `d` holds the record as JSON: name, email, title, body, parent_id,
+ip_hash, email_hash, avatar, created_at, and last a "risk" list (the gate's signals are appended to it).
+
+| field | meaning | written by |
+|-------|---------|------------|
+| d     | the record as JSON (above); never shown as it is to the public | store.lua (`submissions` makes it) |
+| a     | article id | store.lua |
+| t     | submitted ms (its score in the queues and indexes) | store.lua |
+| s     | state: pending, approved, rejected, spam, retracted (`moderation.State`) | store.lua, decide.lua |
+| v     | version: 1 when stored, one more with every decision (optimistic concurrency) | store.lua, decide.lua |
+| f     | fingerprint of the submitting request (an idempotent retry is recognised by it) | store.lua |
+| did   | id of the latest decision (a retried decision is recognised by it) | decide.lua |
+| dt    | ms of the latest decision (the undo window); removed by an undo | decide.lua |
+| db    | moderator of the latest decision (who may undo it); removed by an undo | decide.lua |
+| ap    | approved ms; kept after a retraction; `ap` and `pub` are removed by an undo | decide.lua |
+| pub   | the public view (JSON), as in the article's `ap:` hash; kept after a retraction | decide.lua |
 """
 
 from __future__ import annotations

@@ -17,20 +17,29 @@ import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from service import keys
 from service.connections import RedisClient
 from service.errors import StorageCorrupt
 
 ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
                      "trim_feed", "job_enqueue", "job_lease", "job_record", "account_accept",
                      "session_start", "session_touch"]
-NAMES: Final[tuple[ScriptName, ...]] = ("submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit",
-                                         "set_open", "trim_feed", "job_enqueue", "job_lease",
-                                         "job_record", "account_accept", "session_start", "session_touch")
+#: Every script, named once (in `ScriptName`); tests/test_scripts.py checks that each lua/*.lua file is named.
+NAMES: Final[tuple[ScriptName, ...]] = get_args(ScriptName)
+#: ARGV of one decision: decide.lua's header lists them (`moderation.Moderation.decide` builds them).
+DECIDE_ARGS: Final = 10
+#: The scripts that take several calls in one run (`run_soon(..., together=...)`: the `Coalescer` concatenates
+#: their KEYS and ARGV), with the KEYS and ARGV of one call. The script reads them back by these counts, as `NK`
+#: and `NA`, from a line put before its text when it is loaded; the keys are counted from their builder, so a key
+#: added there is counted here.
+LAYOUTS: Final[dict[ScriptName, tuple[int, int]]] = {
+    "decide": (len(keys.decide_keys("00", "a", 0)), DECIDE_ARGS),
+}
 _USES: Final = "--! uses:"
 #: How a script that answers no tagged list says that a key it was given is damaged (lua/lib/check.lua).
 _CORRUPT: Final = "CORRUPT "
@@ -38,14 +47,14 @@ _CORRUPT: Final = "CORRUPT "
 Arg = str | bytes | int | float
 
 
-def _source(name: str) -> str:
+def _source(name: ScriptName) -> str:
     lua = resources.files("service").joinpath("lua")
     text = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    layout = [f"local NK, NA = {LAYOUTS[name][0]}, {LAYOUTS[name][1]}"] if name in LAYOUTS else []
     first = text.partition("\n")[0]
-    if not first.startswith(_USES):
-        return text
-    libraries = [lua.joinpath("lib", f"{lib}.lua").read_text(encoding="utf-8") for lib in first[len(_USES):].split()]
-    return "\n".join([*libraries, text])
+    uses = first[len(_USES):].split() if first.startswith(_USES) else []
+    libraries = [lua.joinpath("lib", f"{lib}.lua").read_text(encoding="utf-8") for lib in uses]
+    return "\n".join([*layout, *libraries, text])
 
 
 class Scripts:
@@ -153,12 +162,12 @@ class Coalescer:
 
     Under load, requests arrive many at a time (one per connection that turned readable) and each call alone
     pays redis-py's cost of a command: a pooled connection, a write to the socket, a read under a timeout;
-    about 100 µs of CPU, more than everything else a decision or a submission does in Python. Sent together
+    more CPU than everything else a decision or a submission does in Python (docs/benchmarks.md). Sent together
     they pay it about once. redis-py has no automatic pipelining, hence this. A lone call still goes out alone,
     one loop turn later. A script that can take several calls at once (decide.lua) goes further: calls given the same
-    `together` run as one call of the script, KEYS and ARGV concatenated, and it answers a list, one answer a
-    call; a pipeline of many script calls costs redis-py (parsing each reply) and Redis (starting each script)
-    more than the work itself.
+    `together` run as one call of the script, KEYS and ARGV concatenated (each call's counts are the script's
+    `LAYOUTS`), and it answers a list, one answer a call; a pipeline of many script calls costs redis-py
+    (parsing each reply) and Redis (starting each script) more than the work itself.
 
     Each call stays what it was (a script step is atomic, as before); only the round trip is shared. An error
     reply fails every call of its pipeline (`Batch.execute`), which suits errors that concern the server (it is
@@ -174,6 +183,10 @@ class Coalescer:
 
     def script(self, name: ScriptName, script_keys: Sequence[str], args: Sequence[Arg], *,
                together: Hashable | None = None) -> asyncio.Future[Any]:
+        if together is not None and LAYOUTS.get(name) != (len(script_keys), len(args)):
+            # A call the script would split wrongly, and with it every call merged after it.
+            raise ValueError(f"{name} takes calls together as {LAYOUTS.get(name)} KEYS and ARGV, "
+                             f"not {len(script_keys)} and {len(args)}")
         return self._queue((name, script_keys, args, together))
 
     def command(self, *args: Arg) -> asyncio.Future[Any]:

@@ -5,8 +5,8 @@
 --   pending -> approved | rejected | spam        approved -> retracted
 --
 -- One call decides one or more comments, in order, each as its own step with its own answer: decisions that
--- arrive together share one call (`moderation._Coalescer`), since each call costs more than a decision here.
--- KEYS and ARGV hold 14 keys and 10 arguments per decision; for each one:
+-- arrive together share one call (`scripts.Coalescer`), since each call costs more than a decision here.
+-- KEYS and ARGV hold NK keys and NA arguments per decision; for each one:
 -- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset
 -- K[5] leases zset    K[6] holders hash   K[7] pending->article hash
 -- K[8] article hash   K[9] article order zset   K[10] article public hash
@@ -22,6 +22,8 @@
 --
 -- Check, then write: each decision reads and checks everything that can fail (the record's fields and JSON, the
 -- type of every key it writes, the article's counters) before its first write, so a failure changes nothing.
+-- NK and NA are defined by a line that scripts.py puts before this text (`scripts.LAYOUTS`: the keys counted from
+-- `keys.decide_keys`, the arguments `scripts.DECIDE_ARGS`), so Python and Lua split the calls alike.
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted'}
 
 -- What is wrong with the keys a decision will write, or nil.
@@ -126,10 +128,10 @@ local function decide(K, A)
 end
 
 local answers = {}
-for i = 0, #KEYS / 14 - 1 do
+for i = 0, #KEYS / NK - 1 do
   local K, A = {}, {}
-  for j = 1, 14 do K[j] = KEYS[14 * i + j] end
-  for j = 1, 10 do A[j] = ARGV[10 * i + j] end
+  for j = 1, NK do K[j] = KEYS[NK * i + j] end
+  for j = 1, NA do A[j] = ARGV[NA * i + j] end
   -- A decision that fails (a refused write, a damaged record) is that decision's answer; the others go on, as
   -- they would have in calls of their own.
   local ok, answer = pcall(decide, K, A)
