@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     people.add_parser("list", help="list accounts (name, role, state, second factor)")
     disable = people.add_parser("disable", help="disable an account and end its sessions")
     disable.add_argument("name")
+    from service.importing.command import add_commands
+
+    add_commands(commands)  # import, export
     doctor = commands.add_parser("doctor", help="find damaged or inconsistent data (exit 1 if any)")
     doctor.add_argument("--repair", action="store_true", help="mend what can be mended, report the rest")
     args = parser.parse_args(argv)
@@ -307,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     with _redis_url(settings) as url:
         if args.command == "doctor":
             return asyncio.run(_doctor(url, repair=args.repair))
+        if args.command in ("import", "export"):
+            from service.importing.command import export_command, import_command
+
+            if args.command == "export":
+                return asyncio.run(export_command(args, url))
+            return asyncio.run(import_command(settings.with_secret_key(), args, url))
         if args.command == "users":
             return asyncio.run(_users(settings, args, url))
         return asyncio.run(_tokens(settings, args, url))

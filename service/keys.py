@@ -299,3 +299,10 @@ def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
         pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
         feed(p), outbox(p), stats(p, hour), article_pending(article_id),
     ]
+
+
+def import_keys(comment_id: str, article_id: str) -> list[str]:
+    """import.lua's ten keys (an imported or restored comment); the indexes it joins follow them."""
+    p = partition_of_comment(comment_id)
+    return [comment(comment_id), history(comment_id), pending(p), ready(p), pending_articles(p), article(article_id),
+            article_order(article_id), article_public(article_id), article_pending(article_id), feed(p)]
