@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN_TOKEN, TEST_ANSWER, RedisServer
+from support import ADMIN, ADMIN_TOKEN, TEST_ANSWER, RedisServer, bearer, comment_form
 
 from service import logs
 from service.embedded import free_port
@@ -79,11 +79,10 @@ async def test_one_json_line_per_request_with_its_id_and_nothing_secret(client: 
 
     await call("POST", "/v1/captchas", 201)
     captcha = await call("POST", "/v1/captchas", 201)
-    form = {"name": "Lan", "email": EMAIL, "title": "Tiêu đề", "body": "Nội dung bình luận",
-            "captcha_id": captcha["id"], "captcha_answer": TEST_ANSWER}
+    form = comment_form(captcha["id"], email=EMAIL, title="Tiêu đề", body="Nội dung bình luận")
     await call("POST", "/v1/articles/a1/comments", 202, json=form, headers={"X-Request-ID": "client-id-4711"})
-    await call("GET", "/v1/moderation/queue", 200, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    await call("GET", "/v1/moderation/queue", 401, headers={"Authorization": f"Bearer {BOGUS_TOKEN}"})
+    await call("GET", "/v1/moderation/queue", 200, headers=ADMIN)
+    await call("GET", "/v1/moderation/queue", 401, headers=bearer(BOGUS_TOKEN))
     await call("GET", "/v1/articles/a1/comments", 200)
     await call("GET", "/no/such/path", 404)
 
@@ -218,10 +217,9 @@ def test_service_writes_json_access_lines_on_stderr_at_info(redis_server: RedisS
             except OSError:
                 time.sleep(0.05)
         captcha = request(port, "/v1/captchas", {})
-        accepted = request(port, "/v1/articles/a1/comments", {
-            "name": "Lan", "email": EMAIL, "title": "Tiêu đề", "body": "Nội dung bình luận",
-            "captcha_id": captcha["id"], "captcha_answer": TEST_ANSWER}, {"X-Request-ID": "the-submission"})
-        queue = request(port, "/v1/moderation/queue", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        form = comment_form(captcha["id"], email=EMAIL, title="Tiêu đề", body="Nội dung bình luận")
+        accepted = request(port, "/v1/articles/a1/comments", form, {"X-Request-ID": "the-submission"})
+        queue = request(port, "/v1/moderation/queue", headers=ADMIN)
         assert [c["id"] for c in queue["comments"]] == [accepted["id"]]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0, stderr.read_text()
@@ -231,8 +229,11 @@ def test_service_writes_json_access_lines_on_stderr_at_info(redis_server: RedisS
             process.wait(timeout=10)
 
     lines = stderr.read_text().splitlines()
-    assert lines[0].startswith("comments-service: http://")
-    entries = [orjson.loads(line) for line in lines[1:]]  # everything after the banner is JSON
+    assert lines and lines[0].startswith("comments-service: serving http://")
+    # The banner (where to go, the next step) is text; from the first JSON object on, everything is a log line.
+    banner = next((i for i, line in enumerate(lines) if line.startswith("{")), len(lines))
+    assert "Demo page:" in lines[1] and banner <= 8, lines[:banner]
+    entries = [orjson.loads(line) for line in lines[banner:]]  # everything after the banner is JSON
     access = [e for e in entries if e["logger"] == "service.access"]
     assert [(e["request_id"], e["route"], e["status"]) for e in access] == [
         ("first-health", "/healthz", 200), (captcha["_request_id"], "/v1/captchas", 201),

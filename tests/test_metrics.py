@@ -311,6 +311,11 @@ def wait_for_both_workers(process: subprocess.Popen[bytes], port: int, stderr: P
         assert time.monotonic() < deadline, "never ready: " + stderr.read_text()
         try:
             status, headers, _ = get(port, "/readyz")
+        except TimeoutError:
+            # The supervisor binds the port before the workers start: the request waits in the backlog and a
+            # worker serves (and counts) it once it is up, after this client gave up.
+            answered += 1
+            continue
         except OSError:
             time.sleep(0.05)
             continue
@@ -396,7 +401,7 @@ def test_metrics_add_up_across_worker_processes_and_sigterm_exits_cleanly(
         status, headers, _ = get(port, "/healthz")
         assert status == 200
         workers_seen.add(worker_of(headers))
-    assert workers_seen == ready, "SO_REUSEPORT should have spread 60 connections over both workers"
+    assert workers_seen == ready, "60 connections to the shared socket should have reached both workers"
 
     scraped_by: set[str] = set()
     for _ in range(20):
@@ -429,8 +434,11 @@ def test_metrics_add_up_across_worker_processes_and_sigterm_exits_cleanly(
     # COMMENTS_LOG_LEVEL=WARNING: no access line for any of these successful requests, and nothing went wrong:
     # each worker says once that the captcha test answer is on, as JSON, and nothing else.
     lines = stderr.read_text().splitlines()
-    assert lines and lines[0].startswith("comments-service: http://")
-    entries = [orjson.loads(line) for line in lines[1:]]
+    assert lines and lines[0].startswith("comments-service: serving http://")
+    # The banner (where to go, the next step) is text; from the first JSON object on, everything is a log line.
+    banner = next((i for i, line in enumerate(lines) if line.startswith("{")), len(lines))
+    assert "Demo page:" in lines[1] and banner <= 8, lines[:banner]
+    entries = [orjson.loads(line) for line in lines[banner:]]  # everything after the banner is JSON
     assert [(e["logger"], e["level"]) for e in entries] == [("service.app", "warning")] * 2, lines
 
 
