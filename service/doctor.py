@@ -8,7 +8,10 @@ looks for:
   article's pending index; queue, hash and index entries without a pending record;
 - leases without a holder and holders without a lease;
 - approved records missing from their article's order set or public hash; order entries of comments that are
-  not approved; public entries not in the order set; an article `count` that differs from its order set.
+  not approved; public entries not in the order set; an article `count` that differs from its order set;
+- records missing from the search indexes (`not_in_search_index`: stored before them; the store writes all of
+  a comment's indexes in one step, so a comment in the partition's `all` index is in the others too) and decided
+  records missing from their state's list, or listed under another state (`state_list_*`).
 
 Each finding is one line: a kind code and the key (and comment id), never the text, names or emails of a
 comment. With `repair`, each mendable finding is mended by one command (re-added to a queue, a dangling entry
@@ -26,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from service import keys
+from service import keys, search
 from service.connections import RedisClient
 from service.models import COMMENT_ID_RE, iso
 
@@ -36,7 +39,9 @@ _FIXED: Final = {"pending": "zset", "ready": "zset", "leases": "zset", "holders"
 _BY_ID: Final = {"c": "hash", "h": "list"}
 _ARTICLE_TYPES: Final = {"article": "hash", "article_order": "zset", "article_public": "hash",
                          "article_pending": "zset"}
-_STATS: Final = re.compile(r"stats:[0-9]{1,12}")
+_STATS: Final = re.compile(r"(?:stats|lat):[0-9]{1,12}")
+#: Search indexes by a hash or a folded word (`keys.by_email`, `keys.by_ip`, `keys.word_index`).
+_INDEX_CODES: Final = {"e", "i", "w"}
 _CHUNK: Final = 1000
 #: The record's fields the public view is made of (as decide.lua makes it).
 _PUBLIC_FIELDS: Final = ("parent_id", "name", "title", "body", "created_at", "avatar")
@@ -70,11 +75,16 @@ def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
     rest = key.removeprefix(f"{keys.PREFIX}:{{p{partition:02x}}}:")
     if rest in _FIXED:
         return _FIXED[rest], ""
+    if rest == keys.comments_index(partition).rsplit(":", 1)[1] or (
+            rest.startswith("st:") and rest[3:] in keys.DECIDED_STATES):
+        return "zset", ""
     if _STATS.fullmatch(rest):
         return "hash", ""
     code, _, value = rest.partition(":")
     if code in _BY_ID and COMMENT_ID_RE.fullmatch(value) and keys.partition_of_comment(value) == partition:
         return _BY_ID[code], ""
+    if code in _INDEX_CODES and value:
+        return "zset", ""
     name = keys.ARTICLE_KINDS.get(code)
     if name in _ARTICLE_TYPES and value and keys.partition_of_article(value) == partition:
         return _ARTICLE_TYPES[name], value
@@ -185,6 +195,46 @@ class Doctor:
         await self._dangling(p, pending_ids, queues)
         for article in sorted(part.articles):
             await self._article(part, article, approved, pending_ids, index_of)
+        await self._search_indexes(part, ids)
+        await self._state_lists(part, records)
+
+    async def _search_indexes(self, part: _Partition, ids: list[str]) -> None:
+        """Records missing from the partition's `all` index get every search index (`keys.submit_keys`)."""
+        every = keys.comments_index(part.number)
+        indexed = await self._zset(part, every)
+        if indexed is None:
+            return
+        missing = [i for i in ids if i not in indexed]
+        rows = await _each(self._redis, [("HMGET", keys.comment(i), "d", "t") for i in missing])
+        for cid, (raw, submitted) in zip(missing, rows, strict=True):
+            try:
+                data = orjson.loads(raw) if raw and submitted else None
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in (
+                    "name", "title", "body", "email_hash", "ip_hash")):
+                continue  # a damaged record: nothing to index it by
+            index_keys = keys.submit_keys(cid, "-", email_digest=data["email_hash"], ip_hash=data["ip_hash"],
+                                          words=search.index_words(data["name"], data["title"], data["body"]))[8:]
+            if any(key in part.wrong for key in index_keys):
+                continue
+            await self._found("not_in_search_index", every, cid,
+                              *[("ZADD", key, _text(submitted), cid) for key in index_keys])
+
+    async def _state_lists(self, part: _Partition, records: dict[str, list[str | None]]) -> None:
+        p = part.number
+        rows = await _each(self._redis, [("HGET", keys.comment(i), "dt") for i in records])
+        decided = {i: _text(dt) for i, dt in zip(records, rows, strict=True) if dt is not None}
+        for state in keys.DECIDED_STATES:
+            key = keys.state_index(p, state)
+            listed = await self._zset(part, key)
+            if listed is None:
+                continue
+            for cid, record in sorted(records.items()):
+                if record[0] == state and cid not in listed and cid in decided:
+                    await self._found("state_list_missing", key, cid, ("ZADD", key, decided[cid], cid))
+            for cid in sorted(set(listed) - {i for i, r in records.items() if r[0] == state}):
+                await self._found("state_list_entry_stale", key, cid, ("ZREM", key, cid))
 
     async def _pending_record(self, part: _Partition, cid: str, record: list[str | None], queues: _Queues,
                               index_of: Any) -> None:

@@ -133,6 +133,12 @@ class NotApproved(Conflict):
     code = "not_approved"
 
 
+class UndoNotAllowed(Conflict):
+    """Only the last decision, within the undo window, by the moderator who made it (or an admin)."""
+
+    code = "undo_not_allowed"
+
+
 class CommentsClosed(Conflict):
     code = "comments_closed"
 

@@ -21,6 +21,7 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
     "leased_to_other": ("Bình luận này đang được người khác duyệt", "Another moderator holds this comment"),
     "stale_version": ("Bình luận đã thay đổi, hãy tải lại", "The comment changed since you read it"),
     "not_approved": ("Bình luận này chưa được duyệt", "This comment is not approved"),
+    "undo_not_allowed": ("Không thể hoàn tác quyết định này", "This decision cannot be undone"),
     "comments_closed": ("Bài viết này đã đóng bình luận", "Comments are closed for this article"),
     "idempotency_in_progress": ("Yêu cầu giống hệt đang được xử lý", "The same request is still in progress"),
     "gone": ("Không còn tồn tại", "Gone"),
@@ -226,6 +227,19 @@ DETAILS: Final[dict[str, str]] = {
     "the comment is at version {version}": "Bình luận hiện ở phiên bản {version}",
     "the comment is already {state}": "Bình luận đã ở trạng thái {state}",
     "the comment is {state}, not approved": "Bình luận đang ở trạng thái {state}, không phải approved (đã duyệt)",
+    "the comment is {state}: only an approval, a rejection or a spam decision can be undone":
+        "Bình luận đang ở trạng thái {state}: chỉ hoàn tác được quyết định duyệt, từ chối hoặc đánh dấu rác",
+    "the decision is more than {seconds} s old and can no longer be undone":
+        "Quyết định đã quá {seconds} giây nên không hoàn tác được nữa",
+    "only {moderator}, who made the decision, or an admin can undo it":
+        "Chỉ {moderator}, người đã ra quyết định, hoặc quản trị viên mới hoàn tác được",
+    "state must be pending, approved, rejected, spam or retracted":
+        "state phải là pending, approved, rejected, spam hoặc retracted",
+    "{name} must be a date or an instant in ISO 8601": "{name} phải là một ngày hoặc thời điểm theo ISO 8601",
+    "{name} must be 1 to {high} characters of text": "{name} phải là văn bản dài từ 1 đến {high} ký tự",
+    "q must hold at least one word": "q phải có ít nhất một từ",
+    "email is not a valid address": "email không phải là địa chỉ hợp lệ",
+    "ip_hash has the wrong format": "ip_hash không đúng định dạng",
     "{holder} holds this comment": "{holder} đang giữ bình luận này",
     "too many comments, try again later": "Bạn gửi quá nhiều bình luận, vui lòng thử lại sau",
     "this Idempotency-Key was used for a different request": "Idempotency-Key này đã được dùng cho một yêu cầu khác",
@@ -350,6 +364,13 @@ EXPLANATIONS: Final[dict[str, Explanation]] = {
          "kiểm tra).",
          "Reload the comment, look at what changed, and decide again with the new `version` (or omit `version` "
          "to skip the check).")),
+    "undo_not_allowed": Explanation(
+        ("Chỉ hoàn tác được quyết định cuối cùng của một bình luận (duyệt, từ chối, rác; không phải gỡ), trong "
+         "vòng 10 giây sau khi ra quyết định, và chỉ bởi chính người đã quyết định hoặc quản trị viên.",
+         "Only a comment's last decision (approve, reject, spam; not a retraction) can be undone, within 10 "
+         "seconds of it, and only by the moderator who made it or an admin."),
+        ("Tải lại bình luận để xem trạng thái; một bình luận đã duyệt vẫn gỡ được (retract).",
+         "Reload the comment to see its state; an approved comment can still be retracted.")),
     "not_approved": Explanation(
         ("Chỉ gỡ (retract) được bình luận đã duyệt; bình luận này đang ở trạng thái khác.",
          "Only an approved comment can be retracted; this one is in another state."),

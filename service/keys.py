@@ -46,6 +46,12 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{pXX}:outbox                      | stream | trimmed when old     | events for outbox consumers (`outbox_group`) |
 | cm:{pXX}:outbox:dead:<group>         | stream | capped (10,000)      | entries a consumer group gave up on |
 | cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
+| cm:{pXX}:lat:<hour>                  | hash   | 8 days               | bucket (max s waited) -> decisions |
+| cm:{pXX}:st:<state>                  | zset   | none                 | ids in the state -> decided ms |
+| cm:{pXX}:all                         | zset   | none                 | search: ids -> submitted ms |
+| cm:{pXX}:e:<email digest>            | zset   | none                 | sender's ids -> submitted ms |
+| cm:{pXX}:i:<ip hash>                 | zset   | none                 | address's ids -> submitted ms |
+| cm:{pXX}:w:<folded word>             | zset   | none                 | search: ids -> submitted ms |
 | cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires |
 | cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation) |
 | cm:{acct}:user:<folded name>         | hash   | none                 | accounts: name, role, password hash, TOTP |
@@ -80,6 +86,7 @@ ip_hash, email_hash, avatar, created_at, and last a "risk" list (the gate's sign
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Final
 
 PREFIX: Final = "cm"
@@ -214,6 +221,38 @@ def stats(partition: int, hour: int) -> str:
     return f"{_tag(partition)}:stats:{hour}"
 
 
+def decision_latency(partition: int, hour: int) -> str:
+    """The hour's decisions counted by how long each comment waited (buckets: decide.lua)."""
+    return f"{_tag(partition)}:lat:{hour}"
+
+
+#: The decided states, each with its own list (`state_index`); pending comments are listed by `pending`.
+DECIDED_STATES: Final = ("approved", "rejected", "spam", "retracted")
+
+
+def state_index(partition: int, state: str) -> str:
+    """The partition's comments in a decided state, by decision time (`state` is one of `DECIDED_STATES`)."""
+    return f"{_tag(partition)}:st:{state}"
+
+
+def comments_index(partition: int) -> str:
+    return f"{_tag(partition)}:all"
+
+
+def by_email(partition: int, email_digest: str) -> str:
+    """Comments by a sender: by the keyed digest of the email (`clients.email_hash`), never the address."""
+    return f"{_tag(partition)}:e:{email_digest}"
+
+
+def by_ip(partition: int, ip_hash: str) -> str:
+    return f"{_tag(partition)}:i:{ip_hash}"
+
+
+def word_index(partition: int, word: str) -> str:
+    """Comments containing a folded word (client text: last, after `w:`; `\\w` has no `:` or `{`)."""
+    return f"{_tag(partition)}:w:{word}"
+
+
 # -- tokens and webhooks: small, global, one slot each ------------------------------------------------------
 
 def token(digest: str) -> str:
@@ -277,10 +316,14 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
             *rate_limits]
 
 
-def submit_keys(comment_id: str, article_id: str) -> list[str]:
+def submit_keys(comment_id: str, article_id: str, *, email_digest: str | None = None, ip_hash: str | None = None,
+                words: Sequence[str] = ()) -> list[str]:
+    """The store's eight keys, then the search indexes the comment joins (lib/store.lua's K[9] and after)."""
     p = partition_of_comment(comment_id)
+    indexes = [] if email_digest is None or ip_hash is None else [
+        comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), *(word_index(p, w) for w in words)]
     return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
-            article_public(article_id), article_pending(article_id)]
+            article_public(article_id), article_pending(article_id), *indexes]
 
 
 def claim_keys(partition: int) -> list[str]:
@@ -298,6 +341,7 @@ def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
         comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
         pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
         feed(p), outbox(p), stats(p, hour), article_pending(article_id),
+        *(state_index(p, state) for state in DECIDED_STATES), decision_latency(p, hour),
     ]
 
 
@@ -306,3 +350,8 @@ def import_keys(comment_id: str, article_id: str) -> list[str]:
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), ready(p), pending_articles(p), article(article_id),
             article_order(article_id), article_public(article_id), article_pending(article_id), feed(p)]
+
+
+def lease_keys(partition: int) -> list[str]:
+    """lease.lua's keys: renewal and release of one partition's leases."""
+    return [leases(partition), holders(partition), ready(partition), pending(partition)]

@@ -1,5 +1,5 @@
-"""The moderation queue: listing, claims with leases, decisions (single and bulk), retraction, history, stats,
-and opening or closing an article.
+"""The moderation queue: listing, claims with leases (renewal, release), decisions (single and bulk), undo,
+retraction, lists by state, search, an author's record, history, stats, and opening or closing an article.
 
 Every state change goes through `lua/decide.lua`, the one place that knows the allowed transitions
 (`State`). This module turns its answers into domain results and errors.
@@ -11,16 +11,18 @@ import asyncio
 import enum
 import functools
 import heapq
+import math
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service import keys, text
+from service import keys, search, text
 from service.clients import email_hash
 from service.connections import reply_error
 from service.errors import (
@@ -30,12 +32,13 @@ from service.errors import (
     NotFound,
     StaleVersion,
     StorageCorrupt,
+    UndoNotAllowed,
     ValidationFailed,
 )
 from service.models import ARTICLE_ID_PATTERN, iso, whole_string
 from service.scripts import Arg, Scripts, as_text, corrupt, scored
 from service.submissions import OUTBOX_MAXLEN
-from service.tokens import Principal
+from service.tokens import Principal, Role
 
 STATS_TTL_SECONDS: Final = 8 * 86400
 REPUTATION_TTL_SECONDS: Final = 90 * 86400
@@ -50,6 +53,22 @@ FILTER_SCAN_MAX: Final = 5000
 FILTER_PAGE: Final = 500
 #: Times a claim plans again when concurrent claims took what it planned to lease.
 CLAIM_ROUNDS: Final = 4
+#: How long after a decision its maker (or an admin) may undo it.
+UNDO_WINDOW_SECONDS: Final = 10
+#: The upper bounds (seconds) of the buckets in which decide.lua counts how long each decided comment waited.
+LATENCY_BUCKETS: Final = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800,
+                          604800)
+#: Decided comments a list kept to an article reads in one request at most (no index by article and state).
+LIST_SCAN_MAX: Final = 5000
+#: Candidates read per round trip while walking lists and search indexes.
+WALK_PAGE: Final = 200
+#: ISO 8601 dates or instants a search takes for its date range (checked whole; `datetime` reads the rest).
+DATE_PATTERN: Final = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                       r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$")
+DATE_RE: Final = whole_string(DATE_PATTERN)
+#: The keyed hash of an address, as `clients.keyed_hash` writes it.
+IP_HASH_PATTERN: Final = r"^[0-9a-f]{24}$"
+IP_HASH_RE: Final = whole_string(IP_HASH_PATTERN)
 
 
 class State(enum.StrEnum):
@@ -61,6 +80,7 @@ class State(enum.StrEnum):
 
 
 Action = Literal["approve", "reject", "spam"]
+ListState = Literal["pending", "approved", "rejected", "spam", "retracted"]
 
 
 class ModeratorComment(BaseModel):
@@ -101,7 +121,7 @@ class ModeratorComment(BaseModel):
 class HistoryEntry(BaseModel):
     at: str = Field(description="When it happened (ISO 8601, UTC).")
     by: str = Field(description="The name of the moderator token that acted.")
-    action: str = Field(description="approve, reject, spam or retract.")
+    action: str = Field(description="approve, reject, spam, retract or undo (back to pending).")
     from_state: str | None = Field(description="The state before this change.")
     to_state: str = Field(description="The state after it.")
     reason: str = Field(description="The reason the moderator gave; empty when none.")
@@ -209,6 +229,22 @@ class BulkResult(BaseModel):
     next_cursor: str | None = Field(description="Where the filter stopped looking; null when complete.")
 
 
+class WaitQuantiles(BaseModel):
+    """Estimated from buckets (decide.lua counts each decision in the first of 10 s, 30 s, 1, 2, 5, 10, 15, 30
+    min, 1, 2, 4, 8, 12, 24, 48 h and a week that holds its wait): linear within the bucket."""
+
+    decisions: int = Field(description="Decisions of pending comments (approve, reject, spam) in the period.")
+    median_seconds: float | None = Field(description="Half of them were made within this many seconds of the "
+                                                     "comment's submission; null without decisions.")
+    p90_seconds: float | None = Field(description="Nine in ten were made within this many seconds of the "
+                                                  "comment's submission; null without decisions.")
+
+
+class TimeToDecision(BaseModel):
+    day: WaitQuantiles = Field(description="Over the last 24 hours (by the hour of the decision).")
+    week: WaitQuantiles = Field(description="Over the last 7 days (168 hours).")
+
+
 class Stats(BaseModel):
     queue_depth: int = Field(description="Comments waiting for a decision.")
     oldest_pending_age_seconds: float | None = Field(description="How long the oldest of them has waited; null "
@@ -216,7 +252,96 @@ class Stats(BaseModel):
     decisions_per_hour: dict[str, dict[str, int]] = Field(
         description="For each hour of the last 24 (its start, ISO 8601 UTC): decisions by action.")
     decisions_per_moderator: dict[str, dict[str, int]] = Field(
-        description="For each moderator token's name: its decisions by action over the last 24 hours.")
+        description="For each moderator's name: their decisions by action over the last 24 hours (`undo` counts "
+                    "undone decisions, which stay counted under their action too).")
+    decisions_per_hour_per_moderator: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="For each hour of the last 24 (its start, ISO 8601 UTC): decisions "
+                                          "(every action but undo) by moderator.")
+    time_to_decision: TimeToDecision | None = Field(
+        default=None, description="Time from submission to decision, median and 90th percentile.")
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
+    ids: list[str] = Field(min_length=1, max_length=100, description="The comments whose leases to renew.")
+    lease_seconds: int = Field(default=300, ge=5, le=86400,
+                               description="How long from now the renewed leases keep other moderators off.")
+
+
+class ReleaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
+    ids: list[str] = Field(min_length=1, max_length=100, description="The comments whose leases to give back; "
+                                                                     "they are claimable again at once.")
+
+
+class LeaseResult(BaseModel):
+    held: list[str] = Field(description="The ids whose lease you held and that were renewed or released, in "
+                                        "the order given.")
+    not_held: list[str] = Field(description="The ids you do not hold: leased to another moderator, not leased, "
+                                            "decided or unknown; nothing changed for them.")
+    lease_expires_at: str | None = Field(description="When the renewed leases run out (ISO 8601, UTC); null for "
+                                                     "a release.")
+
+
+class StatePage(BaseModel):
+    """A page of comments in one state. Kept to an article, a decided state is read from the partition's list
+    and each comment's article judged, `LIST_SCAN_MAX` a request: `complete` says whether it looked at all."""
+
+    comments: list[ModeratorComment] = Field(description="Pending: oldest submitted first. Decided states: "
+                                                          "newest decided first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null when nothing follows.")
+    scanned: int = Field(description="Comments looked at to make this page.")
+    complete: bool = Field(description="True when nothing that could match is left unseen after this page.")
+
+
+class SearchPage(BaseModel):
+    """A page of search results, newest submitted first. A search reads at most a bounded number of candidates
+    a request; when it stopped before the end, `complete` is false and `next_cursor` goes on from there (a page
+    may then hold fewer results than asked, even none)."""
+
+    comments: list[ModeratorComment] = Field(description="Matching comments in any state, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` (with the same criteria) for the next page; "
+                                                "null when nothing is left unseen.")
+    scanned: int = Field(description="Candidate comments read to make this page.")
+    complete: bool = Field(description="True when every comment that could match has been looked at.")
+
+
+class AuthorComment(BaseModel):
+    id: str = Field(description="The earlier comment's id.")
+    article_id: str = Field(description="The article it was submitted to.")
+    title: str = Field(description="Its title.")
+    state: State = Field(description="Its state now.")
+    created_at: str = Field(description="When it was submitted (ISO 8601, UTC).")
+    decided_at: str | None = Field(description="When it was last decided (ISO 8601, UTC); null while pending.")
+
+
+class AuthorComments(BaseModel):
+    total: int = Field(description="How many earlier comments there are in all.")
+    comments: list[AuthorComment] = Field(description="The newest of them, newest first.")
+    states: dict[str, int] = Field(description="Of the comments listed: how many are in each state.")
+
+
+class AuthorRecord(BaseModel):
+    """Earlier comments by the same sender: by the keyed digest of the email (the address is never indexed) and
+    by the keyed hash of the address."""
+
+    comment_id: str = Field(description="The comment whose author this is.")
+    by_email: AuthorComments = Field(description="Earlier comments from the same email address.")
+    by_ip: AuthorComments = Field(description="Earlier comments from the same address (IPv6: the same /64).")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What a search asks, as the API read it from the query string; every criterion given must hold."""
+
+    words: tuple[str, ...] = ()  #: folded (`search.query_words`)
+    name: str | None = None  #: folded
+    email: str | None = None
+    ip_hash: str | None = None
+    article_id: str | None = None
+    state: State | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None  #: inclusive
 
 
 class ArticleState(BaseModel):
@@ -270,6 +395,15 @@ def _refuse(result: Sequence[bytes]) -> NoReturn:
         raise NotApproved("the comment is {state}, not approved", params={"state": detail})
     if status == "leased":
         raise LeasedToOther("{holder} holds this comment", params={"holder": detail})
+    if status == "not_undoable":
+        raise UndoNotAllowed("the comment is {state}: only an approval, a rejection or a spam decision can be "
+                             "undone", params={"state": detail})
+    if status == "undo_expired":
+        raise UndoNotAllowed("the decision is more than {seconds} s old and can no longer be undone",
+                             params={"seconds": UNDO_WINDOW_SECONDS})
+    if status == "not_yours":
+        raise UndoNotAllowed("only {moderator}, who made the decision, or an admin can undo it",
+                             params={"moderator": detail})
     if status == "corrupt":  # a damaged key or record: the decision wrote nothing
         raise corrupt(detail)
     if status == "error":  # as if the failing command had been sent on its own
@@ -316,12 +450,47 @@ def _read_cursor(cursor: str | None) -> Position:
     return (float(score_text), after_id)
 
 
+def _read_newest_cursor(cursor: str | None, until_ms: int | None = None) -> Position:
+    """Where a newest-first walk starts: after the cursor's place, or from the top (at `until_ms` at most)."""
+    if cursor is None:
+        return (math.inf, "") if until_ms is None else (float(until_ms), "~")
+    return _read_cursor(cursor)
+
+
+def wait_quantiles(buckets: dict[str, int]) -> WaitQuantiles:
+    """Median and p90 from decide.lua's buckets (upper bound in seconds, or "inf", -> count): the rank's place
+    within its bucket, read linearly between the bucket's bounds (the last bucket is open: its lower bound)."""
+    bounds = [*LATENCY_BUCKETS, math.inf]
+    counts = [buckets.get("inf" if bound == math.inf else str(bound), 0) for bound in bounds]
+    total = sum(counts)
+
+    def quantile(q: float) -> float | None:
+        if not total:
+            return None
+        rank = max(1, math.ceil(q * total))
+        seen = 0
+        for index, count in enumerate(counts):
+            if count and seen + count >= rank:
+                lower = 0 if index == 0 else bounds[index - 1]
+                upper = bounds[index]
+                if upper == math.inf:
+                    return float(lower)
+                return lower + (upper - lower) * (rank - seen) / count
+            seen += count
+        return None
+
+    return WaitQuantiles(decisions=total, median_seconds=quantile(0.5), p90_seconds=quantile(0.9))
+
+
 def _cursor(position: Position) -> str:
     return f"{position[0]:.0f}:{position[1]}"
 
 
 class Moderation:
-    def __init__(self, scripts: Scripts, secret: bytes) -> None:
+    def __init__(self, scripts: Scripts, secret: bytes, *, clock: Callable[[], int] | None = None) -> None:
+        #: Now, in ms since the epoch: every decision, lease and stat reads it (a test moves it forward).
+        self.clock = clock or _now_ms
+        self.undo_window_ms = UNDO_WINDOW_SECONDS * 1000
         self._scripts = scripts
         self._redis = scripts.redis
         self._secret = secret
@@ -348,7 +517,7 @@ class Moderation:
             batch.command("HGET", keys.holders(partition), comment_id)
             batch.command("ZSCORE", keys.leases(partition), comment_id)
         results = await batch.execute()
-        now = _now_ms()
+        now = self.clock()
         out = []
         for index, comment_id in enumerate(ids):
             row, holder, lease = results[3 * index: 3 * index + 3]
@@ -433,7 +602,7 @@ class Moderation:
     # -- claims ----------------------------------------------------------------------------------------
 
     async def claim(self, who: Principal, request: ClaimRequest) -> ClaimResult:
-        now = _now_ms()
+        now = self.clock()
         expiry = now + request.lease_seconds * 1000
         if request.article_id:
             # From the article's own pending index: the cost follows its comments, not the partition's queue.
@@ -502,14 +671,15 @@ class Moderation:
                 raise NotFound("no such comment")
             article_id = _text(stored)
             self._remember_article(comment_id, article_id)
-        now = _now_ms()
+        now = self.clock()
         # One call of decide.lua for the decisions of a loop turn: on one server all of them, on a Cluster
         # those of one partition (a script's keys must share a slot).
         together = 0 if self._scripts.one_server else keys.partition_of_comment(comment_id)
         result = await self._scripts.run_soon(
             "decide", self._decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
-             secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS], together=together)
+             secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS, self.undo_window_ms,
+             "admin" if who.may(Role.ADMIN) else ""], together=together)
         if result[0] != b"ok":
             _refuse(result)
         record = _record(comment_id, result[1:])
@@ -606,10 +776,10 @@ class Moderation:
         results = await batch.execute()
         depth = sum(int(results[2 * p]) for p in range(keys.PARTITIONS))
         heads = [scored(results[2 * p + 1])[0][1] for p in range(keys.PARTITIONS) if results[2 * p + 1]]
-        return depth, (_now_ms() - min(heads)) / 1000 if heads else None
+        return depth, (self.clock() - min(heads)) / 1000 if heads else None
 
     async def stats(self, hours: int = 24) -> Stats:
-        hour = _now_ms() // 3_600_000
+        hour = self.clock() // 3_600_000
         batch = self._scripts.batch()
         for partition in range(keys.PARTITIONS):
             for h in range(hour - hours + 1, hour + 1):
@@ -617,6 +787,7 @@ class Moderation:
         (depth, oldest), results = await asyncio.gather(self.queue_health(), batch.execute())
         per_hour: dict[str, dict[str, int]] = {}
         per_moderator: dict[str, dict[str, int]] = {}
+        per_hour_moderator: dict[str, dict[str, int]] = {}
         for index, row in enumerate(results):
             h = hour - hours + 1 + index % hours
             row = row if isinstance(row, dict) else _pairs(row)
@@ -627,6 +798,203 @@ class Moderation:
                 per_hour[label][action] += int(count)
                 per_moderator.setdefault(moderator, {}).setdefault(action, 0)
                 per_moderator[moderator][action] += int(count)
+                if action != "undo":
+                    per_hour_moderator.setdefault(label, {}).setdefault(moderator, 0)
+                    per_hour_moderator[label][moderator] += int(count)
         return Stats(queue_depth=depth, oldest_pending_age_seconds=oldest,
-                     decisions_per_hour=dict(sorted(per_hour.items())), decisions_per_moderator=per_moderator)
+                     decisions_per_hour=dict(sorted(per_hour.items())), decisions_per_moderator=per_moderator,
+                     decisions_per_hour_per_moderator=dict(sorted(per_hour_moderator.items())),
+                     time_to_decision=await self._time_to_decision(hour))
+
+    async def _time_to_decision(self, hour: int) -> TimeToDecision:
+        """Median and p90 of the wait before a decision, over a day and a week, from the hourly buckets of every
+        partition (16 x 168 small hashes, one round trip)."""
+        week = 7 * 24
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            for h in range(hour - week + 1, hour + 1):
+                batch.command("HGETALL", keys.decision_latency(partition, h))
+        day: dict[str, int] = {}
+        whole: dict[str, int] = {}
+        for index, row in enumerate(await batch.execute()):
+            recent = index % week >= week - 24
+            for bucket, count in (row if isinstance(row, dict) else _pairs(row)).items():
+                name = _text(bucket)
+                whole[name] = whole.get(name, 0) + int(count)
+                if recent:
+                    day[name] = day.get(name, 0) + int(count)
+        return TimeToDecision(day=wait_quantiles(day), week=wait_quantiles(whole))
+
+    # -- leases, undo ------------------------------------------------------------------------------------
+
+    async def renew(self, who: Principal, request: LeaseRequest) -> LeaseResult:
+        expiry = self.clock() + request.lease_seconds * 1000
+        held = await self._leases(who, request.ids, "renew", expiry)
+        return LeaseResult(held=held, not_held=[i for i in dict.fromkeys(request.ids) if i not in held],
+                           lease_expires_at=iso(expiry))
+
+    async def release(self, who: Principal, request: ReleaseRequest) -> LeaseResult:
+        held = await self._leases(who, request.ids, "release", 0)
+        return LeaseResult(held=held, not_held=[i for i in dict.fromkeys(request.ids) if i not in held],
+                           lease_expires_at=None)
+
+    async def _leases(self, who: Principal, ids: Sequence[str], mode: str, expiry: int) -> list[str]:
+        """lease.lua once per partition of the ids, every partition in one round trip; the held ids in the
+        order given."""
+        by_partition: dict[int, list[str]] = {}
+        for comment_id in dict.fromkeys(ids):
+            by_partition.setdefault(keys.partition_of_comment(comment_id), []).append(comment_id)
+        batch = self._scripts.batch()
+        for partition, members in by_partition.items():
+            batch.script("lease", keys.lease_keys(partition), [mode, who.name, expiry, *members])
+        held = {_text(i) for answer in await batch.execute() for i in answer}
+        return [i for i in dict.fromkeys(ids) if i in held]
+
+    async def undo(self, who: Principal, comment_id: str) -> ModeratorComment:
+        """The comment's last decision undone (decide.lua's rules): back to pending, in the queue at its
+        submission time; an approval is unpublished."""
+        return await self.decide(who, comment_id, "undo")
+
+    # -- lists by state, search, an author's record ----------------------------------------------------------
+
+    async def by_state(self, state: State, article_id: str | None, limit: int, cursor: str | None) -> StatePage:
+        if state is State.PENDING:
+            page = await self.queue(article_id, limit, cursor)
+            return StatePage(comments=page.comments, next_cursor=page.next_cursor, scanned=len(page.comments),
+                             complete=page.next_cursor is None)
+        partitions = [keys.partition_of_article(article_id)] if article_id else range(keys.PARTITIONS)
+        lists = [keys.state_index(p, state.value) for p in partitions]
+
+        def wanted(comment: ModeratorComment) -> bool:
+            return comment.state is state and (article_id is None or comment.article_id == article_id)
+
+        found, scanned, stopped = await self._newest(lists, _read_newest_cursor(cursor), limit, wanted,
+                                                     LIST_SCAN_MAX if article_id else None)
+        return StatePage(comments=found, next_cursor=None if stopped is None else _cursor(stopped),
+                         scanned=scanned, complete=stopped is None)
+
+    async def search(self, query: SearchQuery, limit: int, cursor: str | None) -> SearchPage:
+        partitions = [keys.partition_of_article(query.article_id)] if query.article_id else range(keys.PARTITIONS)
+        drivers = await self._search_drivers(query, list(partitions))
+        email = query.email.casefold() if query.email else None
+
+        def wanted(comment: ModeratorComment) -> bool:
+            if ((query.state is not None and comment.state is not query.state)
+                    or (query.article_id is not None and comment.article_id != query.article_id)
+                    or (query.ip_hash is not None and comment.ip_hash != query.ip_hash)
+                    or (email is not None and comment.email.casefold() != email)
+                    or (query.name is not None and query.name not in text.fold(comment.name))):
+                return False
+            if query.words:
+                words = set(text.folded_words(f"{comment.name}\n{comment.title}\n{comment.body}"))
+                return all(word in words for word in query.words)
+            return True
+
+        low = query.since_ms if query.since_ms is not None else "-inf"
+        found, scanned, stopped = await self._newest(drivers, _read_newest_cursor(cursor, query.until_ms), limit,
+                                                     wanted, search.SCAN_MAX, low)
+        return SearchPage(comments=found, next_cursor=None if stopped is None else _cursor(stopped),
+                          scanned=scanned, complete=stopped is None)
+
+    async def _search_drivers(self, query: SearchQuery, partitions: list[int]) -> list[str]:
+        """The index to walk in each partition: the sender's or the address's, else the rarest indexed word's,
+        else every comment's."""
+        if query.email is not None:
+            digest = email_hash(self._secret, query.email)
+            return [keys.by_email(p, digest) for p in partitions]
+        if query.ip_hash is not None:
+            return [keys.by_ip(p, query.ip_hash) for p in partitions]
+        candidates = {p: search.word_keys(p, query.words) for p in partitions}
+        if not any(candidates.values()):
+            return [keys.comments_index(p) for p in partitions]
+        batch = self._scripts.batch()
+        for p in partitions:
+            for key in candidates[p]:
+                batch.command("ZCARD", key)
+        sizes = iter(await batch.execute())
+        drivers = []
+        for p in partitions:
+            counted = [(int(next(sizes)), key) for key in candidates[p]]
+            drivers.append(min(counted)[1])
+        return drivers
+
+    async def _newest(self, indexes: Sequence[str], before: Position, limit: int,
+                      wanted: Callable[[ModeratorComment], bool], budget: int | None,
+                      low: float | str = "-inf") -> tuple[list[ModeratorComment], int, Position | None]:
+        """The first `limit` comments that `wanted` takes from the merge of `indexes`, newest (highest score)
+        first, after `before`; how many were read; where it stopped, or None when nothing is left unseen.
+        With a `budget`, at most that many are read."""
+        found: list[ModeratorComment] = []
+        scanned = 0
+        while True:
+            count = WALK_PAGE if budget is None else min(WALK_PAGE, budget - scanned)
+            entries, more = await self._walk_newest(indexes, before, count, low)
+            records = {r.id: r for r in await self._records([comment_id for _, comment_id in entries])}
+            for index, position in enumerate(entries):
+                scanned += 1
+                before = position
+                record = records.get(position[1])
+                if record is not None and wanted(record):
+                    found.append(record)
+                    if len(found) == limit:
+                        return found, scanned, position if more or index + 1 < len(entries) else None
+            if not more:
+                return found, scanned, None
+            if budget is not None and scanned >= budget:
+                return found, scanned, before
+
+    async def _walk_newest(self, indexes: Sequence[str], before: Position, count: int,
+                           low: float | str) -> tuple[list[Position], bool]:
+        """`_walk` the other way: the next `count` entries below `before` (score, then id, descending) in the
+        merge of `indexes`, scores from `low` up, and whether more follow."""
+        want = count + 1
+        chunk = want + 50
+        found: list[list[Position]] = [[] for _ in indexes]
+        offsets = [0] * len(indexes)
+        todo = list(range(len(indexes)))
+        high = "+inf" if before[0] == math.inf else before[0]
+        while todo:
+            batch = self._scripts.batch()
+            for index in todo:
+                batch.command("ZREVRANGEBYSCORE", indexes[index], high, low, "WITHSCORES", "LIMIT", offsets[index],
+                              chunk)
+            again = []
+            for index, rows in zip(todo, await batch.execute(), strict=True):
+                read = scored(rows)
+                found[index].extend(entry for entry in ((score, as_text(member)) for member, score in read)
+                                    if entry < before)
+                offsets[index] += len(read)
+                if len(read) == chunk and len(found[index]) < want:
+                    again.append(index)
+            todo = again
+        merged = heapq.nlargest(want, (entry for entries in found for entry in entries))
+        return merged[:count], len(merged) > count
+
+    async def author(self, comment_id: str, limit: int) -> AuthorRecord:
+        """Earlier comments by the sender of this one, by email digest and by address hash, over every
+        partition (a sender writes to many articles), newest first."""
+        records = await self._records([comment_id])
+        if not records:
+            raise NotFound("no such comment")
+        comment = records[0]
+        submitted = await self._redis.hget(keys.comment(comment_id), "t")
+        before: Position = (float(submitted or 0), comment_id)
+        digest = email_hash(self._secret, comment.email)
+        by_email = await self._earlier([keys.by_email(p, digest) for p in range(keys.PARTITIONS)], before, limit)
+        by_ip = await self._earlier([keys.by_ip(p, comment.ip_hash) for p in range(keys.PARTITIONS)], before, limit)
+        return AuthorRecord(comment_id=comment_id, by_email=by_email, by_ip=by_ip)
+
+    async def _earlier(self, indexes: list[str], before: Position, limit: int) -> AuthorComments:
+        batch = self._scripts.batch()
+        for key in indexes:
+            batch.command("ZCOUNT", key, "-inf", f"({before[0]:.0f}")
+        total = sum(int(n) for n in await batch.execute())
+        entries, _ = await self._walk_newest(indexes, before, limit, "-inf")
+        listed = [AuthorComment(id=r.id, article_id=r.article_id, title=r.title, state=r.state,
+                                created_at=r.created_at, decided_at=r.decided_at)
+                  for r in await self._records([comment_id for _, comment_id in entries])]
+        states: dict[str, int] = {}
+        for item in listed:
+            states[item.state.value] = states.get(item.state.value, 0) + 1
+        return AuthorComments(total=total, comments=listed, states=states)
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import orjson
 
-from service import keys, risk
+from service import keys, risk, search
 from service.captcha import Captchas, Token
 from service.clients import email_hash, keyed_hash
 from service.errors import (
@@ -189,7 +189,9 @@ class Submissions:
         record = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
                                "avatar": avatar, "created_at": iso(now_ms), "risk": risks})
-        store_keys = keys.submit_keys(comment_id, article_id)
+        # The search indexes the comment joins (`service.search`), written by the store in the same step.
+        store_keys = keys.submit_keys(comment_id, article_id, email_digest=email_digest, ip_hash=client.ip_hash,
+                                      words=search.index_words(form.name, form.title, form.body))
         store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
                                  OUTBOX_MAXLEN]
 

@@ -17,7 +17,7 @@ from service.captcha_render import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ANSWER = "K7WQM"
+ANSWER = "K9WXM"
 
 
 def _assert_valid_png(data: bytes) -> None:

@@ -1,8 +1,12 @@
 --! uses: check
--- Change a comment's state: approve, reject, spam (from pending) or retract (from approved).
+-- Change a comment's state: approve, reject, spam (from pending), retract (from approved) or undo.
 -- The state, the history entry, the public list, the approvals feed and the webhook outbox all change in
 -- this one atomic step. The only place a comment changes state; allowed transitions:
 --   pending -> approved | rejected | spam        approved -> retracted
+--   undo: approved | rejected | spam -> pending, only the last decision (a retraction is not undone), only
+--   within A[11] ms of it, only by its maker (A[3]) or an admin (A[12]). Undoing an approval unpublishes it (a
+--   comment.retracted event on the feed and the outbox); every undo puts the comment back in the queues at its
+--   submission time. The undone decision stays counted in the hour's stats; the undo is counted as "undo".
 --
 -- One call decides one or more comments, in order, each as its own step with its own answer: decisions that
 -- arrive together share one call (`scripts.Coalescer`), since each call costs more than a decision here.
@@ -12,29 +16,44 @@
 -- K[8] article hash   K[9] article order zset   K[10] article public hash
 -- K[11] feed stream   K[12] outbox stream        K[13] stats hash for this hour
 -- K[14] article pending zset
+-- K[15] approved zset   K[16] rejected zset   K[17] spam zset   K[18] retracted zset (ids -> decision ms)
+-- K[19] this hour's hash of decisions by time waited (bucket -> count)
 -- A[1] id   A[2] action   A[3] moderator   A[4] reason   A[5] expected version or ""
 -- A[6] now ms   A[7] now ISO-8601   A[8] decision id (a retried call is recognised by it)
--- A[9] outbox max length   A[10] stats TTL seconds
+-- A[9] outbox max length   A[10] stats TTL seconds   A[11] undo window ms   A[12] "admin" when the moderator
+-- may undo anyone's decision, else ""
 -- Returns one answer per decision: {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a
 -- retry of the same decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} |
--- {"leased", holder} | {"corrupt", what} (a key of the wrong type, a damaged record: lib/check.lua) |
+-- {"leased", holder} | {"not_undoable", state} | {"undo_expired", state} | {"not_yours", maker} |
+-- {"corrupt", what} (a key of the wrong type, a damaged record: lib/check.lua) |
 -- {"error", message} (Redis refused a command of it, e.g. out of memory)
 --
 -- Check, then write: each decision reads and checks everything that can fail (the record's fields and JSON, the
 -- type of every key it writes, the article's counters) before its first write, so a failure changes nothing.
 -- NK and NA are defined by a line that scripts.py puts before this text (`scripts.LAYOUTS`: the keys counted from
 -- `keys.decide_keys`, the arguments `scripts.DECIDE_ARGS`), so Python and Lua split the calls alike.
-local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted'}
+local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted', undo = 'pending'}
+local lists = {approved = 15, rejected = 16, spam = 17, retracted = 18}
+-- The upper bounds (seconds) of the buckets a decision's time waited is counted in (`moderation.LATENCY_BUCKETS`).
+local buckets = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800}
 
 -- What is wrong with the keys a decision will write, or nil.
-local function damaged(K, action, target)
+local function damaged(K, action, target, state)
   local checks = {K[2], 'list', 'history', K[12], 'stream', 'outbox', K[13], 'hash', 'stats'}
+  for _, s in ipairs({state, target}) do
+    if lists[s] then
+      for _, c in ipairs({K[lists[s]], 'zset', 'state_list'}) do checks[#checks + 1] = c end
+    end
+  end
+  if state == 'pending' then
+    for _, c in ipairs({K[19], 'hash', 'latency'}) do checks[#checks + 1] = c end
+  end
   local more = {}
   if action ~= 'retract' then
     more = {K[3], 'zset', 'pending', K[4], 'zset', 'ready', K[5], 'zset', 'leases', K[6], 'hash', 'holders',
       K[7], 'hash', 'articles', K[14], 'zset', 'article_pending'}
   end
-  local published = target == 'approved' or target == 'retracted'
+  local published = target == 'approved' or target == 'retracted' or state == 'approved'
   if published then
     for _, c in ipairs({K[8], 'hash', 'article', K[9], 'zset', 'article_order', K[10], 'hash', 'article_public',
       K[11], 'stream', 'feed'}) do more[#more + 1] = c end
@@ -76,11 +95,24 @@ local function decide(K, A)
   if action == 'retract' then
     if state ~= 'approved' then return {'not_approved', state} end
     if not row[9] then return {'corrupt', 'damaged:comment'} end
-    bad = damaged(K, action, target)
+    bad = damaged(K, action, target, state)
     if bad then return {'corrupt', bad} end
+  elseif action == 'undo' then
+    if not lists[state] or state == 'retracted' then return {'not_undoable', state} end
+    local decided = tonumber(row[7])
+    if not decided or tonumber(now) - decided > tonumber(A[11]) then return {'undo_expired', state} end
+    if row[8] ~= moderator and A[12] ~= 'admin' then return {'not_yours', row[8] or ''} end
+    if state == 'approved' and not row[9] then return {'corrupt', 'damaged:comment'} end
+    bad = damaged(K, action, target, state)
+    if bad then return {'corrupt', bad} end
+    -- Back in the queues at its submission time, where it was before the decision.
+    redis.call('ZADD', K[3], row[5], id)
+    redis.call('ZADD', K[4], row[5], id)
+    redis.call('HSET', K[7], id, article)
+    redis.call('ZADD', K[14], row[5], id)
   else
     if state ~= 'pending' then return {'decided', state} end
-    bad = damaged(K, action, target)
+    bad = damaged(K, action, target, state)
     if bad then return {'corrupt', bad} end
     local holder = redis.call('HGET', K[6], id)
     if holder and holder ~= moderator then
@@ -97,15 +129,34 @@ local function decide(K, A)
 
   version = version + 1
   local changed = {'s', target, 'v', tostring(version), 'did', A[8], 'dt', now, 'db', moderator}
+  if action == 'undo' then
+    changed = {'s', target, 'v', tostring(version), 'did', A[8]}
+    redis.call('HDEL', K[1], 'dt', 'db', 'ap', 'pub')
+  end
   redis.call('RPUSH', K[2], cjson.encode({at = now, by = moderator, from = state, to = target,
     action = action, reason = A[4], version = version}))
+  -- After the history's RPUSH: out of memory, Redis refuses a script's first write that needs memory, and a
+  -- retraction's first write must be that one, not a ZREM that would go through.
+  if lists[state] then redis.call('ZREM', K[lists[state]], id) end
+  if lists[target] then redis.call('ZADD', K[lists[target]], now, id) end
+  if state == 'pending' then
+    local waited, bucket = (tonumber(now) - tonumber(row[5])) / 1000, 'inf'
+    for _, bound in ipairs(buckets) do
+      if waited <= bound then bucket = tostring(bound) break end
+    end
+    if redis.call('HINCRBY', K[19], bucket, 1) == 1 then redis.call('EXPIRE', K[19], A[10]) end
+  end
   -- The hour's stats expire a while after they were first counted.
   if redis.call('HINCRBY', K[13], action .. ':' .. moderator, 1) == 1 then
     redis.call('EXPIRE', K[13], A[10])
   end
+  -- An undo tells the outbox only of an unpublished approval: no event type says "queued again".
   local event = 'comment.' .. (target == 'spam' and 'rejected' or target)
-  redis.call('XADD', K[12], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
-    'at', now, 'action', action)
+  if action == 'undo' then event = state == 'approved' and 'comment.retracted' or nil end
+  if event then
+    redis.call('XADD', K[12], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
+      'at', now, 'action', action)
+  end
 
   if target == 'approved' then
     local seq = redis.call('HINCRBY', K[8], 'seq', 1)
@@ -115,7 +166,7 @@ local function decide(K, A)
     redis.call('HSET', K[10], id, public)
     for _, value in ipairs({'ap', now, 'pub', public}) do changed[#changed + 1] = value end
     redis.call('XADD', K[11], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'comment', public)
-  elseif target == 'retracted' then
+  elseif target == 'retracted' or state == 'approved' then
     redis.call('ZREM', K[9], id)
     redis.call('HDEL', K[10], id)
     redis.call('HINCRBY', K[8], 'count', -1)
@@ -124,6 +175,7 @@ local function decide(K, A)
       'comment', row[9])
   end
   redis.call('HSET', K[1], unpack(changed))
+  if action == 'undo' then return {'ok', article, row[5], target, tostring(version), row[6], false, false} end
   return {'ok', article, row[5], target, tostring(version), row[6], now, moderator}
 end
 
