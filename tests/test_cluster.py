@@ -393,3 +393,39 @@ async def test_an_article_named_like_another_articles_key_stays_apart(api: TestC
     assert [(f.kind, f.key, f.mended) for f in await doctor(cluster_client, repair=True)] == [
         ("count_mismatch", keys.article(twin), True)]
     assert await doctor(cluster_client, repair=False) == []
+
+
+async def test_search_state_lists_author_and_leases_fan_out_over_the_masters(api: TestClient[Any, Any]) -> None:
+    """Each partition's search indexes and state lists share its slot: a search, a list by state and an author's
+    record fan out to every partition and merge newest first; renewal, release and undo keep to one slot."""
+    articles = articles_in_distinct_partitions(6)
+    ids = [(await submit(api, article, f"Con đường số {n}"))["id"] for n, article in enumerate(articles)]
+    found: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"q": "duong", "limit": "4", **({"cursor": cursor} if cursor else {})}
+        page = await (await api.get("/v1/moderation/search", params=params, headers=ADMIN)).json()
+        found += [c["id"] for c in page["comments"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert found == ids[::-1]
+
+    for comment_id in ids[:4]:
+        await decide(api, comment_id, "approve")
+    listed = await (await api.get("/v1/moderation/comments", params={"state": "approved", "limit": "3"},
+                                  headers=ADMIN)).json()
+    assert [c["id"] for c in listed["comments"]] == ids[3:0:-1] and listed["next_cursor"] is not None
+    undone = await api.post(f"/v1/moderation/comments/{ids[3]}/undo", headers=ADMIN)
+    assert undone.status == 200 and (await undone.json())["state"] == "pending"
+
+    record = await (await api.get(f"/v1/moderation/comments/{ids[5]}/author", headers=ADMIN)).json()
+    assert [c["id"] for c in record["by_email"]["comments"]] == ids[4::-1]
+
+    claim = await api.post("/v1/moderation/claims", json={"limit": 10}, headers=ADMIN)
+    held = [c["id"] for c in (await claim.json())["comments"]]
+    assert sorted(held) == sorted(ids[3:])
+    renewed = await (await api.post("/v1/moderation/claims/renew", json={"ids": held}, headers=ADMIN)).json()
+    assert renewed["held"] == held
+    released = await (await api.post("/v1/moderation/claims/release", json={"ids": held}, headers=ADMIN)).json()
+    assert released["held"] == held
