@@ -69,21 +69,22 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-class _Nodes:
-    """A temporary directory and the redis-servers started in it, one subdirectory each (`support.RedisServer`)."""
+class _Topology:
+    """A temporary directory and the redis-servers started in it, one subdirectory each (`support.RedisServer`);
+    a context manager that starts the topology and, however the block ends, stops every node."""
 
     def __init__(self, prefix: str) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=prefix))
         self.servers: dict[int, RedisServer] = {}
 
-    def start(self, port: int, config: list[str], *extra: str) -> None:
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _start_node(self, port: int, config: list[str], *extra: str) -> None:
         node_dir = self.directory / str(port)
         node_dir.mkdir()
         self.servers[port] = server = RedisServer(node_dir, *extra, port=port, config=config)
         server.start()
-
-    def kill(self, port: int) -> None:
-        self.servers[port].kill()
 
     def close(self) -> None:
         for server in self.servers.values():
@@ -93,8 +94,14 @@ class _Nodes:
             server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def __enter__(self) -> Self:
+        return self.start()
 
-class Cluster:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Cluster(_Topology):
     """A Redis Cluster of `masters` masters with `replicas` replicas each, on loopback."""
 
     NODE_TIMEOUT_MS = 2000
@@ -102,11 +109,7 @@ class Cluster:
     def __init__(self, masters: int = 3, replicas: int = 1) -> None:
         self.ports = free_ports(masters * (1 + replicas), with_bus=True)
         self.replicas = replicas
-        self._nodes = _Nodes("comments-cluster-")
-
-    @property
-    def directory(self) -> Path:
-        return self._nodes.directory
+        super().__init__("comments-cluster-")
 
     @property
     def url(self) -> str:
@@ -115,7 +118,7 @@ class Cluster:
     def start(self) -> Self:
         try:
             for port in self.ports:
-                self._nodes.start(port, ["cluster-enabled yes", "cluster-config-file nodes.conf",
+                self._start_node(port, ["cluster-enabled yes", "cluster-config-file nodes.conf",
                                          f"cluster-node-timeout {self.NODE_TIMEOUT_MS}"])
             subprocess.run(
                 [redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
@@ -160,17 +163,8 @@ class Cluster:
                     out.append(port)
         return out
 
-    def close(self) -> None:
-        self._nodes.close()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SentinelSetup:
+class SentinelSetup(_Topology):
     """One master, one replica and three sentinels (quorum 2) watching them as `mymaster`.
 
     `master_lines` are extra redis.conf lines for both data nodes (the replica becomes the master).
@@ -182,11 +176,7 @@ class SentinelSetup:
     def __init__(self, master_lines: tuple[str, ...] = ()) -> None:
         self.master_port, self.replica_port, *self.sentinel_ports = free_ports(5)
         self.master_lines = master_lines
-        self._nodes = _Nodes("comments-sentinel-")
-
-    @property
-    def directory(self) -> Path:
-        return self._nodes.directory
+        super().__init__("comments-sentinel-")
 
     @property
     def url(self) -> str:
@@ -194,11 +184,11 @@ class SentinelSetup:
 
     def start(self) -> Self:
         try:
-            self._nodes.start(self.master_port, list(self.master_lines))
-            self._nodes.start(self.replica_port, [*self.master_lines, f"replicaof 127.0.0.1 {self.master_port}"])
+            self._start_node(self.master_port, list(self.master_lines))
+            self._start_node(self.replica_port, [*self.master_lines, f"replicaof 127.0.0.1 {self.master_port}"])
             wait_for(lambda: self._link_up(self.replica_port), 20, "the replica to sync")
             for port in self.sentinel_ports:
-                self._nodes.start(port, [
+                self._start_node(port, [
                     f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
                     f"sentinel down-after-milliseconds {MASTER_NAME} {self.DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER_NAME} {self.FAILOVER_TIMEOUT_MS}",
@@ -248,7 +238,7 @@ class SentinelSetup:
     def kill_master(self) -> int:
         """SIGKILL the current master (a crash); returns its port."""
         port = self.current_master()
-        self._nodes.kill(port)
+        self.servers[port].kill()
         return port
 
     def wait_promoted(self, old_master: int, timeout: float = 20.0) -> int:
@@ -256,12 +246,3 @@ class SentinelSetup:
         wait_for(lambda: self.current_master() != old_master and self.role(self.current_master()) == "master",
                  timeout, "the sentinels to promote the replica")
         return self.current_master()
-
-    def close(self) -> None:
-        self._nodes.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

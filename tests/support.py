@@ -154,6 +154,7 @@ async def create_token(client: Client, role: str, name: str, **fields: Any) -> J
     """A new machine token, made by the admin; returns the response (`token` and the token's description)."""
     response = await client.post("/v1/tokens", json={"role": role, "name": name, **fields}, headers=ADMIN)
     assert response.status == 201, await response.text()
+    assert response.headers["Cache-Control"] == "no-store"
     created: Json = await response.json()
     return created
 

@@ -18,12 +18,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Final
+
+from support import ADMIN_TOKEN, TEST_ANSWER
 
 from service.embedded import free_port
-
-ADMIN_TOKEN: Final = "test-admin-token"
-TEST_ANSWER: Final = "ABCDE"
 
 
 class TcpProxy:

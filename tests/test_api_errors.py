@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from support import comment_form, issue_captcha
 
 from service.api import common
 from service.settings import Settings
@@ -30,13 +31,7 @@ def settings(settings: Settings) -> Settings:
 
 
 def _form(captcha_id: str = "abcdefghijklmnop1234", **changes: Any) -> dict[str, Any]:
-    return {"name": "Lan", "email": "lan@example.com", "title": "Ý kiến", "body": "Hay.",
-            "captcha_id": captcha_id, "captcha_answer": "ABCDE", **changes}
-
-
-async def _issue(client: Client) -> str:
-    captcha_id: str = (await (await client.post("/v1/captchas")).json())["id"]
-    return captcha_id
+    return comment_form(captcha_id, **changes)
 
 
 async def _problem(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -86,10 +81,11 @@ async def test_length_boundaries_over_http(client: Client, field: str, limit: in
     at_limit = unicodedata.normalize("NFD", letter * limit)
     assert len(at_limit) > limit
     # Sent as UTF-8, as browsers do (aiohttp's json= would escape every mark as \uXXXX).
-    response = await client.post(URL, data=orjson.dumps(_form(await _issue(client), **{field: at_limit})),
+    response = await client.post(URL, data=orjson.dumps(_form(await issue_captcha(client), **{field: at_limit})),
                                  headers={"Content-Type": "application/json"})
     assert response.status == 202, await response.text()
-    over = await client.post(URL, data=orjson.dumps(_form(await _issue(client), **{field: letter * (limit + 1)})),
+    over_form = _form(await issue_captcha(client), **{field: letter * (limit + 1)})
+    over = await client.post(URL, data=orjson.dumps(over_form),
                              headers={"Content-Type": "application/json"})
     assert _fields(await _problem(over, 422, "validation_failed")) == {field: "too_long"}
 

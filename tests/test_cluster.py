@@ -23,7 +23,9 @@ from support import (
     ADMIN,
     LOOPBACK,
     articles_in_distinct_partitions,
+    bearer,
     comment_form,
+    create_token,
     decide,
     issue_captcha,
     service_settings,
@@ -231,9 +233,7 @@ async def test_the_gate_runs_in_its_own_slot(api: TestClient[Any, Any], cluster_
 
 
 async def test_feed_merges_partitions_in_decision_order_and_resumes(api: TestClient[Any, Any]) -> None:
-    feed_token = await api.post("/v1/tokens", json={"role": "feed", "name": "site"}, headers=ADMIN)
-    assert feed_token.status == 201
-    feed = {"Authorization": f"Bearer {(await feed_token.json())['token']}"}
+    feed = bearer((await create_token(api, "feed", "site"))["token"])
     articles = articles_in_distinct_partitions(6)
     ids = [(await submit(api, article, f"Bình luận {n}"))["id"] for n in range(2) for article in articles]
     decided: list[tuple[str, str]] = []

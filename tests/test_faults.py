@@ -18,9 +18,9 @@ from typing import Any, Final
 
 import aiohttp
 import pytest
-from conftest import RedisServer
 from redis.asyncio import Redis
-from tcp_proxy import TEST_ANSWER, ServedService, TcpProxy
+from support import RedisServer, comment_form
+from tcp_proxy import ServedService, TcpProxy
 
 from service import keys
 from service.submissions import idempotent_comment_id
@@ -39,9 +39,8 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.kill()
 
 
-def _form(captcha_id: str, n: int) -> dict[str, str]:
-    return {"name": f"Độc giả {n}", "email": f"r{n}@example.com", "title": "Ý kiến",
-            "body": f"Bình luận số {n}", "captcha_id": captcha_id, "captcha_answer": TEST_ANSWER}
+def _form(captcha_id: str, n: int) -> dict[str, Any]:
+    return comment_form(captcha_id, name=f"Độc giả {n}", email=f"r{n}@example.com", body=f"Bình luận số {n}")
 
 
 async def _submit(http: aiohttp.ClientSession, base: str, n: int,

@@ -22,7 +22,6 @@ import orjson
 import pytest
 import requests
 import schemathesis
-from conftest import RedisServer
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
@@ -35,14 +34,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tcp_proxy import ADMIN_TOKEN, TEST_ANSWER, ServedService
+from support import ADMIN, TEST_ANSWER, RedisServer
+from tcp_proxy import ServedService
 
 from service import text
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
 EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "15"))
-AUTH: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SUBMIT: Final = "POST /v1/articles/{article_id}/comments"
 CHECKS: Final = [not_a_server_error, response_schema_conformance, status_code_conformance,
                  content_type_conformance]
@@ -68,7 +67,7 @@ LINKS: Final = {
     },
     ("/v1/captchas", "post", "201"): {
         "Submit": {"operationId": "post_v1_articles_article_id_comments",
-                   "requestBody": {"captcha_id": CAPTCHA_ID, "captcha_answer": "ABCDE", "name": "Lan",
+                   "requestBody": {"captcha_id": CAPTCHA_ID, "captcha_answer": TEST_ANSWER, "name": "Lan",
                                    "email": "lan@example.com", "title": "Ý kiến", "body": "Bài viết hay."}},
         "Image": {"operationId": "get_v1_captchas_captcha_id_png", "parameters": {"captcha_id": CAPTCHA_ID}},
         "Audio": {"operationId": "get_v1_captchas_captcha_id_wav", "parameters": {"captcha_id": CAPTCHA_ID}},
@@ -157,10 +156,10 @@ def _fuzz(operation: Operation, mode: GenerationMode, session: requests.Session,
         if mode is GenerationMode.POSITIVE:
             _solve_captcha(case, session, base_url)
         _no_long_poll(case)
-        response = case.call(session=session, headers=AUTH, timeout=30)
+        response = case.call(session=session, headers=ADMIN, timeout=30)
         tried[mode.value] += 1
         statuses[response.status_code] += 1
-        case.validate_response(response, checks=checks, headers=AUTH)
+        case.validate_response(response, checks=checks, headers=ADMIN)
 
     run()
 
@@ -230,13 +229,13 @@ def test_defect_counts_max_items(served: ServedService) -> None:
 
 
 def test_defect_claim_limit_boolean(served: ServedService) -> None:
-    response = requests.post(f"{served.url}/v1/moderation/claims", json={"limit": True}, headers=AUTH,
+    response = requests.post(f"{served.url}/v1/moderation/claims", json={"limit": True}, headers=ADMIN,
                              timeout=10)
     assert response.status_code == 422
 
 
 def test_defect_long_request_line(served: ServedService) -> None:
-    response = requests.get(f"{served.url}/v1/feed", params={"after": "\U0001f600" * 1000}, headers=AUTH,
+    response = requests.get(f"{served.url}/v1/feed", params={"after": "\U0001f600" * 1000}, headers=ADMIN,
                             timeout=10)
     assert 400 <= response.status_code < 500
     assert response.headers["Content-Type"].startswith("application/problem+json")
@@ -273,7 +272,7 @@ def test_stateful_links(api: schemathesis.BaseSchema, served: ServedService) -> 
             _solve_captcha(case, session, served.url)
 
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
-            headers = dict(AUTH)
+            headers = dict(ADMIN)
             if case.operation.label == "GET /v1/comments/{comment_id}/status":
                 headers.pop("Authorization")  # the link supplies the receipt
             return {"session": session, "headers": headers, "timeout": 30}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
+from support import comment_form
 from yarl import URL
 
 from service import i18n
@@ -83,8 +84,7 @@ async def test_details_with_values_are_localised(client: Client) -> None:
 
 
 async def test_validation_detail_names_each_field_and_errors_stay_machine_readable(client: Client) -> None:
-    form = {"name": "", "email": "lan@example.com", "title": "Ý kiến", "body": "Hay.",
-            "captcha_id": "abcdefghijklmnop1234", "captcha_answer": "ABCDE", "is_admin": True}
+    form = comment_form("abcdefghijklmnop1234", name="", is_admin=True)
     vi, en = await _both(client, "POST", URL_COMMENTS, json=form)
     assert vi["code"] == "validation_failed"
     assert vi["detail"] == "; ".join(f"Trường {e['field']}: {e['message']}" for e in vi["errors"])

@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support import ADMIN, comment_form, issue_captcha
 
 from service.models import CommentSubmission
 
 EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "40"))
-ADMIN: Final = {"Authorization": "Bearer test-admin-token"}
 ARTICLE: Final = "prop-article"
 MAX_BODY_BYTES: Final = 16 * 1024
 
@@ -89,8 +89,7 @@ LIMITS: Final = {"name": (80, False), "title": (200, False), "body": (5000, True
 
 
 def _form(name: str, title: str, body: str, email: str = "reader@example.com") -> dict[str, Any]:
-    return {"name": name, "email": email, "title": title, "body": body,
-            "captcha_id": "c" * 22, "captcha_answer": "ABCDE"}
+    return comment_form("c" * 22, name=name, email=email, title=title, body=body)
 
 
 # -- the model alone: fast, many examples ---------------------------------------------------------------
@@ -150,13 +149,6 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, T
     return run
 
 
-async def _captcha(client: Client) -> str:
-    response = await client.post("/v1/captchas")
-    assert response.status == 201
-    captcha_id: str = (await response.json())["id"]
-    return captcha_id
-
-
 async def _post(client: Client, raw: bytes,
                 content_type: str = "application/json") -> tuple[int, str, bytes]:
     response = await client.post(f"/v1/articles/{ARTICLE}/comments", data=raw,
@@ -174,7 +166,7 @@ def assert_problem(status: int, content_type: str, body: bytes) -> None:
 
 async def _submit_and_read(client: Client, fields: dict[str, str],
                            ascii_only: bool) -> tuple[int, str, bytes, dict[str, Any] | None]:
-    data = {**fields, "captcha_id": await _captcha(client), "captcha_answer": "abcde"}
+    data = {**fields, "captcha_id": await issue_captcha(client), "captcha_answer": "abcde"}
     raw = json.dumps(data, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
     status, content_type, body = await _post(client, raw)
     stored = None
@@ -226,8 +218,7 @@ def _nested(depth: int, kind: str) -> bytes:
 
 
 def _valid_fields(captcha_id: str) -> dict[str, Any]:
-    return {"name": "Lan", "email": "lan@example.com", "title": "Ý kiến", "body": "Bài viết hay.",
-            "captcha_id": captcha_id, "captcha_answer": "ABCDE"}
+    return comment_form(captcha_id, body="Bài viết hay.")
 
 
 def _splice(fields: dict[str, Any], key: str, raw_value: bytes, *, repeat: bool = False) -> bytes:
@@ -258,7 +249,7 @@ bad_bodies = st.one_of(
 
 async def _send_bad(client: Client, kind: str,
                     value: bytes) -> tuple[int, str, bytes, int]:
-    fields = _valid_fields(await _captcha(client))
+    fields = _valid_fields(await issue_captcha(client))
     if kind == "bytes":
         raw = value
     elif kind in ("nan", "utf8"):
@@ -300,7 +291,7 @@ async def test_malformed_bodies_are_refused_with_a_problem(client: Client) -> No
 
 
 async def test_wrong_content_type_is_415(client: Client) -> None:
-    raw = json.dumps(_valid_fields(await _captcha(client))).encode()
+    raw = json.dumps(_valid_fields(await issue_captcha(client))).encode()
     for content_type in ("text/plain", "application/x-www-form-urlencoded",
                          "multipart/form-data; boundary=x"):
         status, media, body = await _post(client, raw, content_type)

@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from support import ADMIN, PrivacyCheckingClient, comment_form, submit_comment
 
 from service.app import create_app
 from service.settings import Settings
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 #: Routes only tokens reach: they may show moderators the email.
 PRIVATE_PREFIXES = ("/v1/moderation", "/v1/feed", "/v1/tokens", "/v1/webhooks", "/metrics")
 
@@ -80,8 +80,7 @@ async def submit(watched: Watched, article: str, email: str, parent_id: str | No
     watched.emails.add(email)
     captcha = await watched.request("POST", "/v1/captchas")
     captcha_id = orjson.loads(captcha.body)["id"]
-    form = {"name": "Độc giả", "email": email, "title": "Ý kiến", "body": "Bài viết hay", "captcha_id": captcha_id,
-            "captcha_answer": "ABCDE", "parent_id": parent_id}
+    form = comment_form(captcha_id, name="Độc giả", email=email, body="Bài viết hay", parent_id=parent_id)
     seen = await watched.request("POST", f"/v1/articles/{article}/comments", json=form)
     assert seen.status == 202, seen.body
     result: dict[str, Any] = orjson.loads(seen.body)
@@ -150,17 +149,11 @@ async def test_the_check_catches_a_leak(client: TestClient) -> None:  # type: ig
 
 
 async def test_every_client_in_the_suite_checks_public_responses(aiohttp_client: Any, settings: Settings) -> None:
-    """The conftest's client class records submitted emails and fails on close if a public response showed
-    one; here a leak is planted to show the check can fail."""
-    from conftest import PrivacyCheckingClient
-
+    """The suite's client class (`support.PrivacyCheckingClient`) records submitted emails and fails on close if
+    a public response showed one; here a leak is planted to show the check can fail."""
     client = await aiohttp_client(create_app(settings))
     assert isinstance(client, PrivacyCheckingClient)
-    captcha_id = (await (await client.post("/v1/captchas")).json())["id"]
-    response = await client.post("/v1/articles/a1/comments", json={
-        "name": "Lan", "email": "Planted.Leak@Example.org", "title": "t", "body": "b", "captcha_id": captcha_id,
-        "captcha_answer": "ABCDE"})
-    assert response.status == 202
+    await submit_comment(client, "a1", email="Planted.Leak@Example.org", title="t", body="b")
     assert client.submitted_emails == {"planted.leak@example.org"}
     client.public_responses.append(("GET /planted 200", b'{"email":"planted.leak@example.org"}'))
     with pytest.raises(AssertionError, match="showed an email"):

@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Final
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import ADMIN_TOKEN, TEST_ANSWER, RedisServer
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -34,8 +33,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from pydantic import SecretStr
 from redis import Redis as SyncRedis
+from support import ADMIN, RedisServer, bearer, comment_form, service_settings
 
 from service import keys
 from service.app import create_app
@@ -44,17 +43,13 @@ from service.settings import Settings
 RUNS: Final = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 ARTICLES: Final = ("sm-a", "sm-b", "sm-c")
 MODERATORS: Final = ("lan", "minh")
-ADMIN: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TARGET: Final = {"approve": "approved", "reject": "rejected", "spam": "spam"}
 totals: dict[str, int] = {"runs": 0, "steps": 0, "submitted": 0, "decided": 0, "retracted": 0,
                           "expired": 0, "service_restarts": 0, "redis_restarts": 0, "checks": 0}
 
 
 def _settings(redis_url: str, data_dir: Path) -> Settings:
-    return Settings(redis_url=redis_url, data_dir=data_dir, secret_key=SecretStr("s" * 48),
-                    admin_token=SecretStr(ADMIN_TOKEN), rate_limit_enabled=False, min_fill_seconds=0,
-                    captcha_test_answer=TEST_ANSWER, captcha_render_processes=1, captcha_pool_size=0,
-                    public_cache_seconds=0)
+    return service_settings(redis_url, data_dir, captcha_pool_size=0, public_cache_seconds=0)
 
 
 class ModerationMachine(RuleBasedStateMachine):
@@ -115,7 +110,7 @@ class ModerationMachine(RuleBasedStateMachine):
         for name in MODERATORS:
             status, body = self.call("POST", "/v1/tokens", ADMIN, {"role": "moderator", "name": name})
             assert status == 201
-            self.tokens[name] = {"Authorization": f"Bearer {body['token']}"}
+            self.tokens[name] = bearer(body["token"])
 
     # -- rules ------------------------------------------------------------------------------------------
 
@@ -124,9 +119,7 @@ class ModerationMachine(RuleBasedStateMachine):
     def submit(self, article: str, text: str) -> None:
         status, captcha = self.call("POST", "/v1/captchas")
         assert status == 201
-        form = {"name": "Độc giả", "email": "reader@example.com", "title": "Ý kiến",
-                "body": f"Nội dung {text}",
-                "captcha_id": captcha["id"], "captcha_answer": TEST_ANSWER}
+        form = comment_form(captcha["id"], name="Độc giả", email="reader@example.com", body=f"Nội dung {text}")
         status, body = self.call("POST", f"/v1/articles/{article}/comments", json=form)
         assert status == 202, body
         self.state[body["id"]] = "pending"

@@ -8,7 +8,7 @@ import ipaddress
 import time
 import unicodedata
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import pytest
@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis_dump import dump_redis
+from support import ADMIN, comment_form, issue_captcha
 
 from service import keys
 from service.app import create_app
@@ -27,25 +28,17 @@ from service.submissions import new_comment_id, read_receipt
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[Any], Coroutine[Any, Any, Client]]
 ARTICLE = "bai-viet-42"
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+#: This module's reader, whose fields the tests read back from the stored record.
+READER: Final = {"name": "Nguyễn Thị Lan", "title": "Góp ý", "body": "Bài viết rất hữu ích, cảm ơn tòa soạn."}
 
 
 def _form(captcha_id: str, **changes: Any) -> dict[str, Any]:
-    return {"name": "Nguyễn Thị Lan", "email": "lan@example.com", "title": "Góp ý",
-            "body": "Bài viết rất hữu ích, cảm ơn tòa soạn.", "captcha_id": captcha_id, "captcha_answer": "ABCDE",
-            **changes}
-
-
-async def _issue(client: Client) -> str:
-    response = await client.post("/v1/captchas")
-    assert response.status == 201
-    captcha_id: str = (await response.json())["id"]
-    return captcha_id
+    return comment_form(captcha_id, **(READER | changes))
 
 
 async def _submit(client: Client, article: str = ARTICLE, headers: dict[str, str] | None = None,
                   **changes: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
-    form = _form(await _issue(client), **changes)
+    form = _form(await issue_captcha(client), **changes)
     response = await client.post(f"/v1/articles/{article}/comments", json=form, headers=headers)
     return response.status, await response.json(content_type=None), dict(response.headers)
 
@@ -104,7 +97,7 @@ def test_every_key_the_submit_script_touches_shares_one_hash_tag(article: str) -
 
 async def test_fifty_concurrent_submissions_with_one_captcha_give_exactly_one_202(client: Client,
                                                                                   redis: Redis) -> None:
-    form = _form(await _issue(client))
+    form = _form(await issue_captcha(client))
     responses = await asyncio.gather(*(
         client.post(f"/v1/articles/{ARTICLE}/comments", json={**form, "body": f"lần {i}"}) for i in range(50)))
     statuses = sorted(r.status for r in responses)
@@ -134,7 +127,7 @@ async def test_nfc_and_nfd_submissions_are_stored_identically(client: Client, re
 
 async def test_a_replayed_idempotency_key_returns_the_first_response_and_queues_one_comment(
         client: Client, redis: Redis) -> None:
-    form = _form(await _issue(client))
+    form = _form(await issue_captcha(client))
     headers = {"Idempotency-Key": "retry-7f3a"}
     first = await client.post(f"/v1/articles/{ARTICLE}/comments", json=form, headers=headers)
     second = await client.post(f"/v1/articles/{ARTICLE}/comments", json=form, headers=headers)

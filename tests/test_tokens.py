@@ -14,28 +14,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import ADMIN, ADMIN_TOKEN, bearer, create_token
 
 from service import cli, keys
 from service.app import create_app
 from service.settings import Settings
 from service.tokens import Role, Tokens
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 QUEUE = "/v1/moderation/queue"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def create(client: TestClient, role: str, name: str,  # type: ignore[type-arg]
                  ttl: int | None = None) -> dict[str, Any]:
-    response = await client.post("/v1/tokens", json={"role": role, "name": name, "ttl_seconds": ttl},
-                                 headers=ADMIN)
-    assert response.status == 201, await response.text()
-    assert response.headers["Cache-Control"] == "no-store"
-    created: dict[str, Any] = await response.json()
-    return created
+    return await create_token(client, role, name, ttl_seconds=ttl)
 
 
 async def everything_in(redis: Redis) -> list[bytes]:
@@ -174,14 +165,14 @@ async def test_no_raw_token_is_stored_in_redis(client: TestClient, redis: Redis,
     for token in raw:  # use them, so any caching or failure bookkeeping has happened too
         assert (await client.get("/v1/feed" if token == raw[2] else QUEUE, headers=bearer(token))).status == 200
     assert (await client.get(QUEUE, headers=bearer("cmt_wrong-token-value"))).status == 401
-    raw.append("test-admin-token")
+    raw.append(ADMIN_TOKEN)
     stored = await everything_in(redis)
     assert len(stored) > 10
     for token in raw:
         secret = token.encode()
         assert not any(secret in blob for blob in stored), "a raw token is stored in Redis"
         # ...but its SHA-256 is, so the scan looked at the right place.
-        if token != "test-admin-token":
+        if token != ADMIN_TOKEN:
             assert any(hashlib.sha256(secret).hexdigest().encode() in blob for blob in stored)
     assert not any(b"cmt_wrong-token-value" in blob for blob in stored)
 

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import Field, TypeAdapter, ValidationError
+from support import ADMIN, comment_form, issue_captcha
 
 from service import feed, keys, models, moderation, webhooks
 from service.errors import ValidationFailed
@@ -32,7 +33,6 @@ from service.publication import Publication
 
 Client: TypeAlias = "TestClient[web.Request, web.Application]"
 EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "30"))
-ADMIN: Final = {"Authorization": "Bearer test-admin-token"}
 PROBLEM: Final = "application/problem+json"
 
 #: Each shared pattern, its compiled whole-string form, and the characters a value may hold.
@@ -112,9 +112,7 @@ def test_a_page_cursor_is_ascii_digits_only(value: str, extra: str, before: bool
 
 
 async def _submit(client: Client, article_id: str) -> Any:
-    captcha = await (await client.post("/v1/captchas")).json()
-    form = {"name": "Lan", "email": "lan@example.com", "title": "Ý kiến", "body": "Hay.",
-            "captcha_id": captcha["id"], "captcha_answer": "ABCDE"}
+    form = comment_form(await issue_captcha(client))
     return await client.post(f"/v1/articles/{quote(article_id, safe='')}/comments", json=form)
 
 
