@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-
-# Importable from conftest while test modules move to `from support import ...`.
-from support import ADMIN_TOKEN as ADMIN_TOKEN
-from support import LOOPBACK as LOOPBACK
-from support import TEST_ANSWER as TEST_ANSWER
-from support import PrivacyCheckingClient as PrivacyCheckingClient
-from support import RedisServer as RedisServer
-from support import articles_in_distinct_partitions as articles_in_distinct_partitions
-from support import service_settings
+from support import LOOPBACK, PrivacyCheckingClient, RedisServer, service_settings
 
 from service.app import create_app
 from service.settings import Settings

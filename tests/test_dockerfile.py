@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pathspec
 import pytest
-from conftest import RedisServer
 from dockerfile_parse import DockerfileParser
+from support import RedisServer
 
 from service.embedded import free_port
 

@@ -14,8 +14,8 @@ from typing import Any, Final
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import RedisServer
 from redis.asyncio import Redis
+from support import RedisServer
 
 from service import keys
 from service.app import BACKGROUND, stop

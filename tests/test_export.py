@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import RedisServer
 from import_fixtures import ARTICLE, disqus_xml
 from redis.asyncio import Redis
+from support import RedisServer
 
 from service import keys
 from service.doctor import doctor

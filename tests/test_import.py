@@ -18,7 +18,6 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import RedisServer
 from import_fixtures import (
     APPROVED,
     ARTICLE,
@@ -35,6 +34,7 @@ from import_fixtures import (
 )
 from redis.asyncio import Redis
 from redis_dump import dump_redis
+from support import RedisServer
 
 from service import keys
 from service.doctor import doctor

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
-from conftest import articles_in_distinct_partitions
 from redis.asyncio import Redis
+from support import articles_in_distinct_partitions
 
 from service import keys
 from service.appkeys import MODERATION

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN_TOKEN
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import ADMIN_TOKEN
 from test_webhooks import Receiver, comment_id, emit, register, settle
 
 from service import egress
