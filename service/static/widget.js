@@ -184,7 +184,7 @@
     body.parentNode.insertBefore(N.counter, N.err_body);
     body.parentNode.insertBefore(N.limit, N.err_body);
 
-    N.img = h('img', { class: 'cw-cap-img', alt: t.alt, width: 160, height: 60 });
+    N.img = h('img', { class: 'cw-cap-img', alt: t.alt, width: 200, height: 70 });
     N.audio = h('audio', { preload: 'none' });
     var capRow = h('div', { class: 'cw-cap' }, [
       N.img,
@@ -383,7 +383,7 @@
   // "Nghe mã" plays the code from its start; while it plays the same button stops it.
   W.listen = function () {
     var self = this, a = this.nodes.audio, c = this.captcha;
-    if (this.isPlaying) { a.pause(); return; }
+    if (this.isPlaying) { a.pause(); this.playing(false); return; } // at once: the pause event comes later
     if (!c || !c.audio) return;
     if (a.getAttribute('src') !== c.audio) a.src = c.audio;
     a.currentTime = 0;
