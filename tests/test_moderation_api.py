@@ -99,7 +99,9 @@ async def test_only_the_holder_renews_and_releases_a_lease(client: Client, redis
     status, refused = await decide(client, minh, mine[1], "approve")
     assert (status, refused["code"]) == (409, "leased_to_other")
 
-    for body in ({"ids": ["nope\n"]}, {"ids": []}, {"ids": mine, "lease_seconds": 1}, {"ids": mine, "x": 1}):
+    refused_bodies: list[Json] = [{"ids": ["nope\n"]}, {"ids": []}, {"ids": mine, "lease_seconds": 1},
+                                  {"ids": mine, "x": 1}]
+    for body in refused_bodies:
         response = await client.post("/v1/moderation/claims/renew", json=body, headers=lan)
         assert response.status == 422, body
     response = await client.post("/v1/moderation/claims/release", json={"ids": mine})
@@ -133,10 +135,10 @@ async def test_undo_puts_the_last_decision_back_to_pending(client: Client, redis
     assert await redis.zrange(keys.article_order(article), 0, -1) == []
     assert await redis.hgetall(keys.article_public(article)) == {}
     assert await redis.hmget(keys.article(article), "count", "ver") == [b"0", b"2"]
-    feed = await redis.xrange(keys.feed(keys.partition_of_article(article)))
-    assert [fields[b"type"] for _, fields in feed] == [b"comment.approved", b"comment.retracted"]
-    queue = await get_json(client, "/v1/moderation/queue", ADMIN, article_id=article)
-    assert [c["id"] for c in queue["comments"]] == [approved, rejected, spam]
+    events: Any = await redis.xrange(keys.feed(keys.partition_of_article(article)))
+    assert [fields[b"type"] for _, fields in events] == [b"comment.approved", b"comment.retracted"]
+    queued = await get_json(client, "/v1/moderation/queue", ADMIN, article_id=article)
+    assert [c["id"] for c in queued["comments"]] == [approved, rejected, spam]
     # Decided again after the undo: published again, once.
     assert (await decide(client, lan, approved, "approve"))[0] == 200
     assert await redis.zrange(keys.article_order(article), 0, -1) == [approved.encode()]
