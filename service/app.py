@@ -18,7 +18,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import captcha_audio, captcha_render
 from service.accounts import Accounts
-from service.api import accounts, admin, feed, middleware, moderation, ops, problems, public, webhooks, widget
+from service.api import (
+    accounts,
+    admin,
+    console,
+    feed,
+    middleware,
+    moderation,
+    ops,
+    problems,
+    public,
+    webhooks,
+    widget,
+)
 from service.appkeys import (
     ACCOUNTS,
     CAPTCHAS,
@@ -147,7 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx])
-    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, problems):
+    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, problems):
         module.setup_routes(app)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "

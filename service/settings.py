@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     #: behind one address; a reader needs one per comment (and one more per expiry or wrong answer).
     rate_limit_captcha: tuple[int, int] = (60, 60)
     blocklist: Annotated[list[str], NoDecode] = []
+    #: Where the moderation console links an article: `{article_id}` becomes the id (URL-encoded). A path of this
+    #: service or an http(s) URL of the newspaper's site.
+    article_url_template: str = Field(default="/demo/articles/{article_id}",
+                                      pattern=r"^(/[^/]|https?://)[^\s]*\{article_id\}[^\s]*$")
+    #: The reasons the console offers when rejecting a comment (comma-separated); free text is always possible.
+    reject_reasons: Annotated[list[str], NoDecode] = ["Spam", "Xúc phạm", "Lạc đề", "Thông tin sai"]
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
     webhook_backoff_base_seconds: float = Field(default=2.0, gt=0)
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
     redis_replica_ack_timeout_ms: int = Field(default=500, ge=10, le=10_000)
 
     @field_validator("allowed_origins", "trusted_proxies", "blocklist", "webhook_allowed_networks", "unsafe_allow",
-                     mode="before")
+                     "reject_reasons", mode="before")
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split_commas(value)
