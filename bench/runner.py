@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from redis import Redis
 
-from bench import report, wrk
+from bench import import_bench, report, wrk
 from bench.api import Api, submission_line, text_bytes
 from bench.processes import ADMIN_TOKEN, Ceiling, Service
 from bench.report import Run, Series
@@ -41,7 +41,7 @@ SCENARIOS: Final[dict[str, tuple[str, str]]] = {
     "claim_approve": ("redis", "decisions/s"),
     "feed": ("redis", "req/s"),
 }
-EXTRAS: Final = ("memory", "workers")
+EXTRAS: Final = ("memory", "workers", "import")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +278,8 @@ class Bench:
             self.run_scenarios(service)
             if "memory" in wanted:
                 self.result["redis_memory"] = self.measure_redis_memory(service)
+            if "import" in wanted:  # 100,000 Disqus posts through `comments-service import` (bench/import_bench.py)
+                self.result["import"] = import_bench.measure(self.workdir, service.redis_url)
             self.result["rss_one_worker"] = self._rss(service)
         finally:
             service.stop()
@@ -343,6 +345,8 @@ class Bench:
         if getattr(self, "workers_series", None):
             parts += ["", "Service (all workers, COMMENTS_WORKERS=0):",
                       report.table(list(self.workers_series.values()), self.ceilings)]
+        if self.result.get("import"):
+            parts += ["", f"Import: {import_bench.describe(self.result['import'])}"]
         memory = self.result.get("redis_memory")
         if memory:
             parts += ["", f"Redis: {memory['bytes_per_comment']:,.0f} B per pending comment "

@@ -206,29 +206,3 @@ def billion_laughs() -> str:
 def external_entity() -> str:
     return ('<?xml version="1.0"?>\n<!DOCTYPE disqus [<!ENTITY secret SYSTEM "file:///etc/passwd">]>\n'
             '<disqus xmlns="http://disqus.com"><post><message>&secret;</message></post></disqus>\n')
-
-
-def big_disqus(path: Path, posts: int, *, threads: int = 1000) -> Path:
-    """A Disqus export of `posts` posts over `threads` threads, written as it is generated (bounded memory):
-    a tenth are replies to an earlier post of their thread, one in fifty is spam, one in fifty deleted."""
-    from datetime import datetime, timedelta
-
-    start = datetime(2015, 1, 1)
-    with path.open("w", encoding="utf-8") as out:
-        out.write('<?xml version="1.0" encoding="utf-8"?>\n<disqus xmlns="http://disqus.com" '
-                  'xmlns:dsq="http://disqus.com/disqus-internals">\n')
-        for t in range(threads):
-            out.write(f'<thread dsq:id="{t}"><id>{t}</id><link>{BASE}/tin-tuc/bai-{t}</link>'
-                      f'<title>Bài {t}</title></thread>\n')
-        for n in range(posts):
-            parent = f'<parent dsq:id="{n - threads}"/>' if n % 10 == 9 and n >= threads else ""
-            out.write(
-                f'<post dsq:id="{n}"><id/><message><![CDATA[<p>Bình luận số {n}: bài viết rất hay, cảm ơn tác '
-                f'giả đã chia sẻ.</p><p>Ý kiến thứ hai của độc giả {n % 977}.</p>]]></message>'
-                f'<createdAt>{(start + timedelta(minutes=n)).isoformat()}Z</createdAt>'
-                f'<isDeleted>{"true" if n % 50 == 7 else "false"}</isDeleted>'
-                f'<isSpam>{"true" if n % 50 == 3 else "false"}</isSpam>'
-                f'<author><name>Độc giả {n % 977}</name><email>docgia{n % 977}@example.vn</email></author>'
-                f'<ipAddress>203.0.113.{n % 250}</ipAddress><thread dsq:id="{n % threads}"/>{parent}</post>\n')
-        out.write("</disqus>\n")
-    return path

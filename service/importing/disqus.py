@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.etree.ElementTree import Element
 
 from service.importing.source import Skip, SourceComment, SourceState, iso_ms, local_name
-from service.importing.xmlstream import attribute, child, child_text, elements, release
+from service.importing.xmlstream import attribute, child_text, children, release, root_children
 
 
 def _true(value: str | None) -> bool:
@@ -33,9 +33,7 @@ class DisqusReader:
         return self.links.get(thread)
 
     def comments(self) -> Iterator[SourceComment | Skip]:
-        for event, element, stack in elements(self.path):
-            if event != "end" or len(stack) != 1:
-                continue
+        for element, root in root_children(self.path):
             name = local_name(element.tag)
             if name == "thread":
                 thread_id = attribute(element, "id")
@@ -44,31 +42,37 @@ class DisqusReader:
                     self.links[thread_id] = link.strip()
             elif name == "post":
                 yield self._post(element)
-            release(element, stack[0])
+            release(element, root)
 
     @staticmethod
     def _post(post: Element) -> SourceComment | Skip:
         source_id = attribute(post, "id") or ""
-        thread = child(post, "thread")
+        fields = children(post)
+
+        def text(name: str) -> str | None:
+            found = fields.get(name)
+            return found.text if found is not None else None
+
+        thread = fields.get("thread")
         thread_id = attribute(thread, "id") if thread is not None else None
         if not source_id or not thread_id:
             return Skip(source_id, "no_id" if not source_id else "no_thread")
-        parent = child(post, "parent")
-        author = child(post, "author")
+        parent = fields.get("parent")
+        author = fields.get("author")
         name = email = None
         if author is not None:
             name = child_text(author, "name") or child_text(author, "username")
             email = child_text(author, "email")
         state: SourceState
-        if _true(child_text(post, "isSpam")):
+        if _true(text("isSpam")):
             state, words = "spam", "isSpam"
-        elif _true(child_text(post, "isDeleted")):
+        elif _true(text("isDeleted")):
             state, words = "rejected", "isDeleted"
-        elif (child_text(post, "isApproved") or "true").strip().lower() == "false":
+        elif (text("isApproved") or "true").strip().lower() == "false":
             state, words = "pending", "isApproved=false"
         else:
             state, words = "approved", "approved"
         return SourceComment(
             source_id=source_id, thread=thread_id, parent=attribute(parent, "id") if parent is not None else None,
-            state=state, source_state=words, name=name, email=email, ip=child_text(post, "ipAddress"),
-            body=child_text(post, "message") or "", html=True, created_ms=iso_ms(child_text(post, "createdAt")))
+            state=state, source_state=words, name=name, email=email, ip=text("ipAddress"),
+            body=text("message") or "", html=True, created_ms=iso_ms(text("createdAt")))

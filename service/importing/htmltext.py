@@ -18,6 +18,9 @@ _LINES: Final = frozenset({"li", "tr", "dt", "dd", "figcaption"})
 _HIDDEN: Final = frozenset({"script", "style", "template", "head", "title"})
 _SHOWN_SCHEMES: Final = ("http://", "https://", "mailto:")
 _SPACES: Final = re.compile(r"[ \t\r\n\f\v]+")
+#: Stands for a line break made by a tag while the source's own whitespace is collapsed (once, at the end):
+#: XML and HTML text cannot hold it.
+_BREAK: Final = "\x00"
 _MANY_BREAKS: Final = re.compile(r"\n{3,}")
 _LINE_EDGES: Final = re.compile(r"[ \t]*\n[ \t]*")
 
@@ -35,12 +38,12 @@ class _Text(HTMLParser):
         if tag in _HIDDEN:
             self.hidden += 1
         elif tag == "br":
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
         elif tag in _PARAGRAPHS:
-            self.parts.append("\n\n")
+            self.parts.append(_BREAK * 2)
             self.pre += tag == "pre"
         elif tag in _LINES:
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
         elif tag == "a":
             href = next((value or "" for name, value in attrs if name == "href"), "").strip()
             self.links.append((href, len(self.parts)))
@@ -54,10 +57,10 @@ class _Text(HTMLParser):
         if tag in _HIDDEN:
             self.hidden = max(0, self.hidden - 1)
         elif tag in _PARAGRAPHS:
-            self.parts.append("\n\n")
+            self.parts.append(_BREAK * 2)
             self.pre = max(0, self.pre - (tag == "pre"))
         elif tag in _LINES:
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
         elif tag == "a" and self.links:
             href, start = self.links.pop()
             shown = "".join(self.parts[start:]).strip()
@@ -67,8 +70,9 @@ class _Text(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.hidden:
             return
-        if not (self.pre or self.keep_newlines):
-            data = _SPACES.sub(" ", data)
+        data = data.replace(_BREAK, "")
+        if self.pre and not self.keep_newlines:
+            data = data.replace("\n", _BREAK)  # kept through the collapsing of whitespace
         self.parts.append(data)
 
 
@@ -78,5 +82,8 @@ def html_to_text(source: str, *, keep_newlines: bool = False) -> str:
     parser = _Text(keep_newlines=keep_newlines)
     parser.feed(source)
     parser.close()
-    out = _LINE_EDGES.sub("\n", "".join(parser.parts).replace("\r\n", "\n").replace("\xa0", " "))
+    out = "".join(parser.parts).replace("\r\n", "\n").replace("\xa0", " ")
+    if not keep_newlines:
+        out = _SPACES.sub(" ", out)
+    out = _LINE_EDGES.sub("\n", out.replace(_BREAK, "\n"))
     return _MANY_BREAKS.sub("\n\n", out).strip()

@@ -30,6 +30,7 @@ What each comment becomes, as a submission and a decision would have made it:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import re
@@ -253,6 +254,7 @@ class Importer:
         self.progress = progress or _Silent()
         self.report = Report(options.format, str(options.path), options.dry_run)
         self._pending: list[Entry] = []
+        self._inflight: tuple[list[Entry], asyncio.Future[list[Answer]]] | None = None
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -262,15 +264,31 @@ class Importer:
             await self._flush()
 
     async def _flush(self) -> None:
+        """Send what is pending as one pipeline, after the answers of the pipeline before it have been read: one
+        pipeline in flight while the next batch is being prepared, so Redis and this process work side by side
+        (and in order: a reply's parent is always written before the reply)."""
         entries, self._pending = self._pending, []
-        if not entries:
+        await self._settle()
+        if entries:
+            if self.scripts is None:  # a dry run
+                done: asyncio.Future[list[Answer]] = asyncio.get_running_loop().create_future()
+                done.set_result([("ok", "")] * len(entries))
+                self._inflight = (entries, done)
+            else:
+                self._inflight = (entries, asyncio.ensure_future(write(self.scripts, entries)))
+                await asyncio.sleep(0)  # the pipeline goes out now; its answers are read at the next flush
+
+    async def _drain(self) -> None:
+        while self._pending or self._inflight is not None:
+            await self._flush()
+
+    async def _settle(self) -> None:
+        if self._inflight is None:
             return
-        if self.scripts is None:  # a dry run
-            answers: list[Answer] = [("ok", "")] * len(entries)
-        else:
-            answers = await write(self.scripts, entries)
+        entries, answers = self._inflight
+        self._inflight = None
         again: list[Entry] = []
-        for entry, (status, detail) in zip(entries, answers, strict=True):
+        for entry, (status, detail) in zip(entries, await answers, strict=True):
             if status == "ok":
                 self.report.imported[entry.state] = self.report.imported.get(entry.state, 0) + 1
             elif status == "exists":
@@ -282,8 +300,7 @@ class Importer:
             else:
                 self.report.fail(entry.source_id, f"{status}:{detail}" if detail else status, entry.id)
         self.progress.advance(len(entries) - len(again))
-        for entry in again:
-            await self._send(entry)
+        self._pending += again
 
     # -- the external formats ----------------------------------------------------------------------------
 
@@ -340,7 +357,7 @@ class Importer:
             for item, article, words in ready:
                 await self._send(self._entry(item, article, words, public))
                 sent.add(item.source_id)
-        await self._flush()
+        await self._drain()
 
     def _state(self, item: SourceComment) -> str:
         return "pending" if item.state == "approved" and self.options.state == "pending" else item.state
@@ -429,7 +446,7 @@ class Importer:
                 self.progress.advance()
                 continue
             await self._send(entry)
-        await self._flush()
+        await self._drain()
         # After the comments: an approval restored above may have moved an article's sequence; the export's wins.
         for found in articles:
             if self.scripts is not None:
