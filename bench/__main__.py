@@ -3,18 +3,22 @@
     python -m bench                      # the full run: 3 runs x 4 s per scenario and concurrency
     python -m bench --quick              # 1 run x 1 s: checks the harness end to end
     python -m bench --scenarios submit,list --concurrency 64
+    python -m bench --scenarios console  # the moderation console in Chromium (bench/console_bench.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from bench import wrk
+from bench import console_bench, wrk
 from bench.runner import EXTRAS, SCENARIOS, Options, run
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
+#: Not a wrk scenario: a scripted keyboard moderator in the console, on a service of its own.
+CONSOLE = "console"
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -24,12 +28,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--runs", type=int, help="runs per scenario and concurrency (default 3)")
     parser.add_argument("--seconds", type=int, help="seconds per run (default 4)")
     parser.add_argument("--concurrency", default="16,64", help="comma-separated connection counts (default 16,64)")
-    names = ",".join((*SCENARIOS, *EXTRAS))
+    names = ",".join((*SCENARIOS, *EXTRAS, CONSOLE))
     parser.add_argument("--scenarios", default=names, help=f"comma-separated subset of: {names}")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON goes")
     args = parser.parse_args(argv)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-    unknown = set(scenarios) - set(SCENARIOS) - set(EXTRAS)
+    unknown = set(scenarios) - set(SCENARIOS) - set(EXTRAS) - {CONSOLE}
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))} (known: {names})")
     try:
@@ -46,12 +50,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    try:
-        wrk.binary()
-    except wrk.WrkError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    run(options)
+    console = CONSOLE in options.scenarios
+    options = dataclasses.replace(options, scenarios=tuple(s for s in options.scenarios if s != CONSOLE))
+    if options.scenarios:
+        try:
+            wrk.binary()
+        except wrk.WrkError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        run(options)
+    if console:
+        console_bench.run_alone(options.output.with_name("console.json"))
     return 0
 
 
