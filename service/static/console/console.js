@@ -312,7 +312,7 @@
       parts.push(h('div', {class: 'risks'}, h('p', {class: 'label', text: t('card.risks')}),
         h('ul', null, comment.risk.map((signal) => h('li', {dataset: {risk: signal}, text: t(`risk.${signal}`)})))));
     }
-    parts.push(h('section', {class: 'author', 'aria-label': t('card.author')},
+    parts.push(h('div', {class: 'author'},
       h('p', {class: 'label', text: t('card.author')}), h('p', {class: 'muted', text: t('card.author_later')})));
     parts.push(cardActions(comment, mode));
     append(node, parts);
