@@ -205,7 +205,7 @@ async def test_the_invitation_page_sets_the_password_without_script(client: Clie
     page = await client.get(f"/moderation/invite/{token}")
     assert page.status == 200 and page.content_type == "text/html"
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"
     text = await page.text()
     assert "<script" not in text and 'type="password"' in text and "Lan" in text
 

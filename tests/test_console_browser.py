@@ -220,6 +220,26 @@ async def test_invite_sign_in_and_decide_twenty_by_keyboard(
 # --- 2. two moderators at once ---
 
 
+@pytest.mark.timeout(120)
+async def test_the_invitation_link_itself_sets_the_password(
+        browser: Browser, base: str, http: aiohttp.ClientSession) -> None:
+    """The link as printed (a script-free page) works in a real browser: its form's POST passes the same-origin
+    check, and the person can then sign in."""
+    name = f"Hoa{secrets.token_hex(2)}"
+    async with http.post(f"{base}/v1/accounts/invitations", json={"name": name, "role": "moderator"},
+                         headers=ADMIN) as response:
+        assert response.status == 201, await response.text()
+        link = (await response.json())["link"]  # built from COMMENTS_PUBLIC_URL; the test server is elsewhere
+    page, problems = await new_page(browser)
+    await page.goto(base + "/moderation/invite/" + link.rsplit("/", 1)[1])
+    await page.get_by_label("Mật khẩu").fill(PASSWORD)
+    await page.get_by_role("button", name="Đặt mật khẩu").click()
+    await page.get_by_role("heading", name="Đã đặt mật khẩu").wait_for()
+    await sign_in(page, base, name)
+    assert problems == []
+    await page.context.close()
+
+
 @pytest.mark.timeout(300)
 async def test_two_moderators_see_disjoint_comments_and_empty_the_queue(
         browser: Browser, base: str, api: Api, http: aiohttp.ClientSession) -> None:

@@ -197,7 +197,7 @@ async def accept(request: web.Request) -> web.Response:
 
 _PAGE: Final = """<!doctype html>
 <html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>Đặt mật khẩu · Set a password</title></head>
+<meta name="referrer" content="same-origin"><title>Đặt mật khẩu · Set a password</title></head>
 <body><main>
 <h1>Đặt mật khẩu cho {name}</h1>
 <p>Vai trò: {role}. Mật khẩu cần ít nhất {min} ký tự và không phải mật khẩu phổ biến.
@@ -215,7 +215,9 @@ _DONE: Final = """<!doctype html>
 <body><main><h1>Đã đặt mật khẩu</h1><p>Tài khoản {name} đã sẵn sàng.
 <a href="/moderation/">Đăng nhập</a> <span lang="en">(Your account is ready: sign in.)</span></p></main></body></html>
 """
-_PAGE_HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` with the form's POST, which the
+# same-origin check refuses; the token in the path still never leaves the service.
+_PAGE_HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 
 
 @operation(summary="The invitation link: a page with a form that sets the password (GET shows it, POST sends it as "
