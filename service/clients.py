@@ -60,9 +60,9 @@ def address_hash(secret: bytes, trusted: Sequence[IPNetwork], peer: str | None, 
 @functools.lru_cache(maxsize=4096)
 def _cached_address_hash(secret: bytes, trusted: tuple[IPNetwork, ...], peer: str | None,
                          forwarded_for: str | None) -> str:
-    """Parsing the addresses and the HMAC cost 7-14 us a request, and a worker hears from the same clients (or
-    the same few proxies) again and again. The addresses stay in this process's memory only, as they do in
-    aiohttp's own connection objects."""
+    """Parsing the addresses and the HMAC are a measurable share of a request (docs/benchmarks.md), and a
+    worker hears from the same clients (or the same few proxies) again and again. The addresses stay in this
+    process's memory only, as they do in aiohttp's own connection objects."""
     return keyed_hash(secret, "ip", subject(client_address(peer, forwarded_for, trusted)))
 
 

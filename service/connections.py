@@ -91,8 +91,8 @@ def reply_error(text: str) -> ResponseError:
 
 class _HiredisPacking(AbstractConnection):
     """Commands packed by hiredis, in C. redis-py's sync client does this when hiredis is installed; its asyncio
-    connections (8.1) always pack in Python, one call per argument: 65 us for a submission's script and its 30
-    arguments, against 7 us here. The same bytes go on the wire (tests/test_connections.py)."""
+    connections (8.1) always pack in Python, one call per argument, several times slower for a submission's
+    script and its 30 arguments (docs/benchmarks.md). The same bytes go on the wire (tests/test_connections.py)."""
 
     _serializer = HiredisRespSerializer()
 

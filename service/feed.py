@@ -14,10 +14,12 @@ import time
 from typing import Final
 
 import orjson
+from pydantic import BaseModel, Field
 
-from service import keys, tasks, text
+from service import clock, keys, tasks, text
 from service.errors import CursorExpired, ValidationFailed
-from service.scripts import Scripts
+from service.models import PublicComment
+from service.scripts import Scripts, as_text
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,26 @@ TRIM_EVERY_SECONDS: Final = 60.0
 Position = tuple[int, int]
 
 
+class FeedEvent(BaseModel):
+    cursor: str = Field(description="The feed's position just after this event: store it once the event is "
+                                    "processed and resume with `after=<cursor>`, missing nothing.")
+    type: str = Field(description="`comment.approved` (publish `comment`) or `comment.retracted` (a moderator "
+                                  "unpublished it: take the comment with `comment.id` off your pages).")
+    article_id: str = Field(description="The article the comment belongs to.")
+    comment: PublicComment | None = Field(description="The comment as the public sees it (for a retraction, as "
+                                                       "it was published).")
+
+
+# What `Feed.read` answers; it writes the JSON itself, from the stored public views, without the model.
+class FeedPage(BaseModel):
+    events: list[FeedEvent] = Field(description="Events in decision order; empty when nothing new happened "
+                                                "within `wait`.")
+    next_cursor: str = Field(description="Pass as `after` for the next read; the same as the last event's "
+                                         "`cursor`, or unchanged when there was none.")
+
+
 def _parse_id(raw: bytes | str) -> Position:
-    entry_id = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = entry_id.partition("-")
+    ms, _, seq = as_text(raw).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -39,8 +58,13 @@ def _encode_position(position: Position) -> bytes:
     return b"%x-%x" % position
 
 
+def _cursor(parts: list[bytes]) -> bytes:
+    """A cursor from its partitions' encoded positions (`_encode_position`), one a partition in order."""
+    return CURSOR_PREFIX + b".".join(parts)
+
+
 def encode_cursor(positions: list[Position]) -> str:
-    return (CURSOR_PREFIX + b".".join(map(_encode_position, positions))).decode()
+    return _cursor([_encode_position(position) for position in positions]).decode()
 
 
 def decode_cursor(cursor: str) -> list[Position]:
@@ -99,12 +123,12 @@ class Feed:
         parts = [_encode_position(position) for position in positions]
         for partition, position, fields in events:
             parts[partition] = _encode_position(position)
-            cursor = CURSOR_PREFIX + b".".join(parts)
+            cursor = _cursor(parts)
             comment = fields.get(b"comment") or b"null"
             out.append(b"".join((
                 b'{"cursor":"', cursor, b'","type":', orjson.dumps(fields[b"type"].decode()),
                 b',"article_id":', orjson.dumps(fields[b"article"].decode()), b',"comment":', comment, b"}")))
-        return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + CURSOR_PREFIX + b".".join(parts) + b'"}'
+        return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + _cursor(parts) + b'"}'
 
     async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
         """The next `limit` events in decision order, merged from the partitions' streams.
@@ -138,7 +162,7 @@ class Feed:
 
     async def trim_once(self) -> int:
         self._trimmed_cache = None
-        oldest = int(time.time() * 1000) - self._retention_ms
+        oldest = clock.now_ms() - self._retention_ms
         dropped = 0
         for partition in range(keys.PARTITIONS):
             dropped += int(await self._scripts.run(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple
 
+from service.negotiation import quality_values
+
 Lang = Literal["vi", "en"]
 
 TITLES: Final[dict[str, tuple[str, str]]] = {
@@ -87,15 +89,8 @@ def negotiate(accept_language: str | None) -> Lang:
     if not accept_language:
         return "vi"
     best: tuple[float, Lang] = (-1.0, "vi")
-    for part in accept_language.split(","):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        primary = tag.strip().lower().split("-")[0]
+    for tag, quality in quality_values(accept_language):
+        primary = tag.split("-")[0]
         if primary in ("vi", "en") and quality > best[0]:
             best = (quality, "vi" if primary == "vi" else "en")
     return best[1]

@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from service import tasks
+from service.clock import now_ms
 from service.metrics import Metrics
 from service.scripts import Arg, Scripts, as_text
 
@@ -117,7 +117,7 @@ class JobQueue:
         """Create the jobs not created yet, due now; returns how many were created."""
         if not jobs:
             return 0
-        args: list[Arg] = [_now_ms(), self.recent_keep]
+        args: list[Arg] = [now_ms(), self.recent_keep]
         for job in jobs:
             args += [job.id, job.owner, job.type, job.body]
         created: int = await self._scripts.run(
@@ -126,7 +126,7 @@ class JobQueue:
         return created
 
     async def lease(self, count: int) -> list[Lease]:
-        now = _now_ms()
+        now = now_ms()
         # Candidates are read outside the script (whose keys must all be known up front); the script leases only
         # those still due. Sampling from a wider window makes concurrent workers collide less.
         due: list[Any] = await self._redis.zrangebyscore(self.keys.due, "-inf", now, start=0, num=count * 4)
@@ -143,7 +143,7 @@ class JobQueue:
 
     async def record(self, lease: Lease, result: Result) -> Outcome | None:
         """Record the attempt's outcome; None if another attempt superseded it (its lease had run out)."""
-        now = _now_ms()
+        now = now_ms()
         next_ms = 0
         outcome: Outcome
         if result.ok:
@@ -207,7 +207,3 @@ class JobQueue:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

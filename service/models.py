@@ -1,4 +1,10 @@
-"""What clients may send and what each audience may see.
+"""What clients may send and what each audience may see: the models shared by several audiences or owned by no
+one domain module (a reader's submission and the public views of comments, captchas, problems, health), and the
+id patterns of the API.
+
+Where a model lives: in the domain module that owns its concept (`moderation.ClaimRequest`,
+`tokens.TokenView`, `webhooks.Webhook`); here when it is public and shared; never in a handler module
+(`service/api/`), which only parses into and serialises these (docs/architecture.md).
 
 Input models forbid unknown fields. The public models have no email, no IP hash and no risk signals: a field
 that must never leak is absent from them rather than filtered later. Moderators get `ModeratorComment`.
@@ -9,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
@@ -90,7 +96,7 @@ def _email(value: str) -> str:
 def _normalised_email(value: str) -> str | None:
     """email-validator's verdict and normalisation, without paying each time for the domain part.
 
-    email-validator costs about 40 us an address, most of it in the domain (IDNA/UTS-46); readers share a
+    email-validator's cost is mostly in the domain (IDNA/UTS-46; docs/benchmarks.md), and readers share a
     handful of domains. An address whose local part is a plain ASCII dot-atom (nearly all) is taken through the
     same steps `validate_email` takes for it, in the same library functions, with the domain's verdict cached;
     any other address goes to `validate_email` whole. tests/test_models.py checks that both give the same
@@ -229,6 +235,11 @@ class CommentStatus(BaseModel):
     created_at: str = Field(description="When it was submitted (ISO 8601, UTC).")
 
 
+class Health(BaseModel):
+    status: str = Field(description="`ok` from /healthz (the process answers), `ready` from /readyz (Redis is "
+                                    "reachable and configured safely).")
+
+
 class FieldProblem(BaseModel):
     """One invalid field of a problem document's `errors`."""
 
@@ -259,7 +270,3 @@ class Problem(BaseModel):
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def json_schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -13,17 +13,17 @@ import functools
 import heapq
 import math
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 import orjson
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import keys, search, text
 from service.clients import email_hash
+from service.clock import now_ms
 from service.connections import reply_error
 from service.errors import (
     AlreadyDecided,
@@ -141,6 +141,8 @@ class QueuePage(BaseModel):
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true means true, not 1
     limit: int = Field(default=10, ge=1, le=100, description="How many pending comments to claim at most.")
+    # 300 here, not `Settings.lease_seconds_default`: a model's default is part of the API's document, the same
+    # for every deployment; the setting is the lease the moderation console asks for.
     lease_seconds: int = Field(default=300, ge=5, le=86400,
                                description="How long the claim keeps other moderators off these comments.")
     article_id: str | None = Field(default=None, pattern=ARTICLE_ID_PATTERN,
@@ -384,7 +386,7 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def _refuse(result: Sequence[bytes]) -> NoReturn:
     """decide.lua's refusals as domain errors."""
-    status, detail = _text(result[0]), _text(result[1]) if len(result) > 1 else ""
+    status, detail = as_text(result[0]), as_text(result[1]) if len(result) > 1 else ""
     if status == "missing":
         raise NotFound("no such comment")
     if status == "stale":
@@ -427,14 +429,6 @@ def _predicate(selector: BulkFilter) -> Callable[[ModeratorComment], bool] | Non
                 and (not needle or needle in text.fold(f"{comment.name}\n{comment.title}\n{comment.body}")))
 
     return matches
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 #: A place in the queue: (submitted ms, comment id), the order of the pending sorted sets.
@@ -489,20 +483,18 @@ def _cursor(position: Position) -> str:
 class Moderation:
     def __init__(self, scripts: Scripts, secret: bytes, *, clock: Callable[[], int] | None = None) -> None:
         #: Now, in ms since the epoch: every decision, lease and stat reads it (a test moves it forward).
-        self.clock = clock or _now_ms
+        self.clock = clock or now_ms
         self.undo_window_ms = UNDO_WINDOW_SECONDS * 1000
         self._scripts = scripts
         self._redis = scripts.redis
         self._secret = secret
         # comment -> article never changes; knowing it saves a round trip before each decision.
-        self._article_of: OrderedDict[str, str] = OrderedDict()
+        self._article_of: LRUCache[str, str] = LRUCache(ARTICLE_CACHE_ENTRIES)
         self._every_partition = [key for p in range(keys.PARTITIONS) for key in keys.claim_keys(p)]
-        self._decide_keys_of: dict[tuple[str, int, int], list[str]] = {}
+        self._decide_keys_of: LRUCache[tuple[str, int, int], list[str]] = LRUCache(ARTICLE_CACHE_ENTRIES)
 
     def _remember_article(self, comment_id: str, article_id: str) -> None:
         self._article_of[comment_id] = article_id
-        if len(self._article_of) > ARTICLE_CACHE_ENTRIES:
-            self._article_of.popitem(last=False)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -522,7 +514,7 @@ class Moderation:
         for index, comment_id in enumerate(ids):
             row, holder, lease = results[3 * index: 3 * index + 3]
             live = lease is not None and float(lease) > now
-            record = _record(comment_id, row, _text(holder) if live and holder is not None else None,
+            record = _record(comment_id, row, as_text(holder) if live and holder is not None else None,
                              iso(int(float(lease))) if live else None)
             if record is not None:
                 self._remember_article(comment_id, record.article_id)
@@ -618,7 +610,7 @@ class Moderation:
                            lease_expires_at=lease_expires_at)
 
     async def _lease(self, claim_keys: list[str], args: list[Arg]) -> list[str]:
-        return [_text(i) for i in await self._scripts.run_soon("claim", claim_keys, args)]
+        return [as_text(i) for i in await self._scripts.run_soon("claim", claim_keys, args)]
 
     async def _claim_partitioned(self, now: int, expiry: int, holder: str, limit: int) -> list[str]:
         """On a Redis Cluster, where a script keeps to one partition: plan how many to lease from each, then
@@ -632,7 +624,7 @@ class Moderation:
             batch = self._scripts.batch()
             for partition, count in quotas.items():
                 batch.script("claim", keys.claim_keys(partition), [now, expiry, holder, count, ""])
-            claimed.extend(_text(i) for ids in await batch.execute() for i in ids)
+            claimed.extend(as_text(i) for ids in await batch.execute() for i in ids)
             if len(claimed) >= limit:
                 break
         return claimed
@@ -669,7 +661,7 @@ class Moderation:
             stored = await self._scripts.command_soon("HGET", keys.comment(comment_id), "a")
             if stored is None:
                 raise NotFound("no such comment")
-            article_id = _text(stored)
+            article_id = as_text(stored)
             self._remember_article(comment_id, article_id)
         now = self.clock()
         # One call of decide.lua for the decisions of a loop turn: on one server all of them, on a Cluster
@@ -695,8 +687,6 @@ class Moderation:
         shared_key = (article_id, keys.partition_of_comment(comment_id), hour)
         shared = self._decide_keys_of.get(shared_key)
         if shared is None:
-            if len(self._decide_keys_of) > ARTICLE_CACHE_ENTRIES:
-                self._decide_keys_of.clear()
             built = keys.decide_keys(comment_id, article_id, hour)
             self._decide_keys_of[shared_key] = built[2:]
             return built
@@ -819,7 +809,7 @@ class Moderation:
         for index, row in enumerate(await batch.execute()):
             recent = index % week >= week - 24
             for bucket, count in (row if isinstance(row, dict) else _pairs(row)).items():
-                name = _text(bucket)
+                name = as_text(bucket)
                 whole[name] = whole.get(name, 0) + int(count)
                 if recent:
                     day[name] = day.get(name, 0) + int(count)
@@ -847,7 +837,7 @@ class Moderation:
         batch = self._scripts.batch()
         for partition, members in by_partition.items():
             batch.script("lease", keys.lease_keys(partition), [mode, who.name, expiry, *members])
-        held = {_text(i) for answer in await batch.execute() for i in answer}
+        held = {as_text(i) for answer in await batch.execute() for i in answer}
         return [i for i in dict.fromkeys(ids) if i in held]
 
     async def undo(self, who: Principal, comment_id: str) -> ModeratorComment:

@@ -16,8 +16,8 @@ from typing import Final
 from service import text
 
 _TLDS: Final = ("com", "net", "org", "vn", "info", "xyz", "top", "io")
-#: What any link must contain; most comments contain none of these, and looking for them is cheaper than the
-#: scan (about 3 us against 16 for a comment of 400 characters).
+#: What any link must contain; most comments contain none of these, and looking for them is several times
+#: cheaper than the scan (docs/benchmarks.md).
 _LINK_HINTS: Final = ("http", "www.", *(f".{tld}" for tld in _TLDS))
 
 # What counts as a link is what `findall` of this expression counts:
@@ -25,7 +25,8 @@ _LINK_HINTS: Final = ("http", "www.", *(f".{tld}" for tld in _TLDS))
 #     (?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|...)\b
 #
 # but that expression costs quadratic time: the engine tries `\b[\w-]+` at every word boundary of a run such as
-# "a-a-a-...", runs to the run's end each time and only then finds no ".com" (170 ms for "a-" * 2495 + " .com").
+# "a-a-a-...", runs to the run's end each time and only then finds no ".com" ("a-" * 2495 + " .com" takes a
+# visible fraction of a second; docs/benchmarks.md).
 # `_links` counts the same matches with three expressions that each look at a character a bounded number of
 # times, and a loop that advances over matches, never back (tests/test_risk.py checks both agree, and that the
 # cost grows linearly):

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     public_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     feed_retention_seconds: int = Field(default=7 * 86400, ge=60)
     idempotency_ttl_seconds: int = Field(default=86400, ge=60)
+    #: The lease the moderation console asks for when it claims. An API client that sends no `lease_seconds`
+    #: gets the claim model's documented 300, whatever this says.
     lease_seconds_default: int = Field(default=300, ge=5, le=86400)
     #: Per-window limits for submissions: (count, window seconds).
     rate_limit_ip: tuple[int, int] = (10, 60)

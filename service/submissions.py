@@ -16,13 +16,12 @@ import hashlib
 import hmac
 import math
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from service import keys, risk, search
+from service import clock, keys, risk, search
 from service.captcha import Captchas, Token
 from service.clients import email_hash, keyed_hash
 from service.errors import (
@@ -55,7 +54,7 @@ def _base32(data: bytes, length: int) -> str:
 
 def new_comment_id(article_id: str, now_ms: int | None = None) -> str:
     """Partition (2 hex), then time (10 base32, so ids of one partition sort by age), then 70 random bits."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     return (f"{keys.partition_of_article(article_id):02x}"
             f"{_base32(now_ms.to_bytes(8, 'big'), 10)}{_base32(secrets.token_bytes(9), 14)}")
 
@@ -116,7 +115,7 @@ class Submissions:
                      idempotency_key: str | None = None) -> Outcome:
         if form.website:
             return self._fake(article_id, "honeypot")
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         fingerprint = ""
         if idempotency_key is not None:
             comment_id = idempotent_comment_id(self._secret, article_id, idempotency_key)
@@ -180,8 +179,8 @@ class Submissions:
         avatar = keyed_hash(self._secret, "avatar", form.email.casefold(), 16)
         # Scored before the gate because the gate and the store are one script on one server (the record goes in
         # with it): scoring after the gate would cost every submission a second round trip and split one atomic
-        # step in two. What makes that safe: scoring is linear (at most about 1.3 ms for a 5,000-character body
-        # built to be slow; it was 170 ms, tests/test_risk.py), no more than the validation every request
+        # step in two. What makes that safe: scoring is linear (tests/test_risk.py times a 5,000-character body
+        # built to be slow; docs/benchmarks.md), no more than the validation every request
         # already gets, and it is reached only with a right answer to an unused captcha (each spent once).
         risks = risk.signals(name=form.name, title=form.title, body=form.body, blocklist=self._blocklist)
         # One copy of the text: the public view is made from this record at approval (decide.lua). "risk" comes

@@ -7,6 +7,7 @@ constant time. `COMMENTS_ADMIN_TOKEN` is an admin that needs no Redis entry.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import orjson
+from cachetools import TTLCache
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service import keys
 from service.connections import RedisClient
@@ -61,6 +64,35 @@ class TokenInfo:
     expires_at: float | None
 
 
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role = Field(description="feed (reads the approvals feed: the site backend), moderator (the queue and "
+                                   "decisions) or admin (everything, tokens and webhooks included).")
+    name: str = Field(min_length=1, max_length=80, description="Who or what holds the token; moderation "
+                                                               "history and stats name moderators by it.")
+    ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=10 * 365 * 86400,
+                                          description="Seconds until the token expires; it never does when "
+                                                      "absent.")
+
+
+class TokenView(BaseModel):
+    id: str = Field(description="The token's id, for revoking it (not the token itself).")
+    name: str = Field(description="The name given when it was created.")
+    role: Role = Field(description="What the token may do: feed, moderator or admin.")
+    created_at: str = Field(description="When it was created (ISO 8601, UTC).")
+    expires_at: str | None = Field(description="When it expires (ISO 8601, UTC); null if never.")
+
+
+class TokenCreated(TokenView):
+    #: Shown once; only its hash is kept.
+    token: str = Field(description="The secret to send as `Authorization: Bearer <token>`. Shown only now: the "
+                                   "service keeps its hash alone.")
+
+
+class TokenListView(BaseModel):
+    tokens: list[TokenView] = Field(description="Every token that has not been revoked or expired.")
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -70,7 +102,8 @@ class Tokens:
         self._redis = redis
         self._admin_digest = digest(admin_token) if admin_token else None
         self._admin = Principal(token_id="bootstrap", name="admin", role=Role.ADMIN)
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        #: What a token digest named, for CACHE_SECONDS (a revocation clears it at once in this process).
+        self._cache: TTLCache[str, Principal | None] = TTLCache(maxsize=10_000, ttl=CACHE_SECONDS)
 
     async def create(self, role: Role, name: str, ttl_seconds: int | None = None) -> tuple[str, TokenInfo]:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -118,10 +151,8 @@ class Tokens:
         token_digest = digest(token)
         if self._admin_digest is not None and hmac.compare_digest(token_digest, self._admin_digest):
             return self._admin
-        cached = self._cache.get(token_digest)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        with contextlib.suppress(KeyError):  # (None is a cached answer too: no such token)
+            return self._cache[token_digest]
         row = await self._redis.hgetall(keys.token(token_digest))
         principal = None
         stored = as_text(row.get(b"digest", b""))
@@ -129,7 +160,5 @@ class Tokens:
         if row and hmac.compare_digest(stored, token_digest) and (not expires or expires > time.time()):
             principal = Principal(token_id=as_text(row[b"id"]), name=as_text(row[b"name"]),
                                   role=Role(as_text(row[b"role"])))
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token_digest] = (now + CACHE_SECONDS, principal)
+        self._cache[token_digest] = principal
         return principal

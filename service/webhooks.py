@@ -61,6 +61,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from pydantic_core import PydanticCustomError
 
 from service import egress, keys
+from service.clock import now_ms
 from service.connections import RedisClient
 from service.errors import Conflict, FieldError, NotFound, ValidationFailed
 from service.jobs import JobQueue, Lease, NewJob, Outcome, QueueKeys, Result
@@ -179,13 +180,15 @@ class Delivery(BaseModel):
     delivered_at: str | None = Field(description="When the receiver accepted it (ISO 8601, UTC); null until then.")
 
 
+class WebhookListView(BaseModel):
+    webhooks: list[Webhook] = Field(description="Every registered receiver.")
+
+
+class DeliveryListView(BaseModel):
+    deliveries: list[Delivery] = Field(description="The webhook's recent deliveries, newest change first.")
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 def delivery_id(partition: int, entry_id: str, webhook_id: str) -> str:
     """Deterministic, so dispatching one entry twice names the same delivery; prefixed by its webhook."""
@@ -300,7 +303,7 @@ class Webhooks:
         if await self._redis.hlen(keys.webhooks()) >= MAX_WEBHOOKS:
             raise Conflict("at most {max} webhooks", params={"max": MAX_WEBHOOKS})
         stored = _StoredWebhook(id=secrets.token_hex(8), url=registration.url, events=registration.events,
-                                secret=registration.secret.get_secret_value(), created=_now_ms())
+                                secret=registration.secret.get_secret_value(), created=now_ms())
         await self._redis.hset(keys.webhooks(), stored.id, stored.model_dump_json())
         log.info("webhook %s registered for %s", stored.id, ",".join(stored.events))
         return stored.public()

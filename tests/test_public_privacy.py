@@ -2,8 +2,9 @@
 records it, and each test ends by checking every body and header against every address submitted in it (and
 the md5, sha1 and sha256 hex digests of each, in the case variants a careless avatar would hash).
 
-A suite-wide version would wrap the shared `client` fixture in conftest the same way (see the report that
-came with this file); here it drives every public route after distinctive addresses were submitted."""
+The suite-wide version checks every response of the shared `client` fixture the same way
+(`support.PrivacyCheckingClient`); here every public route is driven after distinctive addresses were
+submitted."""
 
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
 from service import i18n
+from service.api.common import not_modified
 from service.api.widget import (
     CSS_VERSION_PLACEHOLDER,
     FILES_KEY,
     MESSAGES_PLACEHOLDER,
     STATIC_DIR,
     accepts_gzip,
-    etag_matches,
     render_demo_page,
     setup_routes,
 )
@@ -146,6 +146,11 @@ def test_accept_encoding_and_etag_parsing() -> None:
     assert not accepts_gzip("identity")
     assert not accepts_gzip("gzip;q=0")
     assert not accepts_gzip("*, gzip;q=0")
+
+    def etag_matches(if_none_match: str, etag: str) -> bool:
+        request = make_mocked_request("GET", "/widget.js", headers={"If-None-Match": if_none_match})
+        return not_modified(request, etag)
+
     assert etag_matches("*", '"abc"')
     assert etag_matches('"x", "abc"', '"abc"')
     assert etag_matches('W/"abc"', '"abc"')

@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service.api.auth import require_role
 from service.api.common import json_response, read_json
 from service.api.docs import Param, operation
 from service.appkeys import TOKENS
 from service.models import HEX_ID_PATTERN, iso
-from service.tokens import Role, TokenInfo
-
-
-class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Role = Field(description="feed (reads the approvals feed: the site backend), moderator (the queue and "
-                                   "decisions) or admin (everything, tokens and webhooks included).")
-    name: str = Field(min_length=1, max_length=80, description="Who or what holds the token; moderation "
-                                                               "history and stats name moderators by it.")
-    ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=10 * 365 * 86400,
-                                          description="Seconds until the token expires; it never does when "
-                                                      "absent.")
-
-
-class TokenView(BaseModel):
-    id: str = Field(description="The token's id, for revoking it (not the token itself).")
-    name: str = Field(description="The name given when it was created.")
-    role: Role = Field(description="What the token may do: feed, moderator or admin.")
-    created_at: str = Field(description="When it was created (ISO 8601, UTC).")
-    expires_at: str | None = Field(description="When it expires (ISO 8601, UTC); null if never.")
-
-
-class TokenCreated(TokenView):
-    #: Shown once; only its hash is kept.
-    token: str = Field(description="The secret to send as `Authorization: Bearer <token>`. Shown only now: the "
-                                   "service keeps its hash alone.")
-
-
-class TokenListView(BaseModel):
-    tokens: list[TokenView] = Field(description="Every token that has not been revoked or expired.")
+from service.tokens import Role, TokenCreated, TokenInfo, TokenListView, TokenRequest, TokenView
 
 
 def _view(info: TokenInfo) -> TokenView:

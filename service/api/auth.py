@@ -55,7 +55,7 @@ def session_cookie(settings: Settings) -> str:
 
 async def require_role(request: web.Request, role: Role | str) -> Principal:
     needed = role if isinstance(role, Role) else Role(role)
-    if request.query_string:  # most requests have none: not parsing it saves a few µs on every call
+    if request.query_string:  # most requests have none: not parsing it saves work on every call
         for name in ("token", "access_token", "api_key", "auth"):
             if name in request.query:
                 raise BadRequest("tokens are refused in the query string: send them as 'Authorization: Bearer'")

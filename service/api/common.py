@@ -8,6 +8,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY
 from pydantic import BaseModel, ValidationError
 
 from service import text
@@ -108,12 +109,12 @@ async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
 def _repeats_a_key(raw: bytes, data: dict[str, Any]) -> bool:
     """orjson keeps the last of repeated keys silently; a repeated key is ambiguous, so we refuse it.
 
-    The exact check re-parses the body with the json module (about 8 us for a comment). Browsers
+    The exact check re-parses the body with the json module, slower by far than orjson. Browsers
     (`JSON.stringify`) and orjson write the same compact JSON with the same escapes, so a body from either is
     byte for byte what orjson writes for the parsed value, and that has no repeated key at any depth, since a
     dict holds each key once. Writing it back costs under a microsecond; only other bodies get the exact check.
-    (Counting each key's `"key"` in the body was measured too: about 5 us, for a proof that holds only for
-    flat objects.)
+    (Counting each key's `"key"` in the body was measured too: slower, for a proof that holds only for flat
+    objects. Figures: docs/benchmarks.md.)
     """
     try:
         if orjson.dumps(data) == raw.strip():
@@ -162,3 +163,13 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
                                params={"name": name, "low": low, "high": high},
                                fields=[FieldError(field=name, code="invalid")])
     return value
+
+
+def not_modified(request: web.Request, etag: str) -> bool:
+    """Whether the request's If-None-Match names `etag` (quoted, as sent in the ETag header) or is `*`: weak
+    comparison, as RFC 9110 prescribes for If-None-Match; aiohttp parses the header."""
+    tags = request.if_none_match
+    if not tags:
+        return False
+    value = etag.strip('"')
+    return any(tag.value in (value, ETAG_ANY) for tag in tags)

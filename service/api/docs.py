@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -34,11 +34,21 @@ class Operation:
     media: dict[int, str] = field(default_factory=dict)
 
 
-def operation(**kwargs: Any) -> Callable[[F], F]:
-    op = Operation(**kwargs)
+class Documented(Protocol):
+    """A handler that `operation` described; `functools.wraps` carries the description to a wrapper."""
+
+    __openapi__: Operation
+
+
+def operation(*, summary: str, tag: str, responses: dict[int, type[BaseModel] | str | None],
+              request: type[BaseModel] | None = None, role: str | None = None, params: tuple[Param, ...] = (),
+              errors: tuple[int, ...] = (), media: dict[int, str] | None = None) -> Callable[[F], F]:
+    """The handler's `Operation` (its fields, by name), for the OpenAPI document."""
+    op = Operation(summary=summary, tag=tag, responses=responses, request=request, role=role, params=params,
+                   errors=errors, media=media or {})
 
     def attach(handler: F) -> F:
-        handler.__openapi__ = op  # type: ignore[attr-defined]
+        cast(Documented, handler).__openapi__ = op
         return handler
 
     return attach

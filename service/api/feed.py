@@ -5,33 +5,15 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from service.api.auth import require_role
 from service.api.common import int_query, json_response
 from service.api.docs import Param, operation
 from service.appkeys import FEED
-from service.models import PublicComment
+from service.feed import FeedPage
 from service.tokens import Role
 
 MAX_WAIT_SECONDS: Final = 30
-
-
-class FeedEvent(BaseModel):
-    cursor: str = Field(description="The feed's position just after this event: store it once the event is "
-                                    "processed and resume with `after=<cursor>`, missing nothing.")
-    type: str = Field(description="`comment.approved` (publish `comment`) or `comment.retracted` (a moderator "
-                                  "unpublished it: take the comment with `comment.id` off your pages).")
-    article_id: str = Field(description="The article the comment belongs to.")
-    comment: PublicComment | None = Field(description="The comment as the public sees it (for a retraction, as "
-                                                       "it was published).")
-
-
-class FeedPage(BaseModel):
-    events: list[FeedEvent] = Field(description="Events in decision order; empty when nothing new happened "
-                                                "within `wait`.")
-    next_cursor: str = Field(description="Pass as `after` for the next read; the same as the last event's "
-                                         "`cursor`, or unchanged when there was none.")
 
 
 @operation(summary="Approvals and retractions in decision order (long poll with wait)", tag="feed", role="feed",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -14,11 +13,8 @@ from service.api.common import json_response
 from service.api.docs import operation
 from service.appkeys import METRICS, MODERATION, REDIS
 from service.errors import Unavailable
-
-
-class Health(BaseModel):
-    status: str = Field(description="`ok` from /healthz (the process answers), `ready` from /readyz (Redis is "
-                                    "reachable and configured safely).")
+from service.models import Health
+from service.scripts import as_text
 
 
 async def redis_problems(app: web.Application) -> list[str]:
@@ -38,14 +34,10 @@ async def redis_problems(app: web.Application) -> list[str]:
         configs = [await redis.config_get("maxmemory-policy")]
     if not all(int(info.get("aof_enabled", 0)) == 1 for info in infos):
         problems.append("appendonly is off: acknowledged comments could be lost in a crash")
-    policies = {_text(value) for config in configs for key, value in config.items() if "policy" in _text(key)}
+    policies = {as_text(value) for config in configs for key, value in config.items() if "policy" in as_text(key)}
     if policies != {"noeviction"}:
         problems.append("maxmemory-policy is not noeviction: Redis could silently drop comments when full")
     return problems
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @operation(summary="The process is alive", tag="ops", responses={200: Health})

@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from service.api.clientinfo import client_ip_hash
-from service.api.common import int_query, json_response, read_json
+from service.api.common import int_query, json_response, not_modified, read_json
 from service.api.docs import Param, operation
 from service.appkeys import CAPTCHAS, METRICS, PUBLICATION, SETTINGS, SUBMISSIONS
 from service.errors import (
@@ -138,7 +138,7 @@ async def list_comments(request: web.Request) -> web.StreamResponse:
     page, _ = await request.app[PUBLICATION].page(
         article_id, "newest" if order == "newest" else "oldest", limit, request.query.get("cursor"))
     headers = {"ETag": page.etag, "Cache-Control": "public, max-age=5, stale-while-revalidate=30"}
-    if page.etag in request.headers.get("If-None-Match", ""):
+    if not_modified(request, page.etag):
         return web.Response(status=304, headers=headers)
     return json_response(page.body, headers=headers)
 

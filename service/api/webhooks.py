@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from service.api.auth import require_role
 from service.api.common import int_query, json_response, read_json
@@ -13,7 +12,7 @@ from service.api.docs import Param, operation
 from service.appkeys import WEBHOOKS
 from service.models import HEX_ID_PATTERN
 from service.tokens import Role
-from service.webhooks import Delivery, Webhook, WebhookRegistration
+from service.webhooks import DeliveryListView, Webhook, WebhookListView, WebhookRegistration
 
 DELIVERIES_DEFAULT: Final = 50
 DELIVERIES_MAX: Final = 200
@@ -22,14 +21,6 @@ _WEBHOOK_ID = Param("webhook_id", "path", {"type": "string", "pattern": HEX_ID_P
 _LIMIT = Param("limit", "query",
                {"type": "integer", "minimum": 1, "maximum": DELIVERIES_MAX, "default": DELIVERIES_DEFAULT},
                description="The most deliveries to return, newest change first.")
-
-
-class WebhookListView(BaseModel):
-    webhooks: list[Webhook] = Field(description="Every registered receiver.")
-
-
-class DeliveryListView(BaseModel):
-    deliveries: list[Delivery] = Field(description="The webhook's recent deliveries, newest change first.")
 
 
 @operation(summary="Register a webhook receiver (its secret is never shown again)", tag="admin", role="admin",

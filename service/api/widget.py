@@ -22,8 +22,10 @@ from pathlib import Path
 from aiohttp import web
 
 from service import i18n
+from service.api.common import not_modified
 from service.api.docs import Param, operation
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE
+from service.negotiation import quality_values
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSS_VERSION_PLACEHOLDER = "__WIDGET_CSS_VERSION__"
@@ -82,27 +84,8 @@ FILES_KEY = web.AppKey("widget_files", WidgetFiles)
 
 def accepts_gzip(header: str) -> bool:
     """True if an Accept-Encoding header allows gzip (explicitly, or through ``*``) with q > 0."""
-    allowed: dict[str, bool] = {}
-    for item in header.split(","):
-        name, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        allowed[name.strip().lower()] = q > 0
+    allowed = {name: quality > 0 for name, quality in quality_values(header)}
     return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Weak comparison, as RFC 9110 prescribes for If-None-Match."""
-    if if_none_match.strip() == "*":
-        return True
-    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-    return etag in tags
 
 
 def asset_response(request: web.Request, asset: Asset, cache_control: str) -> web.Response:
@@ -115,7 +98,7 @@ def asset_response(request: web.Request, asset: Asset, cache_control: str) -> we
         "Access-Control-Allow-Origin": "*",
         "Cross-Origin-Resource-Policy": "cross-origin",
     }
-    if etag_matches(request.headers.get("If-None-Match", ""), asset.etag(gz)):
+    if not_modified(request, asset.etag(gz)):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = asset.content_type
     if gz:

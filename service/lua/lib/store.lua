@@ -44,7 +44,7 @@ local function store(K, A, risks, checked)
   end
   local record = A[4]
   if #risks > 0 then
-    -- The record ends with `"risk":[...]}` (submissions._store): extend that list.
+    -- The record ends with `"risk":[...]}` (`Submissions._gate_and_store` writes it so): extend that list.
     local head = string.sub(record, 1, -3)
     local comma = string.sub(head, -1) == '[' and '' or ','
     record = head .. comma .. '"' .. table.concat(risks, '","') .. '"]}'
