@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import console_bench, wrk
-from bench.runner import EXTRAS, SCENARIOS, Options, run
+from bench.runner import EXTRAS, GROWTH_SIZES, OPT_IN, SCENARIOS, Options, run
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
 #: Not a wrk scenario: a scripted keyboard moderator in the console, on a service of its own.
@@ -29,7 +29,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--seconds", type=int, help="seconds per run (default 4)")
     parser.add_argument("--concurrency", default="16,64", help="comma-separated connection counts (default 16,64)")
     names = ",".join((*SCENARIOS, *EXTRAS, CONSOLE))
-    parser.add_argument("--scenarios", default=names, help=f"comma-separated subset of: {names}")
+    default = ",".join(n for n in (*SCENARIOS, *EXTRAS, CONSOLE) if n not in OPT_IN)
+    parser.add_argument("--scenarios", default=default,
+                        help=f"comma-separated subset of: {names} (default: all but {', '.join(OPT_IN)})")
+    parser.add_argument("--sizing-comments", type=int, default=1_000_000,
+                        help="approved comments the sizing scenario stores at most (default 1,000,000)")
+    parser.add_argument("--sizing-seconds", type=int, default=1200,
+                        help="time the sizing scenario may take at most (default 1200 s)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON goes")
     args = parser.parse_args(argv)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
@@ -44,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--concurrency needs at least one positive number")
     runs = args.runs or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
+    growth_sizes = ((2_000, 200), (4_000, 400)) if args.quick else GROWTH_SIZES
     return Options(runs=runs, seconds=seconds, concurrencies=concurrencies, scenarios=scenarios,
-                   output=args.output, memory_comments=100 if args.quick else 2000)
+                   output=args.output, memory_comments=300 if args.quick else 20_000, growth_sizes=growth_sizes,
+                   sizing_comments=args.sizing_comments, sizing_seconds=args.sizing_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,12 +22,19 @@ BODY: Final = ("Bài viết rất hay và hữu ích cho bà con trong tỉnh. T
                "đã phản ánh kịp thời.")
 TITLE: Final = "Ý kiến của bạn đọc"
 NAME: Final = "Nguyễn Văn An"
+#: Added to `BODY` for the memory scenarios, whose comments carry about 457 bytes of text (issue 19's size).
+LONG_EXTRA: Final = " Mong toà soạn tiếp tục theo dõi và đưa tin thêm về tiến độ sửa đường, cảm ơn."
 
 
-def submission(captcha_id: str, serial: int) -> dict[str, str]:
+def long_body(serial: int) -> str:
+    return f"{BODY}{LONG_EXTRA} (#{serial})"
+
+
+def submission(captcha_id: str, serial: int, body: str | None = None) -> dict[str, str]:
     """A valid submission; its text differs per serial, as real comments do (the service counts repeats)."""
     return {"name": NAME, "email": f"reader{serial}@example.vn", "title": TITLE,
-            "body": f"{BODY} (#{serial})", "captcha_id": captcha_id, "captcha_answer": TEST_ANSWER}
+            "body": body if body is not None else f"{BODY} (#{serial})", "captcha_id": captcha_id,
+            "captcha_answer": TEST_ANSWER}
 
 
 def text_bytes(form: dict[str, str]) -> int:
@@ -35,10 +42,10 @@ def text_bytes(form: dict[str, str]) -> int:
     return sum(len(form[k].encode()) for k in ("name", "email", "title", "body"))
 
 
-def submission_line(article_id: str, captcha_id: str, serial: int) -> str:
+def submission_line(article_id: str, captcha_id: str, serial: int, long: bool = False) -> str:
     """One line of a wrk replay file (see `bench/lua/replay.lua`). Like the widget, every submission carries an
     Idempotency-Key, so the service does the work a real reader's comment costs."""
-    body = orjson.dumps(submission(captcha_id, serial)).decode()
+    body = orjson.dumps(submission(captcha_id, serial, long_body(serial) if long else None)).decode()
     return f"POST\t/v1/articles/{article_id}/comments\t{body}\tbench-{captcha_id}"
 
 
@@ -104,6 +111,16 @@ class Api:
             await bounded(ids, lambda i: self._call("POST", f"/v1/moderation/comments/{i}/decision", 200,
                                                     headers=self.admin, json={"action": "approve"}))
             approved += len(ids)
+
+    async def approve_by_filter(self, article_id: str) -> int:
+        """Approve every pending comment of an article through the bulk decisions API; returns how many."""
+        approved = 0
+        while True:
+            result = await self._call("POST", "/v1/moderation/decisions", 200, headers=self.admin,
+                                      json={"action": "approve", "filter": {"article_id": article_id}})
+            approved += sum(1 for o in result["outcomes"] if o["status"] == 200)
+            if int(result["matched"]) == 0:
+                return approved
 
     async def etag(self, path: str) -> str:
         assert self._session is not None

@@ -108,9 +108,11 @@ def memory_of(pid: int) -> ProcessMemory | None:
 class Service:
     """`comments-service run` in a subprocess: embedded Redis, captcha test answer, rate limits off."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
+    def __init__(self, workdir: Path, workers: int, redis_url: str | None = None) -> None:
         self.workdir = workdir
         self.workers = workers
+        #: A redis-server of the bench's own (else the service starts its embedded one under its data dir).
+        self.external_redis_url = redis_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.data_dir = workdir / f"service-{workers}w-{self.port}"
@@ -125,6 +127,8 @@ class Service:
             "COMMENTS_MIN_FILL_SECONDS": "0", "COMMENTS_ADMIN_TOKEN": ADMIN_TOKEN,
             "COMMENTS_WORKERS": str(self.workers), "COMMENTS_LOG_LEVEL": "WARNING",
         })
+        if self.external_redis_url is not None:
+            env["COMMENTS_REDIS_URL"] = self.external_redis_url
         return env
 
     def start(self) -> None:
@@ -139,6 +143,8 @@ class Service:
 
     @property
     def redis_url(self) -> str:
+        if self.external_redis_url is not None:
+            return self.external_redis_url
         return (self.data_dir / "redis" / "url").read_text().strip()
 
     def memory(self) -> list[ProcessMemory]:
@@ -156,6 +162,10 @@ class Service:
                 return found
         return None
 
+    def worker_count(self) -> int:
+        """Worker processes `comments-service run` starts: COMMENTS_WORKERS, 0 meaning one per core."""
+        return self.workers or os.cpu_count() or 1
+
     def log_tail(self) -> str:
         return _tail(self.log)
 
@@ -165,21 +175,33 @@ class Service:
 
 
 class Ceiling:
-    """The bare aiohttp app of `bench.ceiling` in its own process."""
+    """The bare aiohttp app of `bench.ceiling` in its own processes: `workers` of them on one socket bound by
+    their supervisor (as `comments-service run` does), or each on its own with SO_REUSEPORT."""
 
-    def __init__(self, workdir: Path, redis_url: str) -> None:
+    def __init__(self, workdir: Path, redis_url: str, capture: Path | None = None, workers: int = 1,
+                 reuseport: bool = False) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.redis_url = redis_url
+        self.capture = capture
+        self.workers = workers
+        self.reuseport = reuseport
         self.log = workdir / f"ceiling-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        command = [sys.executable, "-m", "bench.ceiling", "--port", str(self.port), "--redis-url", self.redis_url,
+                   "--workers", str(self.workers)]
+        if self.capture is not None:
+            command += ["--capture", str(self.capture)]
+        if self.reuseport:
+            command.append("--reuseport")
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.ceiling", "--port", str(self.port), "--redis-url", self.redis_url],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=Path(__file__).parent.parent)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            cwd=Path(__file__).parent.parent)
         _wait_for(self.base_url + "/hello", self.process, self.log)
+        # Every worker up: with several, the first answer comes from one of them.
+        time.sleep(0.5 * self.workers)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -7,6 +7,7 @@ comments) is made before its timer starts. Scenario names (for `--scenarios`): s
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import sys
@@ -17,10 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 from redis import Redis
 
-from bench import import_bench, report, wrk
-from bench.api import Api, submission_line, text_bytes
+from bench import growth, import_bench, memory, redis_server, report, wrk
+from bench.api import Api, bounded, submission_line
 from bench.processes import ADMIN_TOKEN, Ceiling, Service
 from bench.report import Run, Series
 
@@ -30,18 +32,23 @@ COUNT_ARTICLES: Final = tuple(f"bench-s{i}" for i in range(50))
 #: Fewer than the service's pre-render pool (256 per worker), so every picture fetched was rendered ahead.
 IMAGE_CAPTCHAS: Final = 200
 
-#: name -> (ceiling it is compared with, unit)
+#: name -> (ceiling it is compared with, unit). The list page, its 304 and the submission are compared with the
+#: bare app serving the same bytes and headers (`bench.ceiling`), the others with the nearest generic shape.
 SCENARIOS: Final[dict[str, tuple[str, str]]] = {
     "captcha_issue": ("redis", "req/s"),
     "captcha_image": ("redis", "req/s"),
-    "submit": ("redis", "req/s"),
-    "list": ("hello", "req/s"),
-    "not_modified": ("hello", "req/s"),
+    "submit": ("bare_submit", "req/s"),
+    "list": ("bare_page", "req/s"),
+    "not_modified": ("bare_304", "req/s"),
     "counts": ("hello", "req/s"),
     "claim_approve": ("redis", "decisions/s"),
     "feed": ("redis", "req/s"),
 }
-EXTRAS: Final = ("memory", "workers", "import")
+EXTRAS: Final = ("memory", "workers", "import", "growth", "sizing")
+#: (pending, approved in one article) at each step of the growth scenario.
+GROWTH_SIZES: Final = ((20_000, 2_000), (100_000, 10_000), (200_000, 20_000))
+#: Left out unless named: a million approved comments take many minutes (`bench.memory.measure_sizing`).
+OPT_IN: Final = ("sizing",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,21 @@ class Options:
     concurrencies: tuple[int, ...]
     scenarios: tuple[str, ...]
     output: Path
-    memory_comments: int
+    #: Comments the memory scenario stores on each server.
+    memory_comments: int = 20_000
+    growth_sizes: tuple[tuple[int, int], ...] = GROWTH_SIZES
+    sizing_comments: int = 1_000_000
+    sizing_seconds: int = 1200
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    etag: str
+    feed_token: str
+    #: The service's list page, 304 and 202 (`Bench._prepare`), served by the bare app.
+    capture: Path
+    #: One submission's JSON, as the replay sends it.
+    submission_body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +130,9 @@ class Bench:
 
     # -- ceilings -------------------------------------------------------------------------------------------
 
-    def measure_ceilings(self, redis_url: str) -> None:
-        _log("ceilings: a bare aiohttp app, one process")
-        ceiling = Ceiling(self.workdir, redis_url)
+    def measure_ceilings(self, redis_url: str, capture: Path) -> None:
+        _log("ceilings: a bare aiohttp app, one worker process (as the service's one-worker runs)")
+        ceiling = Ceiling(self.workdir, redis_url, capture)
         ceiling.start()
         try:
             url = ceiling.base_url
@@ -121,8 +142,48 @@ class Bench:
                          self.ceilings)
             self.measure("redis", None, "req/s", lambda c: Load(url + "/redis", "request", ("POST", '{"n":1}')),
                          self.ceilings)
+            self._measure_bare(url, self.ceilings, self.options.concurrencies)
         finally:
             ceiling.stop()
+
+    def _measure_bare(self, url: str, store: dict[str, Series], concurrencies: tuple[int, ...],
+                      names: tuple[str, ...] = ("bare_page", "bare_304", "bare_submit")) -> None:
+        """The bare app serving the service's own list page, 304 and 202 (`bench.ceiling`)."""
+        etag, submission = self.prepared.etag, self.prepared.submission_body
+        loads = {"bare_page": lambda c: Load(url + "/page"),
+                 "bare_304": lambda c: Load(url + "/not-modified", "request", ("GET", "", f"If-None-Match: {etag}")),
+                 "bare_submit": lambda c: Load(url + "/submit", "request", ("POST", submission))}
+        for name in names:
+            self.measure(name, None, "req/s", loads[name], store, concurrencies)
+
+    # -- what the ceilings serve ----------------------------------------------------------------------------
+
+    async def _prepare(self, service: Service) -> Prepared:
+        """The list's article (100 approved comments), its ETag, a feed token, and the service's list page, 304
+        and 202 as they went over the wire (written for the bare app to serve)."""
+        etag, feed_token = await self._seed_list(service)
+        list_path = f"/v1/articles/{LIST_ARTICLE}/comments?limit={LIST_SIZE}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(service.base_url + list_path) as response:
+                page = (response.status, list(response.headers.items()), await response.read())
+            async with session.get(service.base_url + list_path, headers={"If-None-Match": etag}) as response:
+                not_modified = (response.status, list(response.headers.items()), await response.read())
+            async with Api(service.base_url) as api:
+                captcha_id = await api.captcha()
+            self.serial += 1
+            line = submission_line(COUNT_ARTICLES[0], captcha_id, self.serial)
+            _, path, body, key = line.split("\t")
+            async with session.post(service.base_url + path, data=body.encode(), headers={
+                    "Content-Type": "application/json", "Idempotency-Key": key}) as response:
+                accepted = (response.status, list(response.headers.items()), await response.read())
+        if (page[0], not_modified[0], accepted[0]) != (200, 304, 202):
+            raise RuntimeError(f"capturing the responses: {page[0]}, {not_modified[0]}, {accepted[0]}")
+        capture = self.workdir / f"capture-{service.port}.json"
+        capture.write_text(json.dumps({name: {"status": status, "headers": headers,
+                                              "body": base64.b64encode(raw).decode()}
+                                       for name, (status, headers, raw) in (
+                                           ("page", page), ("not_modified", not_modified), ("submit", accepted))}))
+        return Prepared(etag=etag, feed_token=feed_token, capture=capture, submission_body=body)
 
     # -- preparation ----------------------------------------------------------------------------------------
 
@@ -202,7 +263,7 @@ class Bench:
         wanted = self.options.scenarios
         url = service.base_url
         list_path = f"/v1/articles/{LIST_ARTICLE}/comments?limit={LIST_SIZE}"
-        etag, feed_token = asyncio.run(self._seed_list(service))
+        etag, feed_token = self.prepared.etag, self.prepared.feed_token
         wrk.run(url + list_path, connections=64, seconds=1)  # warm up
         loads: dict[str, Callable[[int], Load]] = {
             "captcha_issue": lambda c: Load(url + "/v1/captchas", "request", ("POST", "")),
@@ -227,33 +288,93 @@ class Bench:
 
     # -- memory ---------------------------------------------------------------------------------------------
 
-    def measure_redis_memory(self, service: Service) -> dict[str, Any]:
-        """used_memory grows by this much per pending comment (record, queue entries, outbox event, repeat
-        counter, its captcha's single-use marker), less the text its author wrote."""
+    def measure_memory(self) -> dict[str, Any]:
+        """Per comment, pending and approved, on each server: through the API, and through the scripts alone
+        (`bench.memory`)."""
         count = self.options.memory_comments
-        redis = Redis.from_url(service.redis_url)
-        try:
-            before = int(redis.info("memory")["used_memory"])
-            start = self.serial
-            self.serial += count
-            forms = asyncio.run(self._submit_memory_comments(service, range(start, start + count)))
-            after = int(redis.info("memory")["used_memory"])
-        finally:
-            redis.close()
-        text = sum(text_bytes(f) for f in forms) / count
-        per_comment = (after - before) / count
-        found = {"comments": count, "used_memory_delta_bytes": after - before, "bytes_per_comment": per_comment,
-                 "text_bytes_per_comment": text, "beyond_text_bytes": per_comment - text}
-        _log(f"redis memory: {per_comment:,.0f} B per pending comment, {text:,.0f} B of it text, "
-             f"{per_comment - text:,.0f} B beyond")
+        found: dict[str, Any] = {"comments": count, "servers": []}
+        for label, binary in redis_server.servers():
+            _log(f"memory: {count:,} comments on the {label} redis-server")
+            with redis_server.running(label, binary, self.workdir) as server:
+                service = Service(self.workdir, 1, server.url)
+                self.services.append(service)
+                service.start()
+                try:
+                    http = self._memory_through_api(service, server, count)
+                finally:
+                    service.stop()
+            with redis_server.running(label, binary, self.workdir) as server:
+                seeded = memory.measure_seeded(server, count, _log)
+            found["servers"].append({"server": label, "version": server.version, "allocator": server.allocator,
+                                     "api": http, "scripts": seeded})
+        label, binary = redis_server.servers()[0]
+        _log(f"memory: prototype layouts on the {label} redis-server")
+        found["prototypes"] = memory.measure_prototypes(label, binary, self.workdir, count, _log)
         return found
 
+    def _memory_through_api(self, service: Service, server: redis_server.Server, count: int) -> dict[str, Any]:
+        redis = Redis.from_url(server.url)
+        try:
+            before = redis_server.used_memory(redis)
+            texts = self._submit_exactly(service, count, memory.MEMORY_ARTICLES)
+            with_gate = redis_server.used_memory(redis)
+            # The gate's keys (captcha markers, repeat counters, idempotency) all expire within a day.
+            for key in list(redis.scan_iter(match="cm:{g}:*", count=1000)):
+                redis.unlink(key)
+            pending = redis_server.used_memory(redis)
+            approved_count = asyncio.run(self._approve_all(service, memory.MEMORY_ARTICLES))
+            if approved_count != count:
+                raise RuntimeError(f"approved {approved_count} of {count} memory comments")
+            approved = redis_server.used_memory(redis)
+            found: dict[str, Any] = {"comments": count, "text_bytes": texts,
+                     "pending_with_gate": memory.per_comment(with_gate - before, count, texts),
+                     "pending": memory.per_comment(pending - before, count, texts),
+                     "approved": memory.per_comment(approved - before, count, texts),
+                     "breakdown": memory.breakdown(redis, count)}
+        finally:
+            redis.close()
+        _log(f"  {server.label} (API): {found['pending']['beyond_text']:,.0f} B pending "
+             f"({found['pending_with_gate']['beyond_text']:,.0f} B with the gate's keys), "
+             f"{found['approved']['beyond_text']:,.0f} B approved beyond {texts:,.0f} B of text")
+        return found
+
+    def _submit_exactly(self, service: Service, count: int, articles: tuple[str, ...]) -> float:
+        """Submit until the queue holds `count` (untimed, wrk replay, about 457 bytes of text each); returns the
+        mean text bytes of the submissions made."""
+        texts: list[int] = []
+        depth = asyncio.run(self._queue_depth(service))
+        while depth < count:
+            missing = count - depth
+            ids = self._captchas(service, missing)[:missing]
+            path = self.workdir / "memory-submissions.txt"
+            lines = []
+            for index, captcha_id in enumerate(ids):
+                self.serial += 1
+                lines.append(submission_line(articles[index % len(articles)], captcha_id, self.serial, long=True))
+                texts.append(memory.text_bytes(self.serial))
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            seconds = max(1, math.ceil(missing / self.seen_rate["submit"]))
+            wrk.run(service.base_url, connections=64, seconds=seconds, script="replay",
+                    args=(str(path), str(wrk.THREADS)))
+            depth = asyncio.run(self._queue_depth(service))
+        if depth != count:
+            raise RuntimeError(f"the queue holds {depth} comments, wanted {count}")
+        return sum(texts) / len(texts)
+
     @staticmethod
-    async def _submit_memory_comments(service: Service, serials: range) -> list[dict[str, str]]:
+    async def _approve_all(service: Service, articles: tuple[str, ...]) -> int:
         async with Api(service.base_url) as api:
-            # Issuing a captcha stores nothing; each submission leaves its captcha's single-use marker (until the
-            # captcha would have expired), counted here as part of the comment.
-            return await api.submit_many("bench-memory", serials)
+            return sum(await bounded(articles, api.approve_by_filter, 4))
+
+    def measure_growth(self) -> dict[str, Any]:
+        return growth.measure(self.workdir, self.options.growth_sizes, self.options.seconds, _log, self.services)
+
+    def measure_sizing(self) -> dict[str, Any]:
+        label, binary = redis_server.servers()[0]
+        _log(f"sizing: up to {self.options.sizing_comments:,} approved comments on the {label} redis-server, "
+             f"at most {self.options.sizing_seconds:,} s")
+        return memory.measure_sizing(label, binary, self.workdir, self.options.sizing_comments,
+                                     self.options.sizing_seconds, _log)
 
     # -- the whole run --------------------------------------------------------------------------------------
 
@@ -272,35 +393,64 @@ class Bench:
     def main(self) -> dict[str, Any]:
         wanted = self.options.scenarios
         started = time.monotonic()
-        service = self.run_service(1)
-        try:
-            self.measure_ceilings(service.redis_url)
-            self.run_scenarios(service)
-            if "memory" in wanted:
-                self.result["redis_memory"] = self.measure_redis_memory(service)
-            if "import" in wanted:  # 100,000 Disqus posts through `comments-service import` (bench/import_bench.py)
-                self.result["import"] = import_bench.measure(self.workdir, service.redis_url)
-            self.result["rss_one_worker"] = self._rss(service)
-        finally:
-            service.stop()
-        if "workers" in wanted:
-            self.compare_workers()
+        if any(name in wanted for name in (*SCENARIOS, "workers", "import")):
+            service = self.run_service(1)
+            try:
+                self.prepared = asyncio.run(self._prepare(service))
+                self.measure_ceilings(service.redis_url, self.prepared.capture)
+                self.run_scenarios(service)
+                if "import" in wanted:  # 100,000 Disqus posts through `comments-service import` (bench/import_bench.py)
+                    self.result["import"] = import_bench.measure(self.workdir, service.redis_url)
+                self.result["rss_one_worker"] = self._rss(service)
+            finally:
+                service.stop()
+            if "workers" in wanted:
+                self.compare_workers()
+        if "memory" in wanted:
+            self.result["memory"] = self.measure_memory()
+        if "growth" in wanted:
+            self.result["growth"] = self.measure_growth()
+        if "sizing" in wanted:
+            self.result["sizing"] = self.measure_sizing()
         self.result["seconds"] = time.monotonic() - started
         return self.finish()
 
     def compare_workers(self) -> None:
-        """Submission and list throughput with every core's worker against one worker (at the top concurrency)."""
+        """Submission, list and 304 with every core's worker against one worker (at the top concurrency), each
+        against the bare app with as many workers on one shared socket; and the bare list page with a socket
+        per worker (SO_REUSEPORT), to show what the shared socket costs."""
         top = max(self.options.concurrencies)
-        one = {name: self.series.get(f"{name}@{top}") for name in ("submit", "list")}
+        one = {name: self.series.get(f"{name}@{top}") for name in ("submit", "list", "not_modified")}
         service = self.run_service(0)
         all_workers: dict[str, Series] = {}
+        self.workers_ceilings: dict[str, Series] = {}
         try:
             url = service.base_url
             list_path = f"/v1/articles/{LIST_ARTICLE}/comments?limit={LIST_SIZE}"
-            asyncio.run(self._seed_list(service))
-            _log("all workers: submit, list")
-            self.measure("submit", "redis", "req/s", lambda c: self._submit_load(service), all_workers, (top,))
-            self.measure("list", "hello", "req/s", lambda c: Load(url + list_path), all_workers, (top,))
+            self.prepared = asyncio.run(self._prepare(service))
+            etag = self.prepared.etag
+            workers = service.worker_count()
+            self.result["workers_count"] = workers
+            for reuseport in (False, True):
+                _log(f"ceilings: the bare app, {workers} workers, "
+                     f"{'a socket each (SO_REUSEPORT)' if reuseport else 'one shared socket'}")
+                ceiling = Ceiling(self.workdir, service.redis_url, self.prepared.capture, workers, reuseport)
+                ceiling.start()
+                try:
+                    if reuseport:
+                        page = Load(ceiling.base_url + "/page")
+                        self.measure("bare_page_reuseport", None, "req/s", lambda c: page,  # noqa: B023 - used here
+                                     self.workers_ceilings, (top,))
+                    else:
+                        self._measure_bare(ceiling.base_url, self.workers_ceilings, (top,))
+                finally:
+                    ceiling.stop()
+            _log("all workers: submit, list, not_modified")
+            self.measure("submit", "bare_submit", "req/s", lambda c: self._submit_load(service), all_workers, (top,))
+            self.measure("list", "bare_page", "req/s", lambda c: Load(url + list_path), all_workers, (top,))
+            self.measure("not_modified", "bare_304", "req/s",
+                         lambda c: Load(url + list_path, "request", ("GET", "", f"If-None-Match: {etag}")),
+                         all_workers, (top,))
             self.result["rss_all_workers"] = self._rss(service)
         finally:
             service.stop()
@@ -308,6 +458,7 @@ class Bench:
         for name, single in one.items():
             self.result["workers"][name] = {"one_worker": single.summary() if single else None,
                                             "all_workers": all_workers[f"{name}@{top}"].summary()}
+        self.result["workers_ceilings"] = [s.summary() for s in self.workers_ceilings.values()]
         self.workers_series = all_workers
 
     def _rss(self, service: Service) -> dict[str, Any]:
@@ -322,8 +473,10 @@ class Bench:
     def finish(self) -> dict[str, Any]:
         series = list(self.series.values())
         top = max(self.options.concurrencies)
-        memory = self.result.get("redis_memory", {}).get("beyond_text_bytes")
-        found = report.targets(self.series, self.ceilings, memory, top)
+        workers = None
+        if getattr(self, "workers_series", None):
+            workers = (self.workers_series, self.workers_ceilings, int(self.result.get("workers_count", 0)))
+        found = report.targets(self.series, self.ceilings, self.result.get("memory"), top, workers)
         self.result["ceilings"] = [s.summary() for s in self.ceilings.values()]
         self.result["scenarios"] = [s.summary() for s in series]
         self.result["targets"] = [asdict(t) for t in found]
@@ -337,28 +490,51 @@ class Bench:
         m = self.result["machine"]
         o = self.options
         parts = [f"\nMachine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}; wrk -t{wrk.THREADS} "
-                 f"on the same CPUs; {o.runs} run(s) x {o.seconds} s per scenario and concurrency.\n",
-                 "Ceilings (bare aiohttp, one process):",
-                 report.table(list(self.ceilings.values()), {}), "",
-                 "Service (one worker process):",
-                 report.table(list(self.series.values()), self.ceilings)]
+                 f"on the same CPUs; {o.runs} run(s) x {o.seconds} s per scenario and concurrency; "
+                 f"load average {m.get('load_average', '?')} at the start.\n"]
+        if self.ceilings:
+            parts += ["Ceilings (bare aiohttp, one worker process):", report.table(list(self.ceilings.values()), {}),
+                      "", "Service (one worker process):", report.table(series_list(self.series), self.ceilings)]
         if getattr(self, "workers_series", None):
-            parts += ["", "Service (all workers, COMMENTS_WORKERS=0):",
-                      report.table(list(self.workers_series.values()), self.ceilings)]
-        if self.result.get("import"):
-            parts += ["", f"Import: {import_bench.describe(self.result['import'])}"]
-        memory = self.result.get("redis_memory")
-        if memory:
-            parts += ["", f"Redis: {memory['bytes_per_comment']:,.0f} B per pending comment "
-                          f"({memory['text_bytes_per_comment']:,.0f} B of text, "
-                          f"{memory['beyond_text_bytes']:,.0f} B beyond) over {memory['comments']} comments"]
+            count = self.result.get("workers_count")
+            parts += ["", f"Ceilings (bare aiohttp, {count} workers; one shared socket unless named):",
+                      report.table(list(self.workers_ceilings.values()), {}),
+                      "", f"Service (all workers, COMMENTS_WORKERS=0: {count}):",
+                      report.table(list(self.workers_series.values()), self.workers_ceilings)]
+        memory_found = self.result.get("memory")
+        if memory_found:
+            parts += ["", f"Redis per comment beyond its text, {memory_found['comments']:,} comments:",
+                      report.memory_table(memory_found), "", "Where an approved comment's bytes are "
+                      f"({memory_found['servers'][0]['server']}, through the API):",
+                      report.breakdown_table(memory_found), "",
+                      f"Prototype layouts ({memory_found['prototypes']['server']}, approved comments stored "
+                      "through the scripts; each step after the ones above it):",
+                      report.prototypes_table(memory_found["prototypes"])]
+        growth_found = self.result.get("growth")
+        if growth_found:
+            parts += ["", f"Growth: p50 / p99 ms at c{growth_found['concurrency']}, one worker:",
+                      growth.table(growth_found)]
+        sizing = self.result.get("sizing")
+        if sizing and sizing["points"]:
+            last = sizing["points"][-1]
+            grew = last["used_memory_delta"] / 2**20
+            parts += ["", f"Sizing ({sizing['server']} {sizing['version']}): {last['comments']:,} approved comments "
+                          f"stored in {last['seconds']:,.0f} s: used_memory grew {grew:,.0f} MiB, "
+                          f"{last['bytes_per_comment']:,.0f} B per comment ({last['beyond_text']:,.0f} B beyond "
+                          f"its text); target {sizing['target']:,}"]
         for label, key in (("one worker", "rss_one_worker"), ("all workers", "rss_all_workers")):
             rss = self.result.get(key)
             if rss:
                 parts.append(f"Service RSS ({label}): {rss['total_rss_kb'] / 1024:,.1f} MiB in "
                              f"{len(rss['processes'])} processes (main, workers, captcha renderers)")
+        if self.result.get("import"):
+            parts += ["", f"Import: {import_bench.describe(self.result['import'])}"]
         parts += ["", "Targets:", report.targets_text(found)]
         return "\n".join(parts)
+
+
+def series_list(series: dict[str, Series]) -> list[Series]:
+    return list(series.values())
 
 
 def run(options: Options) -> dict[str, Any]:
