@@ -26,8 +26,10 @@ from service.api import (
     middleware,
     moderation,
     ops,
+    privacy,
     problems,
     public,
+    reports,
     webhooks,
     widget,
 )
@@ -37,12 +39,16 @@ from service.appkeys import (
     FEED,
     METRICS,
     MODERATION,
+    PRIVACY,
     PUBLICATION,
     REDIS,
     RENDER_POOL,
+    REPORTS,
+    RETENTION,
     SCRIPTS,
     SETTINGS,
     SUBMISSIONS,
+    TAKEDOWNS,
     TOKENS,
     WEBHOOKS,
 )
@@ -51,10 +57,14 @@ from service.connections import create_redis
 from service.feed import Feed
 from service.metrics import Metrics
 from service.moderation import Moderation
+from service.privacy import Privacy
 from service.publication import Publication
+from service.reports import Reports
+from service.retention import Retention
 from service.scripts import Scripts
 from service.settings import Settings
 from service.submissions import Submissions
+from service.takedowns import Takedowns
 from service.tasks import stop
 from service.tokens import Tokens
 from service.webhooks import Webhooks
@@ -151,6 +161,26 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(people.close)
 
 
+async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A reader's data (`service.privacy`), readers' reports, takedowns, and retention, whose background job
+    runs on one worker at a time (a Redis lock: `service.retention`)."""
+    settings = app[SETTINGS]
+    scripts = app[SCRIPTS]
+    privacy_data = Privacy(scripts, settings.secret)
+    reported = Reports(scripts, app[MODERATION], settings.secret, limit=settings.rate_limit_report,
+                       alert_hours=settings.report_alert_hours)
+    retention = Retention(scripts, privacy_data, rejected_days=settings.retention_rejected_days,
+                          ip_days=settings.retention_ip_days, pending_days=settings.retention_pending_days)
+    app[PRIVACY] = privacy_data
+    app[REPORTS] = reported
+    app[RETENTION] = retention
+    app[TAKEDOWNS] = Takedowns(scripts, app[MODERATION], reported)
+    interval = settings.retention_interval_seconds
+    background = [asyncio.create_task(retention.run_forever(interval))] if interval else []
+    yield
+    await stop(background)
+
+
 def create_app(settings: Settings) -> web.Application:
     settings = settings.with_secret_key()
     app = web.Application(middlewares=[middleware.observe, middleware.cors, middleware.problems],
@@ -158,8 +188,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.security_headers)
-    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx])
-    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, problems):
+    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx, privacy_ctx])
+    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, privacy, reports,
+                   problems):
         module.setup_routes(app)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "

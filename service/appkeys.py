@@ -13,10 +13,14 @@ from service.connections import RedisClient
 from service.feed import Feed
 from service.metrics import Metrics
 from service.moderation import Moderation
+from service.privacy import Privacy
 from service.publication import Publication
+from service.reports import Reports
+from service.retention import Retention
 from service.scripts import Scripts
 from service.settings import Settings
 from service.submissions import Submissions
+from service.takedowns import Takedowns
 from service.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -35,3 +39,7 @@ PUBLICATION = web.AppKey("publication", Publication)
 FEED = web.AppKey("feed", Feed)
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 METRICS = web.AppKey("metrics", Metrics)
+PRIVACY = web.AppKey("privacy", Privacy)
+REPORTS = web.AppKey("reports", Reports)
+RETENTION = web.AppKey("retention", Retention)
+TAKEDOWNS = web.AppKey("takedowns", Takedowns)

@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from service.importing.command import add_commands
 
     add_commands(commands)  # import, export
+    from service.privacy_command import add_commands as add_privacy_commands
+
+    add_privacy_commands(commands)  # privacy export|erase|retention
     doctor = commands.add_parser("doctor", help="find damaged or inconsistent data (exit 1 if any)")
     doctor.add_argument("--repair", action="store_true", help="mend what can be mended, report the rest")
     args = parser.parse_args(argv)
@@ -318,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(import_command(settings.with_secret_key(), args, url))
         if args.command == "users":
             return asyncio.run(_users(settings, args, url))
+        if args.command == "privacy":
+            from service.privacy_command import privacy_command
+
+            return asyncio.run(privacy_command(settings.with_secret_key(), args, url))
         return asyncio.run(_tokens(settings, args, url))
 
 

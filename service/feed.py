@@ -34,8 +34,11 @@ Position = tuple[int, int]
 class FeedEvent(BaseModel):
     cursor: str = Field(description="The feed's position just after this event: store it once the event is "
                                     "processed and resume with `after=<cursor>`, missing nothing.")
-    type: str = Field(description="`comment.approved` (publish `comment`) or `comment.retracted` (a moderator "
-                                  "unpublished it: take the comment with `comment.id` off your pages).")
+    type: str = Field(description="`comment.approved` (publish `comment`), `comment.retracted` (a moderator "
+                                  "unpublished it: take the comment with `comment.id` off your pages), "
+                                  "`comment.erased` (its author's data was erased: delete every copy of "
+                                  "`comment.id`, which is a tombstone here) or `comment.anonymised` (replace your "
+                                  "copy with `comment`: the author is now “Bạn đọc”).")
     article_id: str = Field(description="The article the comment belongs to.")
     comment: PublicComment | None = Field(description="The comment as the public sees it (for a retraction, as "
                                                        "it was published).")

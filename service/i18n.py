@@ -153,6 +153,46 @@ WIDGET_TEXT: Final[dict[str, tuple[str, str]]] = {
     "net": ("Không kết nối được máy chủ. Vui lòng thử lại.", "Could not reach the server. Please try again."),
     "now": ("vừa xong", "just now"),
     "yours": ("Bình luận của bạn", "Your comments"),
+    "report": ("Báo vi phạm", "Report"),
+    "reportOf": ("Báo vi phạm bình luận của {name}", "Report the comment by {name}"),
+    "reason": ("Lý do", "Reason"),
+    "r_spam": ("Spam, quảng cáo", "Spam"),
+    "r_offensive": ("Xúc phạm", "Offensive"),
+    "r_false": ("Sai sự thật", "False information"),
+    "r_unlawful": ("Vi phạm pháp luật", "Unlawful"),
+    "r_other": ("Khác", "Other"),
+    "reportText": ("Mô tả thêm (không bắt buộc)", "More details (optional)"),
+    "reportSend": ("Gửi báo cáo", "Send report"),
+    "reportCancel": ("Hủy", "Cancel"),
+    "reported": ("Cảm ơn bạn. Ban biên tập sẽ xem xét bình luận này.",
+                 "Thank you. The newsroom will look at this comment."),
+    "reportFail": ("Không gửi được báo cáo. Vui lòng thử lại.", "The report could not be sent. Please try again."),
+    "reportRate": ("Bạn đã gửi nhiều báo cáo. Vui lòng thử lại sau {seconds} giây.",
+                   "You have sent many reports. Please try again in {seconds} seconds."),
+    "myData": ("Dữ liệu của tôi", "My data"),
+    "myDataHint": ("Nhập email bạn đã dùng khi bình luận: chúng tôi gửi tới địa chỉ đó một liên kết, có hiệu lực "
+                   "24 giờ.", "Enter the email you commented with: we send a link there, valid for 24 hours."),
+    "myDataExport": ("Tải về dữ liệu của tôi", "Download my data"),
+    "myDataErase": ("Xóa dữ liệu của tôi", "Erase my data"),
+    "myDataSend": ("Gửi liên kết", "Send the link"),
+    "myDataSent": ("Nếu địa chỉ này có dữ liệu, liên kết đã được gửi tới đó.",
+                   "If this address has any data, the link is on its way there."),
+}
+
+#: The pages of a reader's data request link (service/api/privacy.py): `{email}`, `{count}` are filled in.
+PRIVACY_TEXT: Final[dict[str, tuple[str, str]]] = {
+    "for": ("Địa chỉ email: {email}", "Email address: {email}"),
+    "export_title": ("Dữ liệu của bạn", "Your data"),
+    "download": ("Tải về (JSON)", "Download (JSON)"),
+    "erase_title": ("Xóa dữ liệu của bạn", "Erase your data"),
+    "erase_explain": ("Chọn một cách. Xóa hẳn: bình luận của bạn không còn ở đâu, kể cả nội dung. Ẩn danh: nội "
+                      "dung ở lại, tên thành “Bạn đọc”, email và dấu vết địa chỉ mạng bị xóa. Không hoàn tác được.",
+                      "Choose one. Delete: your comments are gone everywhere, text included. Anonymise: the text "
+                      "stays, the name becomes “Bạn đọc”, the email and the network address's trace are removed. "
+                      "This cannot be undone."),
+    "delete": ("Xóa hẳn", "Delete"),
+    "anonymise": ("Ẩn danh", "Anonymise"),
+    "erased": ("Đã xong: {count} bình luận.", "Done: {count} comments."),
 }
 
 
@@ -570,6 +610,12 @@ DETAILS: Final[dict[str, str]] = {
     "wrong name or password": "Sai tên đăng nhập hoặc mật khẩu",
     "enter the code from your authenticator app": "Hãy nhập mã từ ứng dụng xác thực của bạn",
     "the code is wrong or was already used": "Mã xác thực sai hoặc đã được dùng",
+    "the comment kept changing while it was being erased; try again":
+        "Bình luận liên tục thay đổi trong lúc xóa; hãy thử lại",
+    "this link does not exist, was used or expired": "Liên kết này không tồn tại, đã được dùng hoặc đã hết hạn",
+    "too many reports, try again later": "Bạn gửi quá nhiều báo cáo, vui lòng thử lại sau",
+    "too many data requests, try again later": "Bạn gửi quá nhiều yêu cầu về dữ liệu, vui lòng thử lại sau",
+    "mode must be delete or anonymise": "mode phải là delete hoặc anonymise",
 }
 
 

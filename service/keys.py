@@ -52,6 +52,12 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{pXX}:e:<email digest>            | zset   | none                 | sender's ids -> submitted ms |
 | cm:{pXX}:i:<ip hash>                 | zset   | none                 | address's ids -> submitted ms |
 | cm:{pXX}:w:<folded word>             | zset   | none                 | search: ids -> submitted ms |
+| cm:{pXX}:rp:<comment id>             | hash   | none                 | reports: client hash -> report (JSON) |
+| cm:{pXX}:reported                    | zset   | none                 | reports: open ones: id -> first report ms |
+| cm:{pXX}:rc                          | hash   | none                 | reports: id -> open reports |
+| cm:{pXX}:re:<email digest>           | zset   | none                 | reports: reporter's (email) ids -> ms |
+| cm:{pXX}:rlat:<hour>                 | hash   | 8 days               | reports: bucket (s waited) -> resolutions |
+| cm:{pXX}:ret:ip                      | string | none                 | retention: IP hashes dropped up to (ms) |
 | cm:{auth}:token:<sha256>             | hash   | token expiry         | tokens: role, name, id, created, expires |
 | cm:{auth}:tokens                     | hash   | none                 | token id -> sha256 (listing, revocation) |
 | cm:{acct}:user:<folded name>         | hash   | none                 | accounts: name, role, password hash, TOTP |
@@ -63,6 +69,11 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | a delivery to one webhook (a `jobs` job) |
 | cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
 | cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing) |
+| cm:{privacy}:log                     | stream | capped (100,000)     | privacy: erasures, retention runs (ids only) |
+| cm:{privacy}:takedowns               | stream | none                 | takedowns: the register of lawful requests |
+| cm:{privacy}:retention:lock          | string | lock TTL             | retention: the one worker running it now |
+| cm:{privacy}:req:<sha256>            | hash   | 24 hours             | privacy: a self-service request |
+| cm:{privacy}:mail                    | stream | capped (10,000)      | privacy: `data_request` mail items |
 
 The comment record `cm:{pXX}:c:<id>` is a hash of short fields (every decision reads them: decide.lua's one
 HMGET), written only by the scripts named. `d` holds the record as JSON: name, email, title, body, parent_id,
@@ -253,6 +264,60 @@ def word_index(partition: int, word: str) -> str:
     return f"{_tag(partition)}:w:{word}"
 
 
+def reports(comment_id: str) -> str:
+    """Readers' reports of one comment, one field per client (its keyed address hash): counted once each."""
+    return f"{_tag(partition_of_comment(comment_id))}:rp:{comment_id}"
+
+
+def reported(partition: int) -> str:
+    return f"{_tag(partition)}:reported"
+
+
+def report_counts(partition: int) -> str:
+    """Open reports per comment (since its reports were last resolved): the reported queue's first order."""
+    return f"{_tag(partition)}:rc"
+
+
+def reports_by_email(partition: int, email_digest: str) -> str:
+    """Comments reported by a reader who gave an email (its keyed digest), for that reader's export."""
+    return f"{_tag(partition)}:re:{email_digest}"
+
+
+def report_latency(partition: int, hour: int) -> str:
+    """The hour's report resolutions counted by how long the first report waited (buckets as `decision_latency`)."""
+    return f"{_tag(partition)}:rlat:{hour}"
+
+
+def retention_ip_mark(partition: int) -> str:
+    return f"{_tag(partition)}:ret:ip"
+
+
+# -- a reader's data: the privacy log, takedowns, retention, self-service requests (one slot: `{privacy}`) ----
+
+PRIVACY: Final = f"{PREFIX}:{{privacy}}"
+
+
+def privacy_log() -> str:
+    return f"{PRIVACY}:log"
+
+
+def takedowns() -> str:
+    return f"{PRIVACY}:takedowns"
+
+
+def retention_lock() -> str:
+    return f"{PRIVACY}:retention:lock"
+
+
+def data_request(digest: str) -> str:
+    """A self-service request by its link's SHA-256 (hex): the link's token itself is never stored."""
+    return f"{PRIVACY}:req:{digest}"
+
+
+def data_request_mail() -> str:
+    return f"{PRIVACY}:mail"
+
+
 # -- tokens and webhooks: small, global, one slot each ------------------------------------------------------
 
 def token(digest: str) -> str:
@@ -355,3 +420,13 @@ def import_keys(comment_id: str, article_id: str) -> list[str]:
 def lease_keys(partition: int) -> list[str]:
     """lease.lua's keys: renewal and release of one partition's leases."""
     return [leases(partition), holders(partition), ready(partition), pending(partition)]
+
+def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
+               words: Sequence[str] = ()) -> list[str]:
+    """erase.lua's 23 keys, then the word indexes the comment leaves (`words`, folded)."""
+    p = partition_of_comment(comment_id)
+    return [comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
+            pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
+            feed(p), outbox(p), article_pending(article_id), *(state_index(p, state) for state in DECIDED_STATES),
+            comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), reports(comment_id), reported(p),
+            report_counts(p), *(word_index(p, w) for w in words)]

@@ -79,6 +79,32 @@ class Metrics:
                                  multiprocess_mode="mostrecent")
         self.oldest_pending = Gauge("comments_oldest_pending_age_seconds", "Age of the oldest pending comment",
                                     registry=r, multiprocess_mode="mostrecent")
+        # A reader's data, reports and retention (service.privacy, service.reports, service.retention).
+        self.erasures = _Counter("comments_privacy_erasures_total", "Comments erased on request, by mode",
+                                 ["mode"], registry=r)
+        self.reports = _Counter("comments_reports_total",
+                                "Readers' reports by outcome (counted, repeated: not counted again, limited)",
+                                ["outcome"], registry=r)
+        self.report_resolutions = _Counter("comments_report_resolutions_total",
+                                           "Reported comments resolved, by action (keep, retract, takedown)",
+                                           ["action"], registry=r)
+        self.time_to_report_decision = Histogram(
+            "comments_report_time_to_decision_seconds", "Time from a comment's first open report to a decision",
+            buckets=(60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400), registry=r)
+        self.reports_open = Gauge("comments_reports_open", "Comments with open reports", registry=r,
+                                  multiprocess_mode="mostrecent")
+        self.reports_overdue = Gauge("comments_reports_overdue",
+                                     "Comments whose first open report waited longer than COMMENTS_REPORT_ALERT_HOURS "
+                                     "(alert when above 0)", registry=r, multiprocess_mode="mostrecent")
+        self.reports_oldest = Gauge("comments_reports_oldest_waiting_seconds",
+                                    "How long the oldest open report has waited", registry=r,
+                                    multiprocess_mode="mostrecent")
+        self.pending_overdue = Gauge("comments_pending_overdue",
+                                     "Pending comments older than COMMENTS_RETENTION_PENDING_DAYS (never deleted)",
+                                     registry=r, multiprocess_mode="mostrecent")
+        self.retention_removed = _Counter("comments_retention_removed_total",
+                                          "What retention removed: deleted comments, dropped IP hashes",
+                                          ["what"], registry=r)
 
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

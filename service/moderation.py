@@ -581,6 +581,10 @@ class Moderation:
         merged = heapq.nsmallest(want, (entry for entries in found for entry in entries))
         return merged[:count], len(merged) > count
 
+    async def records(self, ids: Sequence[str]) -> list[ModeratorComment]:
+        """Moderators' views of these comments, in the order given; ids that do not exist are skipped."""
+        return await self._records(ids)
+
     async def get(self, comment_id: str) -> CommentWithHistory:
         records = await self._records([comment_id])
         if not records:

@@ -73,7 +73,9 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["comment.submitted", "comment.approved", "comment.rejected", "comment.retracted"]
+#: comment.erased and comment.anonymised: a reader's data was erased (`service.privacy`); remove or replace copies.
+EventType = Literal["comment.submitted", "comment.approved", "comment.rejected", "comment.retracted",
+                    "comment.erased", "comment.anonymised"]
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 
 #: The consumer's name, and its consumer group on the outbox streams (kept: deployed data has this group).

@@ -162,8 +162,9 @@ async def create_token(client: Client, role: str, name: str, **fields: Any) -> J
 # -- the suite's client ------------------------------------------------------------------------------------------
 
 #: Routes where an email may legitimately appear: moderators see it; webhooks and tokens carry none but are
-#: admin-only. Everything else, the feed included, is checked.
-_PRIVATE_PREFIXES = ("/v1/moderation", "/v1/webhooks", "/v1/tokens")
+#: admin-only; a person's data export shows their own address (to an admin, or behind the link sent to it).
+#: Everything else, the feed included, is checked.
+_PRIVATE_PREFIXES = ("/v1/moderation", "/v1/webhooks", "/v1/tokens", "/v1/privacy/export", "/privacy/")
 
 
 class PrivacyCheckingClient(TestClient):  # type: ignore[type-arg]

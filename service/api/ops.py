@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from service import openapi
 from service.api.common import json_response
 from service.api.docs import operation
-from service.appkeys import METRICS, MODERATION, REDIS
+from service.appkeys import METRICS, MODERATION, REDIS, REPORTS, RETENTION
 from service.errors import Unavailable
 from service.models import Health
 from service.scripts import as_text
@@ -61,6 +61,11 @@ async def metrics(request: web.Request) -> web.Response:
         depth, oldest = await request.app[MODERATION].queue_health()
         metrics.queue_depth.set(depth)
         metrics.oldest_pending.set(oldest or 0.0)
+        opened, overdue, waiting = await request.app[REPORTS].health()
+        metrics.reports_open.set(opened)
+        metrics.reports_overdue.set(overdue)
+        metrics.reports_oldest.set(waiting or 0.0)
+        metrics.pending_overdue.set(await request.app[RETENTION].pending_overdue_count())
     except RedisError:
         metrics.redis_errors.labels("metrics").inc()
     return web.Response(body=metrics.render(),
