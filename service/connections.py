@@ -10,7 +10,7 @@ not hang. Only connection errors are retried (once, at once): a timed-out write 
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 import hiredis
@@ -216,29 +216,40 @@ def _password(url_netloc: str, query: dict[str, list[str]]) -> tuple[str | None,
     return username, password
 
 
+class _Options(TypedDict):
+    """What every client gets, whichever the topology."""
+
+    socket_timeout: float
+    socket_connect_timeout: float
+    retry: Retry
+    retry_on_error: list[type[Exception]]
+    health_check_interval: int
+
+
 def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) -> RedisClient:
     retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    common = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": min(timeout, 1.0),
-        "retry": retry,
+    common = _Options(
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 1.0),
+        retry=retry,
         # Under uvloop, writing to a connection the peer reset raises RuntimeError ("unable to perform operation
         # on <TCPTransport closed=True>") before anything was sent; redis-py has dropped the connection by
         # then, so one retry on a fresh connection is safe.
-        "retry_on_error": [RedisConnectionError, RuntimeError],
-        "health_check_interval": 15,
-    }
+        retry_on_error=[RedisConnectionError, RuntimeError],
+        health_check_interval=15,
+    )
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     if parts.scheme == "redis+cluster":
         username, password = _password(parts.netloc, query)
         # The cluster client retries (after refreshing its slot map) on its own list of errors, a moved slot or
         # a failed-over master among them; twice is enough to follow one failover.
+        options: _Options = {**common, "retry": Retry(NoBackoff(), 2)}
         cluster = _Cluster(
             startup_nodes=[ClusterNode(host, port, connection_class=_Connection)
                            for host, port in _nodes(parts.netloc)],
             username=username, password=password, max_connections=max_connections,
-            require_full_coverage=True, **{**common, "retry": Retry(NoBackoff(), 2)},  # type: ignore[arg-type]
+            require_full_coverage=True, **options,
         )
         # RedisCluster names its connection class itself; the nodes it discovers are made with these kwargs.
         cluster.nodes_manager.connection_kwargs["connection_class"] = _Connection
@@ -255,4 +266,4 @@ def create_redis(url: str, *, timeout: float = 1.0, max_connections: int = 256) 
         return client
     connection_class = _CONNECTIONS.get(parts.scheme, _Connection)
     return Redis.from_url(url, max_connections=max_connections, connection_class=connection_class,
-                          **common)  # type: ignore[arg-type]
+                          **common)

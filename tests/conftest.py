@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import LOOPBACK, PrivacyCheckingClient, RedisServer, service_settings
+from support import LOOPBACK, Client, PrivacyCheckingClient, RedisServer, service_settings
 
 from service.app import create_app
 from service.settings import Settings
@@ -43,10 +43,10 @@ def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Setting
 
 
 @pytest.fixture
-async def client(aiohttp_client: object, settings: Settings) -> TestClient:  # type: ignore[type-arg]
-    return await aiohttp_client(create_app(settings))  # type: ignore[operator,no-any-return]
+async def client(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(settings))
 
 
 @pytest.fixture
-def aiohttp_client_cls() -> type[TestClient]:  # type: ignore[type-arg]
+def aiohttp_client_cls() -> type[Client]:
     return PrivacyCheckingClient

@@ -8,10 +8,9 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, bearer, create_token, decide, submit_comment
+from support import ADMIN, Client, bearer, create_token, decide, submit_comment
 
 from service import keys
 from service.app import create_app
@@ -24,13 +23,13 @@ Json = dict[str, Any]
 PUBLIC_FIELDS = {"id", "parent_id", "name", "title", "body", "created_at", "approved_at", "avatar"}
 
 
-async def submit(client: TestClient, article: str, email: str = "reader@example.com") -> str:  # type: ignore[type-arg]
+async def submit(client: Client, article: str, email: str = "reader@example.com") -> str:
     accepted = await submit_comment(client, article, email=email, title=f"về {article}", body="Nội dung")
     comment_id: str = accepted["id"]
     return comment_id
 
 
-async def act(client: TestClient, comment_id: str, action: str) -> None:  # type: ignore[type-arg]
+async def act(client: Client, comment_id: str, action: str) -> None:
     if action != "retract":
         await decide(client, comment_id, action)
         return
@@ -38,7 +37,7 @@ async def act(client: TestClient, comment_id: str, action: str) -> None:  # type
     assert response.status == 200, await response.text()
 
 
-async def feed(client: TestClient, who: dict[str, str] = ADMIN, **params: Any) -> Json:  # type: ignore[type-arg]
+async def feed(client: Client, who: dict[str, str] = ADMIN, **params: Any) -> Json:
     response = await client.get("/v1/feed", params=params, headers=who)
     assert response.status == 200, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
@@ -46,11 +45,11 @@ async def feed(client: TestClient, who: dict[str, str] = ADMIN, **params: Any) -
     return page
 
 
-async def token(client: TestClient, role: str) -> dict[str, str]:  # type: ignore[type-arg]
+async def token(client: Client, role: str) -> dict[str, str]:
     return bearer((await create_token(client, role, role))["token"])
 
 
-async def test_only_feed_and_admin_tokens_read_the_feed(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_only_feed_and_admin_tokens_read_the_feed(client: Client) -> None:
     assert (await client.get("/v1/feed", headers=await token(client, "feed"))).status == 200
     assert (await client.get("/v1/feed", headers=ADMIN)).status == 200
     response = await client.get("/v1/feed", headers=await token(client, "moderator"))
@@ -60,7 +59,7 @@ async def test_only_feed_and_admin_tokens_read_the_feed(client: TestClient) -> N
         "/v1/feed", headers={**ADMIN, "Origin": "https://news.example"})).headers
 
 
-async def test_events_come_in_decision_order_with_the_public_comment(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_events_come_in_decision_order_with_the_public_comment(client: Client) -> None:
     reader = await token(client, "feed")
     articles = [f"feed-{n}" for n in range(6)]
     ids = [await submit(client, article, email=f"secret{n}@example.com") for n, article in enumerate(articles)]
@@ -84,7 +83,7 @@ async def test_events_come_in_decision_order_with_the_public_comment(client: Tes
 
 
 async def test_the_same_cursor_gives_the_same_events_and_resuming_leaves_no_gap(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     ids = [await submit(client, f"resume-{n}") for n in range(9)]
     for comment_id in ids:
         await act(client, comment_id, "approve")
@@ -106,7 +105,7 @@ async def test_the_same_cursor_gives_the_same_events_and_resuming_leaves_no_gap(
     assert response.status == 422
 
 
-async def test_a_waiting_request_returns_within_a_second_of_an_approval(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_waiting_request_returns_within_a_second_of_an_approval(client: Client) -> None:
     comment_id = await submit(client, "live")
     start = (await feed(client))["next_cursor"]
     waiting = asyncio.create_task(client.get("/v1/feed", params={"after": start, "wait": "5"}, headers=ADMIN))
@@ -122,7 +121,7 @@ async def test_a_waiting_request_returns_within_a_second_of_an_approval(client: 
     assert answered_after < 1.0, f"the waiting request answered {answered_after:.2f} s after the approval"
 
 
-async def test_a_waiting_request_with_no_events_returns_after_the_wait(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_waiting_request_with_no_events_returns_after_the_wait(client: Client) -> None:
     started = time.monotonic()
     page = await feed(client, wait="1")
     elapsed = time.monotonic() - started
@@ -172,7 +171,7 @@ async def test_a_cursor_older_than_the_retention_is_gone(aiohttp_client: Aiohttp
     assert [e["comment"]["id"] for e in fresh["events"]] == [new_id]
 
 
-async def act_on_new(client: TestClient) -> str:  # type: ignore[type-arg]
+async def act_on_new(client: Client) -> str:
     comment_id = await submit(client, "fresh")
     await act(client, comment_id, "approve")
     return comment_id

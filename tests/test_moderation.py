@@ -9,10 +9,9 @@ import ipaddress
 import time
 from typing import Any
 
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, articles_in_distinct_partitions, bearer, create_token, submit_comment
+from support import ADMIN, Client, articles_in_distinct_partitions, bearer, create_token, submit_comment
 
 from service import keys
 from service.app import create_app
@@ -24,7 +23,7 @@ Json = dict[str, Any]
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 
-async def submit(client: TestClient, article: str = "a1", *, email: str = "reader@example.com",  # type: ignore[type-arg]
+async def submit(client: Client, article: str = "a1", *, email: str = "reader@example.com",
                  name: str = "Lan", title: str = "Tiêu đề", body: str = "Nội dung bình luận",
                  parent_id: str | None = None, headers: Headers | None = None, expect: int = 202) -> Json:
     reply: Json = {"parent_id": parent_id} if parent_id else {}
@@ -32,18 +31,18 @@ async def submit(client: TestClient, article: str = "a1", *, email: str = "reade
                                 body=body, **reply)
 
 
-async def token(client: TestClient, role: str, name: str) -> Headers:  # type: ignore[type-arg]
+async def token(client: Client, role: str, name: str) -> Headers:
     return bearer((await create_token(client, role, name))["token"])
 
 
-async def decide(client: TestClient, who: Headers, comment_id: str, action: str,  # type: ignore[type-arg]
+async def decide(client: Client, who: Headers, comment_id: str, action: str,
                  **extra: Any) -> tuple[int, Json]:
     response = await client.post(f"/v1/moderation/comments/{comment_id}/decision",
                                  json={"action": action, **extra}, headers=who)
     return response.status, await response.json()
 
 
-async def get_json(client: TestClient, path: str, who: Headers | None = None,  # type: ignore[type-arg]
+async def get_json(client: Client, path: str, who: Headers | None = None,
                    **params: Any) -> Json:
     response = await client.get(path, headers=who, params=params)
     assert response.status == 200, await response.text()
@@ -51,7 +50,7 @@ async def get_json(client: TestClient, path: str, who: Headers | None = None,  #
     return result
 
 
-async def history(client: TestClient, comment_id: str) -> list[Json]:  # type: ignore[type-arg]
+async def history(client: Client, comment_id: str) -> list[Json]:
     record = await get_json(client, f"/v1/moderation/comments/{comment_id}", ADMIN)
     entries: list[Json] = record["history"]
     return entries
@@ -60,7 +59,7 @@ async def history(client: TestClient, comment_id: str) -> list[Json]:  # type: i
 # -- the queue -------------------------------------------------------------------------------------------------
 
 async def test_queue_lists_pending_oldest_first_across_partitions_with_what_a_moderator_needs(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     articles = articles_in_distinct_partitions(8)
     submitted = []
     for round_ in range(2):
@@ -83,7 +82,7 @@ async def test_queue_lists_pending_oldest_first_across_partitions_with_what_a_mo
     assert [c["id"] for c in only["comments"]] == [submitted[3], submitted[11]]
 
 
-async def test_queue_pages_have_no_duplicates_and_no_gaps(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_queue_pages_have_no_duplicates_and_no_gaps(client: Client) -> None:
     articles = articles_in_distinct_partitions(6)
     submitted = [(await submit(client, articles[n % 6]))["id"] for n in range(23)]
     for params in ({}, {"article_id": articles[2]}):
@@ -112,7 +111,7 @@ async def test_queue_pages_have_no_duplicates_and_no_gaps(client: TestClient) ->
 # -- claims and leases -----------------------------------------------------------------------------------------
 
 async def test_concurrent_claims_never_hand_one_comment_to_two_moderators(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     articles = articles_in_distinct_partitions(5)
     submitted = {(await submit(client, articles[n % 5]))["id"] for n in range(40)}
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
@@ -133,7 +132,7 @@ async def test_concurrent_claims_never_hand_one_comment_to_two_moderators(
     assert (await again.json())["comments"] == []
 
 
-async def test_claims_go_oldest_first_and_keep_to_an_article(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_claims_go_oldest_first_and_keep_to_an_article(client: Client) -> None:
     articles = articles_in_distinct_partitions(4)
     submitted = []
     for n in range(8):
@@ -147,7 +146,7 @@ async def test_claims_go_oldest_first_and_keep_to_an_article(client: TestClient)
 
 
 async def test_a_claim_takes_the_oldest_over_all_partitions_even_several_from_one(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     busy, quiet, other = articles_in_distinct_partitions(3)
     order = [busy, busy, busy, quiet, quiet, busy, other]
     submitted = []
@@ -161,7 +160,7 @@ async def test_a_claim_takes_the_oldest_over_all_partitions_even_several_from_on
 
 
 async def test_an_expired_lease_returns_the_comment_to_the_queue(
-        client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
+        client: Client, redis: Redis) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     comment_id = (await submit(client))["id"]
     response = await client.post("/v1/moderation/claims", json={"limit": 5, "lease_seconds": 5}, headers=lan)
@@ -185,7 +184,7 @@ async def test_an_expired_lease_returns_the_comment_to_the_queue(
     assert (status, body["state"]) == (200, "approved")
 
 
-async def test_expired_lease_from_a_real_wait(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_expired_lease_from_a_real_wait(client: Client) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     comment_id = (await submit(client))["id"]
     await client.post("/v1/moderation/claims", json={"limit": 1, "lease_seconds": 5}, headers=lan)
@@ -197,7 +196,7 @@ async def test_expired_lease_from_a_real_wait(client: TestClient) -> None:  # ty
 
 
 async def test_lease_holder_decides_others_get_409_and_unclaimed_comments_are_decided_directly(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     leased = (await submit(client))["id"]
     free = (await submit(client))["id"]
@@ -222,7 +221,7 @@ async def test_lease_holder_decides_others_get_409_and_unclaimed_comments_are_de
 # -- races, versions, history ----------------------------------------------------------------------------------
 
 async def test_approve_and_reject_racing_on_one_comment_give_one_200_and_one_409(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     comments = [(await submit(client, f"race-{n}"))["id"] for n in range(15)]
     races = await asyncio.gather(*(asyncio.gather(decide(client, lan, c, "approve"),
@@ -237,7 +236,7 @@ async def test_approve_and_reject_racing_on_one_comment_give_one_200_and_one_409
 
 
 async def test_decisions_sent_together_each_get_their_own_answer(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     """Decisions arriving at once share a Redis round trip; each still gets its own outcome."""
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     fresh = [(await submit(client, f"together-{n}"))["id"] for n in range(6)]
@@ -261,7 +260,7 @@ async def test_decisions_sent_together_each_get_their_own_answer(
 
 
 async def test_a_decision_that_fails_in_redis_fails_alone(
-        client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
+        client: Client, redis: Redis) -> None:
     good = [(await submit(client, f"alone-{n}"))["id"] for n in range(3)]
     damaged = (await submit(client, "alone-x"))["id"]
     await redis.hset(keys.comment(damaged), "d", "not json")  # approval cannot make its public view
@@ -288,7 +287,7 @@ async def test_a_decision_that_fails_in_redis_fails_alone(
 
 
 async def test_moderation_gives_503_when_redis_is_away(
-        client: TestClient, redis_server: Any) -> None:  # type: ignore[type-arg]
+        client: Client, redis_server: Any) -> None:
     comment_id = (await submit(client))["id"]
     redis_server.stop()
     try:
@@ -304,7 +303,7 @@ async def test_moderation_gives_503_when_redis_is_away(
     assert (status, body["state"]) == (200, "approved")
 
 
-async def test_a_stale_version_is_refused(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_a_stale_version_is_refused(client: Client) -> None:
     comment_id = (await submit(client))["id"]
     status, body = await decide(client, ADMIN, comment_id, "approve", version=2)
     assert (status, body["code"]) == (409, "stale_version")
@@ -316,7 +315,7 @@ async def test_a_stale_version_is_refused(client: TestClient) -> None:  # type: 
     assert (status, body["code"]) == (409, "stale_version")
 
 
-async def test_every_decision_leaves_exactly_one_history_entry(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_every_decision_leaves_exactly_one_history_entry(client: Client) -> None:
     lan = await token(client, "moderator", "Lan")
     approved, rejected, spam = [(await submit(client))["id"] for _ in range(3)]
     for comment_id, action in ((approved, "approve"), (rejected, "reject"), (spam, "spam")):
@@ -347,7 +346,7 @@ async def test_every_decision_leaves_exactly_one_history_entry(client: TestClien
 
 # -- bulk ------------------------------------------------------------------------------------------------------
 
-async def test_bulk_by_ids_reports_each_outcome(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_bulk_by_ids_reports_each_outcome(client: Client) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
     decided, leased = [(await submit(client))["id"] for _ in range(2)]
     await decide(client, lan, decided, "approve")
@@ -415,7 +414,7 @@ async def test_bulk_by_filter(aiohttp_client: AiohttpClient, settings: Settings)
 
 # -- retraction, stats, articles, reputation --------------------------------------------------------------------
 
-async def test_retracting_unpublishes_and_the_feed_carries_it(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_retracting_unpublishes_and_the_feed_carries_it(client: Client) -> None:
     keep, drop = [(await submit(client, "a1", title=t))["id"] for t in ("keep", "drop")]
     for comment_id in (keep, drop):
         assert (await decide(client, ADMIN, comment_id, "approve"))[0] == 200
@@ -435,7 +434,7 @@ async def test_retracting_unpublishes_and_the_feed_carries_it(client: TestClient
     assert feed["events"][2]["article_id"] == "a1"
 
 
-async def test_stats_show_depth_oldest_age_and_decisions(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_stats_show_depth_oldest_age_and_decisions(client: Client) -> None:
     empty = await get_json(client, "/v1/moderation/stats", ADMIN)
     assert empty["queue_depth"] == 0 and empty["oldest_pending_age_seconds"] is None
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
@@ -456,7 +455,7 @@ async def test_stats_show_depth_oldest_age_and_decisions(client: TestClient) -> 
 
 
 async def test_closing_an_article_refuses_submissions_and_shows_in_the_list(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     lan = await token(client, "moderator", "Lan")
     feed = await token(client, "feed", "site")
     assert (await get_json(client, "/v1/articles/a1/comments"))["open"] is True
@@ -498,7 +497,7 @@ async def test_spam_decisions_teach_email_and_ip_reputation(aiohttp_client: Aioh
     assert "email_reputation" not in risk[later]
 
 
-async def test_email_reputation_ignores_the_case_of_the_address(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_email_reputation_ignores_the_case_of_the_address(client: Client) -> None:
     first = (await submit(client, email="spammer@example.com", body="lần một"))["id"]
     assert (await decide(client, ADMIN, first, "spam"))[0] == 200
     again = (await submit(client, email="SPAMMER@example.com", body="lần hai"))["id"]

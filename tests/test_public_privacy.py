@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
-from support import ADMIN, PrivacyCheckingClient, comment_form, submit_comment
+from support import ADMIN, Client, PrivacyCheckingClient, comment_form, submit_comment
 
 from service.app import create_app
 from service.settings import Settings
@@ -39,7 +38,7 @@ class Seen:
 class Watched:
     """The app's TestClient, recording every response to a public route."""
 
-    client: TestClient  # type: ignore[type-arg]
+    client: Client
     responses: list[Seen] = field(default_factory=list)
     emails: set[str] = field(default_factory=set)
 
@@ -71,7 +70,7 @@ class Watched:
 
 
 @pytest.fixture
-async def watched(client: TestClient) -> AsyncIterator[Watched]:  # type: ignore[type-arg]
+async def watched(client: Client) -> AsyncIterator[Watched]:
     recorder = Watched(client)
     yield recorder
     recorder.assert_private()
@@ -139,7 +138,7 @@ async def test_no_public_route_returns_an_email(watched: Watched) -> None:
     assert any(shown["id"].encode() in s.body and reply["id"].encode() in s.body for s in listed)
 
 
-async def test_the_check_catches_a_leak(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_the_check_catches_a_leak(client: Client) -> None:
     """The recorder is not vacuous: a moderator route that shows the address fails it when treated as public."""
     recorder = Watched(client)
     accepted = await submit(recorder, "a1", "caught.leak.zq@example.com")

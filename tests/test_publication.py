@@ -8,26 +8,25 @@ import asyncio
 import hashlib
 from typing import Any
 
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from support import ADMIN, Json, decide, submit_comment
+from support import ADMIN, Client, Json, decide, submit_comment
 
 PUBLIC_FIELDS = {"id", "parent_id", "name", "title", "body", "created_at", "approved_at", "avatar"}
 CACHE = 0.25  # a little over the test settings' public_cache_seconds
 
 
-async def submit(client: TestClient, article: str = "a1", *, email: str = "reader@example.com",  # type: ignore[type-arg]
+async def submit(client: Client, article: str = "a1", *, email: str = "reader@example.com",
                  parent_id: str | None = None, expect: int = 202) -> Json:
     reply: Json = {"parent_id": parent_id} if parent_id else {}
     return await submit_comment(client, article, expect=expect, email=email, title="Tiêu đề", body="Nội dung",
                                 **reply)
 
 
-async def approve(client: TestClient, comment_id: str, action: str = "approve") -> None:  # type: ignore[type-arg]
+async def approve(client: Client, comment_id: str, action: str = "approve") -> None:
     await decide(client, comment_id, action)
 
 
-async def approved(client: TestClient, article: str, count: int) -> list[str]:  # type: ignore[type-arg]
+async def approved(client: Client, article: str, count: int) -> list[str]:
     ids = []
     for n in range(count):
         comment_id = (await submit(client, article, email=f"r{n}@example.com"))["id"]
@@ -36,14 +35,14 @@ async def approved(client: TestClient, article: str, count: int) -> list[str]:  
     return ids
 
 
-async def listing(client: TestClient, article: str = "a1", **params: Any) -> Json:  # type: ignore[type-arg]
+async def listing(client: Client, article: str = "a1", **params: Any) -> Json:
     response = await client.get(f"/v1/articles/{article}/comments", params=params)
     assert response.status == 200, await response.text()
     page: Json = await response.json()
     return page
 
 
-async def test_only_approved_comments_with_only_public_fields(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_only_approved_comments_with_only_public_fields(client: Client) -> None:
     email = "Nguyen.Van.A@Example.com"
     shown = (await submit(client, email=email))["id"]
     pending = (await submit(client))["id"]
@@ -74,7 +73,7 @@ async def test_only_approved_comments_with_only_public_fields(client: TestClient
     assert avatars[again] == avatars[shown] != avatars[other]
 
 
-async def test_cursor_pages_stay_stable_while_new_approvals_arrive(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_cursor_pages_stay_stable_while_new_approvals_arrive(client: Client) -> None:
     ids = await approved(client, "a1", 7)
     first = await listing(client, limit=3)
     newest_first = await listing(client, limit=3, order="newest")
@@ -102,7 +101,7 @@ async def test_cursor_pages_stay_stable_while_new_approvals_arrive(client: TestC
         assert (await client.get("/v1/articles/a1/comments", params=bad)).status == 422
 
 
-async def test_etag_gives_304_until_an_approval_changes_it(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_etag_gives_304_until_an_approval_changes_it(client: Client) -> None:
     await approved(client, "a1", 2)
     response = await client.get("/v1/articles/a1/comments")
     etag = response.headers["ETag"]
@@ -123,7 +122,7 @@ async def test_etag_gives_304_until_an_approval_changes_it(client: TestClient) -
 
 
 async def test_cors_for_allowed_origins_only_and_never_with_credentials(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     allowed = {"Origin": "https://news.example"}
     response = await client.get("/v1/articles/a1/comments", headers=allowed)
     assert response.headers["Access-Control-Allow-Origin"] == "https://news.example"
@@ -158,7 +157,7 @@ async def _all_calls(redis: Redis) -> int:
 
 
 async def test_a_hot_article_costs_redis_no_work_per_comment_per_read(
-        client: TestClient, redis: Redis) -> None:  # type: ignore[type-arg]
+        client: Client, redis: Redis) -> None:
     await approved(client, "hot", 30)
     await listing(client, "hot")  # render once
     reads = 200
@@ -174,7 +173,7 @@ async def test_a_hot_article_costs_redis_no_work_per_comment_per_read(
     assert all_work < reads * 30 / 10, all_work
 
 
-async def test_counts_for_up_to_100_articles(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_counts_for_up_to_100_articles(client: Client) -> None:
     await approved(client, "a1", 2)
     await approved(client, "b2", 1)
     await submit(client, "c3")  # pending: not counted
@@ -189,7 +188,7 @@ async def test_counts_for_up_to_100_articles(client: TestClient) -> None:  # typ
     assert (await client.get("/v1/counts", params={"article_id": "bad id"})).status == 422
 
 
-async def test_the_author_sees_the_status_with_the_receipt_only(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_the_author_sees_the_status_with_the_receipt_only(client: Client) -> None:
     outcomes = {}
     for action in ("approve", "reject", "spam", None):
         accepted = await submit(client)
@@ -216,7 +215,7 @@ async def test_the_author_sees_the_status_with_the_receipt_only(client: TestClie
         assert response.status == 401, name
 
 
-async def test_replies_need_an_approved_parent_of_the_same_article(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_replies_need_an_approved_parent_of_the_same_article(client: Client) -> None:
     parent = (await submit(client, "a1"))["id"]
     problem = await submit(client, "a1", parent_id=parent, expect=422)  # still pending
     assert problem["code"] == "invalid_parent"

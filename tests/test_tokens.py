@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, ADMIN_TOKEN, bearer, create_token
+from support import ADMIN, ADMIN_TOKEN, Client, bearer, create_token
 
 from service import cli, keys
 from service.app import create_app
@@ -24,7 +23,7 @@ from service.tokens import Role, Tokens
 QUEUE = "/v1/moderation/queue"
 
 
-async def create(client: TestClient, role: str, name: str,  # type: ignore[type-arg]
+async def create(client: Client, role: str, name: str,
                  ttl: int | None = None) -> dict[str, Any]:
     return await create_token(client, role, name, ttl_seconds=ttl)
 
@@ -57,7 +56,7 @@ async def everything_in(redis: Redis) -> list[bytes]:
     return out
 
 
-async def test_admin_creates_lists_and_revokes_tokens_over_the_api(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_admin_creates_lists_and_revokes_tokens_over_the_api(client: Client) -> None:
     created = await create(client, "moderator", "Lan")
     assert created["token"].startswith("cmt_") and len(created["token"]) >= 4 + 43  # 256 bits, base64url
     assert (created["role"], created["name"], created["expires_at"]) == ("moderator", "Lan", None)
@@ -84,7 +83,7 @@ async def test_admin_creates_lists_and_revokes_tokens_over_the_api(client: TestC
 
 
 async def test_a_revoked_token_stops_working_in_another_worker_within_the_cache_time(
-        client: TestClient, aiohttp_client: AiohttpClient, settings: Settings) -> None:  # type: ignore[type-arg]
+        client: Client, aiohttp_client: AiohttpClient, settings: Settings) -> None:
     other_worker = await aiohttp_client(create_app(settings))
     created = await create(client, "moderator", "Lan")
     assert (await other_worker.get(QUEUE, headers=bearer(created["token"]))).status == 200  # now cached there
@@ -99,7 +98,7 @@ async def test_a_revoked_token_stops_working_in_another_worker_within_the_cache_
 
 
 async def test_the_cli_manages_tokens_against_the_same_redis(
-        client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # type: ignore[type-arg]
+        client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("COMMENTS_REDIS_URL", str(settings.redis_url))
     monkeypatch.setenv("COMMENTS_DATA_DIR", str(tmp_path))
@@ -134,7 +133,7 @@ async def test_the_cli_manages_tokens_against_the_same_redis(
     assert (await asyncio.to_thread(run, "token", "list"))[1] == ""
 
 
-async def test_tokens_expire(client: TestClient, redis: Redis, settings: Settings,  # type: ignore[type-arg]
+async def test_tokens_expire(client: Client, redis: Redis, settings: Settings,
                              aiohttp_client: AiohttpClient) -> None:
     created = await create(client, "feed", "site", ttl=3600)
     assert created["expires_at"] is not None
@@ -155,7 +154,7 @@ async def test_tokens_expire(client: TestClient, redis: Redis, settings: Setting
     assert info.id not in [t.id for t in await tokens.list()]
 
 
-async def test_no_raw_token_is_stored_in_redis(client: TestClient, redis: Redis, settings: Settings,  # type: ignore[type-arg]
+async def test_no_raw_token_is_stored_in_redis(client: Client, redis: Redis, settings: Settings,
                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     raw = [(await create(client, role, f"n-{role}", ttl))["token"]
            for role, ttl in (("admin", None), ("moderator", 600), ("feed", None))]
@@ -177,7 +176,7 @@ async def test_no_raw_token_is_stored_in_redis(client: TestClient, redis: Redis,
     assert not any(b"cmt_wrong-token-value" in blob for blob in stored)
 
 
-async def test_missing_invalid_and_wrongly_sent_tokens(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_missing_invalid_and_wrongly_sent_tokens(client: Client) -> None:
     feed = (await create(client, "feed", "site"))["token"]
     moderator = (await create(client, "moderator", "Lan"))["token"]
     for headers in ({}, bearer("cmt_" + "A" * 43), {"Authorization": f"Token {moderator}"},
@@ -195,7 +194,7 @@ async def test_missing_invalid_and_wrongly_sent_tokens(client: TestClient) -> No
 
 
 async def test_a_feed_token_cannot_moderate_and_a_moderator_cannot_read_the_feed(
-        client: TestClient) -> None:  # type: ignore[type-arg]
+        client: Client) -> None:
     feed = bearer((await create(client, "feed", "site"))["token"])
     moderator = bearer((await create(client, "moderator", "Lan"))["token"])
     comment_id = "0" * 26
@@ -214,7 +213,7 @@ async def test_a_feed_token_cannot_moderate_and_a_moderator_cannot_read_the_feed
     assert (await client.get(QUEUE, headers=moderator)).status == 200
 
 
-async def test_failed_attempts_are_logged_and_rate_limited(client: TestClient,  # type: ignore[type-arg]
+async def test_failed_attempts_are_logged_and_rate_limited(client: Client,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     good = bearer((await create(client, "moderator", "Lan"))["token"])
     caplog.set_level(logging.WARNING, logger="service.auth")

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
+from support import Client
 
 from service import keys
 from service.embedded import free_port
@@ -434,7 +434,7 @@ async def test_run_survives_redis_being_down(hook_settings: Settings) -> None:
 
 # -- the admin API and real events, over HTTP --------------------------------------------------------------
 
-async def test_admin_api(client: TestClient, receiver: Receiver) -> None:  # type: ignore[type-arg]
+async def test_admin_api(client: Client, receiver: Receiver) -> None:
     body = {"url": receiver.url, "events": ["comment.approved"], "secret": SECRET}
     response = await client.post("/v1/webhooks", json=body, headers=ADMIN)
     assert response.status == 201, await response.text()
@@ -478,7 +478,7 @@ async def test_admin_api(client: TestClient, receiver: Receiver) -> None:  # typ
     assert await response.json() == {"webhooks": []}
 
 
-async def test_submission_and_approval_reach_the_receiver(client: TestClient,  # type: ignore[type-arg]
+async def test_submission_and_approval_reach_the_receiver(client: Client,
                                                           receiver: Receiver) -> None:
     """End to end: the app's own background worker delivers the events its Lua scripts write."""
     response = await client.post("/v1/webhooks", headers=ADMIN, json={

@@ -181,8 +181,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Exact origins from COMMENTS_ALLOWED_ORIGINS, for the public routes; never with credentials."""
-    origin = request.headers.get("Origin")
-    allowed = origin is not None and origin in request.app[SETTINGS].allowed_origins
+    origin = request.headers.get("Origin", "")
+    allowed = bool(origin) and origin in request.app[SETTINGS].allowed_origins
     public = not request.path.startswith(("/v1/moderation", "/v1/feed", "/v1/webhooks", "/v1/tokens", "/v1/accounts",
                                           "/v1/session", "/moderation"))
     if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
@@ -198,7 +198,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     response = await handler(request)
     if allowed and public:
-        response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+        response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After, X-Request-ID"
     if public:
         response.headers["Vary"] = "Origin" if "Vary" not in response.headers else \
