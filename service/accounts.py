@@ -47,6 +47,7 @@ from urllib.parse import quote
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import BaseModel, ConfigDict, Field
 
 from service import keys
 from service.connections import RedisClient
@@ -127,6 +128,87 @@ class Session:
 
 
 # -- names and passwords ---------------------------------------------------------------------------------------
+
+# -- what clients send and see (api.accounts) -----------------------------------------------------------------
+
+class InvitationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=2, max_length=40, description="The person's name for signing in, and as history "
+                                                               "and stats will name their decisions: 2 to 40 "
+                                                               "letters, ASCII digits, '.', '_' or '-'; unique "
+                                                               "whatever the case.")
+    role: AccountRole = Field(description="moderator (the queue and decisions) or admin (everything, people and "
+                                          "machine tokens included).")
+
+
+class InvitationView(BaseModel):
+    name: str = Field(description="The name the invitation is for.")
+    role: AccountRole = Field(description="The role the account will have.")
+    expires_at: str = Field(description="When the invitation runs out (ISO 8601, UTC), 72 hours after it was made.")
+
+
+class InvitationCreated(InvitationView):
+    link: str = Field(description="The one-time link to send to the person (it holds the invitation's secret "
+                                  "token; shown only now).")
+
+
+class AcceptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX,
+                          description=f"The password the person chooses: at least {PASSWORD_MIN} characters, not "
+                                      "one of the most common passwords and not containing the name.")
+
+
+class AccountView(BaseModel):
+    name: str = Field(description="The account's name, as written when invited.")
+    role: AccountRole = Field(description="moderator or admin.")
+    disabled: bool = Field(description="True once an admin disabled it: it cannot sign in.")
+    created_at: str = Field(description="When the invitation was accepted (ISO 8601, UTC).")
+    totp: bool = Field(description="True when the person signs in with an authenticator app's code as well.")
+
+
+class AccountList(BaseModel):
+    accounts: list[AccountView] = Field(description="Every account, by name.")
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: AccountRole = Field(description="The new role; the person's sessions end, so they sign in again with it.")
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="How many live sessions were ended.")
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="The account's name (case does not matter).")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX, description="The account's password.")
+    totp: str | None = Field(default=None, max_length=10,
+                             description="The 6-digit code of the authenticator app, for an account that enrolled "
+                                         "one (answered `totp_required` without it).")
+
+
+class SessionView(BaseModel):
+    name: str = Field(description="Who is signed in; history and stats name their decisions so.")
+    role: AccountRole = Field(description="moderator or admin.")
+    csrf_token: str = Field(description="Send it as the `X-CSRF-Token` header with every request made with the "
+                                        "session cookie that changes something.")
+    expires_at: str = Field(description="When the session ends however busy (ISO 8601, UTC); it ends sooner "
+                                        "after the idle timeout without a request.")
+    totp_enrolment_required: bool = Field(description="True when this admin must enrol an authenticator app "
+                                                      "(POST /v1/session/totp) before doing anything else.")
+
+
+class TotpEnrolment(BaseModel):
+    secret: str = Field(description="The new secret (base32), for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="The same as an otpauth:// URI, for a QR code.")
+
+
+class TotpConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=6, max_length=6, description="The app's current 6-digit code for the new secret.")
+
 
 def fold(name: str) -> str:
     """The name without case (and in NFC), for uniqueness and keys: "Lan" and "LAN" are one person."""

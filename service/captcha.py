@@ -1,14 +1,15 @@
 """Captchas: issue, render, verify.
 
-A captcha id is a signed token, so issuing one writes nothing anywhere: 16 random bytes (the nonce), the issue
+A captcha id is a signed token, so issuing one stores nothing of it: 16 random bytes (the nonce), the issue
 time, and an HMAC of both under the service secret. Any worker or replica can check an id on its own, and a
 failover cannot lose one. The answer is never stored either: it is a keyed function of the nonce (HMAC mapped
 onto the alphabet), as unpredictable as one drawn directly, so the picture and the spoken version can be rendered
 anywhere, on demand or ahead of demand.
 
-Redis is asked only when a captcha is tried: a marker for its nonce is set with NX (in the submission's gate,
-`lua/lib/gate.lua`, or with `consume` when the answer is wrong or came too fast), so each captcha gets exactly one
-try, right or wrong. The marker lives as long as the captcha could still be valid.
+Redis keeps no captcha, only what is counted about them: when a captcha is tried, a marker for its nonce is set
+with NX (in the submission's gate, `lua/lib/gate.lua`, or with `consume` when the answer is wrong or came too
+fast), so each captcha gets exactly one try, right or wrong; the marker lives as long as the captcha could still
+be valid. Issuing counts against the client's issuance limit, and a captcha's audio is kept once rendered (below).
 
 Rendering (milliseconds of CPU for a picture, tens of milliseconds for audio) runs in a process pool, never on
 the event loop. Pictures are rendered ahead of demand into a bounded pool, so bursts of readers are served from

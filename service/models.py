@@ -1,10 +1,11 @@
 """What clients may send and what each audience may see: the models shared by several audiences or owned by no
-one domain module (a reader's submission and the public views of comments, captchas, problems, health), and the
-id patterns of the API.
+one domain module (a reader's submission, the public views of comments, captchas and problems, health, the
+console's settings), and the id patterns of the API.
 
 Where a model lives: in the domain module that owns its concept (`moderation.ClaimRequest`,
-`tokens.TokenView`, `webhooks.Webhook`); here when it is public and shared; never in a handler module
-(`service/api/`), which only parses into and serialises these (docs/architecture.md).
+`tokens.TokenView`, `accounts.SessionView`, `webhooks.Webhook`); here when it is shared or no domain module owns
+it; never in a handler module (`service/api/`), which only parses into and serialises these
+(docs/architecture.md).
 
 Input models forbid unknown fields. The public models have no email, no IP hash and no risk signals: a field
 that must never leak is absent from them rather than filtered later. Moderators get `ModeratorComment`.
@@ -238,6 +239,19 @@ class CommentStatus(BaseModel):
 class Health(BaseModel):
     status: str = Field(description="`ok` from /healthz (the process answers), `ready` from /readyz (Redis is "
                                     "reachable and configured safely).")
+
+
+class ConsoleSettings(BaseModel):
+    article_url_template: str = Field(description="How to link an article: `{article_id}` is replaced by the "
+                                                  "article's id, URL-encoded (COMMENTS_ARTICLE_URL_TEMPLATE).")
+    reject_reasons: list[str] = Field(description="The reasons offered when rejecting (COMMENTS_REJECT_REASONS); "
+                                                  "free text is always possible as well.")
+    blocklist: list[str] = Field(description="The blocklisted words and phrases, folded (lower case, without "
+                                             "diacritics), for highlighting them in a comment's text.")
+    undo_seconds: int = Field(description="How long after a decision it may be undone.")
+    lease_seconds: int = Field(description="How long a claim on a comment lasts unless renewed.")
+    poll_seconds: int = Field(description="How often the console looks at the queue again.")
+
 
 
 class FieldProblem(BaseModel):

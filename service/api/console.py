@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from service import i18n
 from service.api.auth import require_role
@@ -32,6 +31,7 @@ from service.api.docs import Param, operation
 from service.api.middleware import CONSOLE_CSP
 from service.api.widget import IMMUTABLE, STATIC_DIR, Asset, asset_response
 from service.appkeys import SETTINGS
+from service.models import ConsoleSettings
 from service.moderation import UNDO_WINDOW_SECONDS
 from service.risk import fold_blocklist
 from service.tokens import Role
@@ -73,18 +73,6 @@ class ConsoleFiles:
 
 
 FILES_KEY: Final = web.AppKey("console_files", ConsoleFiles)
-
-
-class ConsoleSettings(BaseModel):
-    article_url_template: str = Field(description="How to link an article: `{article_id}` is replaced by the "
-                                                  "article's id, URL-encoded (COMMENTS_ARTICLE_URL_TEMPLATE).")
-    reject_reasons: list[str] = Field(description="The reasons offered when rejecting (COMMENTS_REJECT_REASONS); "
-                                                  "free text is always possible as well.")
-    blocklist: list[str] = Field(description="The blocklisted words and phrases, folded (lower case, without "
-                                             "diacritics), for highlighting them in a comment's text.")
-    undo_seconds: int = Field(description="How long after a decision it may be undone.")
-    lease_seconds: int = Field(description="How long a claim on a comment lasts unless renewed.")
-    poll_seconds: int = Field(description="How often the console looks at the queue again.")
 
 
 @operation(summary="The moderation console (sign in, queue, decisions, search, stats, admin)", tag="console",
