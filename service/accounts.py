@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import enum
 import hashlib
 import hmac
@@ -42,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
@@ -546,3 +547,57 @@ class Accounts:
         pipe.hset(keys.session(session.digest), "enrol", "0")
         pipe.pexpire(keys.session(session.digest), self._idle_ms)
         await pipe.execute()
+
+    # -- email notifications (`service.mail`) ----------------------------------------------------------------
+
+    async def set_notifications(self, name: str, notifications: Notifications) -> Notifications:
+        """A person's email address and how often they hear of the queue: each new comment, a digest every N
+        minutes, or nothing. The address is for these emails only; no view of the account shows it but this."""
+        folded, _ = await self._row(name)
+        await self._redis.hset(keys.account(folded), mapping={
+            "mail": notifications.email or "", "notify": notifications.mode,
+            "notify_minutes": notifications.minutes, "mail_lang": notifications.lang})
+        return notifications
+
+    async def notifications(self, name: str) -> Notifications:
+        _, row = await self._row(name)
+        return _notifications(row)
+
+    async def notification_recipients(self) -> builtins.list[tuple[Account, Notifications]]:
+        """Every enabled account with an address and a mode other than `none`."""
+        names = sorted(as_text(n) for n in await self._redis.smembers(keys.account_index()))
+        pipe = self._redis.pipeline(transaction=False)
+        for folded in names:
+            pipe.hgetall(keys.account(folded))
+        found = []
+        for row in (_fields(raw) for raw in await pipe.execute()):
+            if not row or row.get("disabled") == "1":
+                continue
+            account = self._account(row)
+            wanted = _notifications(row)
+            if wanted.email and wanted.mode != "none":
+                found.append((account, wanted))
+        return found
+
+
+NotifyMode = Literal["each", "digest", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notifications:
+    """What a moderator hears of the queue by email (`service.mail`)."""
+
+    email: str | None
+    mode: NotifyMode = "none"
+    #: The digest's interval (mode `digest`).
+    minutes: int = 30
+    lang: Literal["vi", "en"] = "vi"
+
+
+def _notifications(row: dict[str, str]) -> Notifications:
+    mode = row.get("notify", "none")
+    minutes = row.get("notify_minutes", "30")
+    return Notifications(email=row.get("mail") or None,
+                         mode=cast(NotifyMode, mode) if mode in ("each", "digest", "none") else "none",
+                         minutes=int(minutes) if minutes.isdigit() and minutes.isascii() else 30,
+                         lang="en" if row.get("mail_lang") == "en" else "vi")

@@ -23,6 +23,7 @@ from service.api import (
     admin,
     console,
     feed,
+    mail,
     middleware,
     moderation,
     ops,
@@ -37,6 +38,7 @@ from service.appkeys import (
     ACCOUNTS,
     CAPTCHAS,
     FEED,
+    MAIL,
     METRICS,
     MODERATION,
     PRIVACY,
@@ -55,6 +57,7 @@ from service.appkeys import (
 from service.captcha import Captchas
 from service.connections import create_redis
 from service.feed import Feed
+from service.mail.mailer import Mail
 from service.metrics import Metrics
 from service.moderation import Moderation
 from service.privacy import Privacy
@@ -181,6 +184,20 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop(background)
 
 
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Email (`service.mail`): built always (its link routes answer 404 when it is off), run only when it is on.
+    After the accounts: moderators' notification settings live on them."""
+    mail = Mail(app[REDIS], app[SCRIPTS], app[SETTINGS], app[ACCOUNTS], app[MODERATION], metrics=app[METRICS])
+    app[MAIL] = mail
+    try:
+        await mail.start()
+    except REDIS_UNREACHABLE as exc:  # the consumer creates its group on its first read then
+        log.warning("Redis unreachable at start (%s); email starts when it is back", exc)
+    task = asyncio.create_task(mail.run())
+    yield
+    await stop([task])
+
+
 def create_app(settings: Settings) -> web.Application:
     settings = settings.with_secret_key()
     app = web.Application(middlewares=[middleware.observe, middleware.cors, middleware.problems],
@@ -188,8 +205,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.security_headers)
-    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx, privacy_ctx])
-    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, privacy, reports,
+    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx, mail_ctx, privacy_ctx])
+    for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, mail, privacy, reports,
                    problems):
         module.setup_routes(app)
     if settings.captcha_test_answer:

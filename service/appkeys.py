@@ -24,6 +24,7 @@ from service.takedowns import Takedowns
 from service.tokens import Tokens
 
 if TYPE_CHECKING:
+    from service.mail.mailer import Mail
     from service.webhooks import Webhooks
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -38,6 +39,7 @@ MODERATION = web.AppKey("moderation", Moderation)
 PUBLICATION = web.AppKey("publication", Publication)
 FEED = web.AppKey("feed", Feed)
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
+MAIL: web.AppKey[Mail] = web.AppKey("mail")
 METRICS = web.AppKey("metrics", Metrics)
 PRIVACY = web.AppKey("privacy", Privacy)
 REPORTS = web.AppKey("reports", Reports)

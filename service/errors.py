@@ -160,6 +160,13 @@ class CursorExpired(Gone):
     code = "cursor_expired"
 
 
+class MailLinkInvalid(Gone):
+    """A link of an email that is not ours, expired, or (a moderator's one-click link) used already: which of
+    these is not told."""
+
+    code = "mail_link_invalid"
+
+
 class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
     status = 413

@@ -153,6 +153,7 @@ WIDGET_TEXT: Final[dict[str, tuple[str, str]]] = {
     "net": ("Không kết nối được máy chủ. Vui lòng thử lại.", "Could not reach the server. Please try again."),
     "now": ("vừa xong", "just now"),
     "yours": ("Bình luận của bạn", "Your comments"),
+    "notify": ("Gửi email cho tôi khi bình luận được duyệt", "Email me when my comment is approved"),
     "report": ("Báo vi phạm", "Report"),
     "reportOf": ("Báo vi phạm bình luận của {name}", "Report the comment by {name}"),
     "reason": ("Lý do", "Reason"),
@@ -881,3 +882,22 @@ def detail(code: str, template: str | None, params: dict[str, str | int], lang: 
 def fields_detail(messages: list[tuple[str, str]], lang: Lang) -> str:
     """The detail of a validation problem: each (field, localised message) as one clause."""
     return "; ".join(_pick(FIELD_DETAIL, lang).format(field=field, message=message) for field, message in messages)
+
+# -- email (`service.mail`, `api.mail`) ------------------------------------------------------------------------
+
+TITLES["mail_link_invalid"] = ("Liên kết không còn hiệu lực", "The link is no longer valid")
+EXPLANATIONS["mail_link_invalid"] = Explanation(
+    ("Liên kết trong email không đúng, đã quá hạn, hoặc (liên kết duyệt của người kiểm duyệt) đã được dùng một lần; "
+     "mỗi liên kết duyệt chỉ dùng được một lần.",
+     "The email's link is not one of ours, has expired, or (a moderator's decision link) was used already; each "
+     "decision link works once."),
+    ("Mở trang kiểm duyệt để xử lý bình luận, hoặc chờ email tiếp theo.",
+     "Open the moderation console to decide the comment, or wait for the next email."))
+DETAILS.update({
+    "this link is not valid, was already used or expired":
+        "Liên kết này không hợp lệ, đã được dùng hoặc đã hết hạn",
+    "this service sends no email": "Dịch vụ này không gửi email",
+    "no such approved comment": "Không có bình luận đã duyệt này",
+    "the comment changed meanwhile; try again": "Bình luận vừa thay đổi; hãy thử lại",
+    "you may set only your own notifications": "Bạn chỉ có thể đặt thông báo của chính mình",
+})

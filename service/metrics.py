@@ -71,6 +71,13 @@ class Metrics:
                                 ["group"], registry=r, multiprocess_mode="mostrecent")
         self.jobs = _Counter("comments_jobs_total", "Job attempts by queue and outcome (delivered, retrying, failed)",
                              ["queue", "outcome"], registry=r)
+        self.mail = _Counter("comments_mail_total",
+                             "Emails by kind and outcome (sent; failed: an attempt failed, retried later; "
+                             "suppressed: the address is on the suppression list; limited: over its address's "
+                             "limit, dropped)", ["kind", "outcome"], registry=r)
+        self.mail_lag = Gauge("comments_mail_lag_seconds",
+                              "How overdue the most overdue email is (0: every email due has been attempted)",
+                              registry=r, multiprocess_mode="mostrecent")
         self.redis_errors = _Counter("comments_redis_errors_total", "Redis errors seen by requests", ["kind"],
                                     registry=r)
         # Each worker refreshes these when it is scraped: the freshest reading is the truth ("max" would let a

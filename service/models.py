@@ -21,7 +21,7 @@ from typing import Annotated, Final, Literal
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 from email_validator.syntax import validate_email_domain_name
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from service import text
@@ -169,6 +169,13 @@ class CommentSubmission(BaseModel):
     parent_id: CommentId | None = Field(
         default=None, description="The id of the approved comment of the same article that this one replies "
                                   "to; absent or null for a top-level comment.")
+    notify: StrictBool = Field(
+        default=False, description="True when the author asks for an email once a moderator approves the comment "
+                                   "(the widget's checkbox, off by default; ignored when the service sends no "
+                                   "email). The address is used for nothing else.")
+    lang: Literal["vi", "en"] | None = Field(
+        default=None, description="The reader's language (the widget's), for the emails about this comment; "
+                                  "Vietnamese when absent.")
     #: A honeypot: hidden from people, filled in by bots. Anything in it quietly drops the comment.
     website: Annotated[StrictStr, Field(max_length=2000)] = Field(
         default="", description="Leave empty: a field hidden from people that bots fill in. A comment with "

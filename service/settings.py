@@ -11,6 +11,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -121,6 +122,27 @@ class Settings(BaseSettings):
     #: AOF alone. With Sentinel, 1 means a failover loses no acknowledged comment. Not for Redis Cluster.
     redis_replica_acks: int = Field(default=0, ge=0, le=5)
     redis_replica_ack_timeout_ms: int = Field(default=500, ge=10, le=10_000)
+    #: Email (service/mail): smtp://user:password@host:587 (STARTTLS) or smtps://...:465 (TLS from the start);
+    #: unset, every email feature is off (and the widget shows no email checkbox).
+    smtp_url: SecretStr | None = None
+    #: The From address of every email, e.g. "Báo Mẫu <binhluan@bao.example.vn>"; email is off without it.
+    mail_from: str | None = Field(default=None, max_length=200)
+    mail_reply_to: str | None = Field(default=None, max_length=200)
+    #: The digest interval of a moderator who asks for digests without naming one (minutes).
+    mail_digest_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    #: Emails per recipient address and window (more are dropped, counted `limited`), and in all per window
+    #: (more wait for the next window): (count, window seconds).
+    mail_limit_address: tuple[int, int] = (20, 3600)
+    mail_limit_overall: tuple[int, int] = (600, 60)
+    #: Tell authors who asked for email that their comment was rejected, with the moderator's reason.
+    mail_rejection_notice: bool = False
+    #: Permanent refusals (SMTP 5xx) of an address before it is suppressed for good.
+    mail_bounce_limit: int = Field(default=3, ge=1, le=100)
+    mail_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    mail_max_attempts: int = Field(default=12, ge=1, le=50)
+    mail_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    #: How long a moderator's approve/reject link in an email works.
+    mail_link_seconds: int = Field(default=3 * 86400, ge=60, le=30 * 86400)
     #: Reports of comments a client address may send per window: (count, window seconds). Kept whatever
     #: COMMENTS_RATE_LIMIT_ENABLED says: reports have no captcha.
     rate_limit_report: tuple[int, int] = (10, 3600)
@@ -142,6 +164,21 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        # The message never quotes the value: it may hold the password.
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:password@]host[:port] or smtps://...")
+        return value
 
     @field_validator("unsafe_allow")
     @classmethod
@@ -191,6 +228,11 @@ class Settings(BaseSettings):
             return cls()
         except ValidationError as exc:
             raise SettingsError(describe(exc)) from None
+
+    @property
+    def mail_enabled(self) -> bool:
+        """Email is on when an SMTP server and a From address are configured (`service.mail`)."""
+        return self.smtp_url is not None and bool(self.mail_from)
 
     @property
     def public_origin(self) -> str:

@@ -187,7 +187,8 @@ class Submissions:
         # last: the gate adds the sender's signals to that list (lib/store.lua).
         record = orjson.dumps({"name": form.name, "email": form.email, "title": form.title, "body": form.body,
                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
-                               "avatar": avatar, "created_at": iso(now_ms), "risk": risks})
+                               "avatar": avatar, "created_at": iso(now_ms), "lang": form.lang or "vi",
+                               "notify": form.notify, "risk": risks})
         # The search indexes the comment joins (`service.search`), written by the store in the same step.
         store_keys = keys.submit_keys(comment_id, article_id, email_digest=email_digest, ip_hash=client.ip_hash,
                                       words=search.index_words(form.name, form.title, form.body))

@@ -24,6 +24,7 @@ from aiohttp import web
 from service import i18n
 from service.api.common import not_modified
 from service.api.docs import Param, operation
+from service.appkeys import SETTINGS
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE
 from service.negotiation import quality_values
 
@@ -31,6 +32,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSS_VERSION_PLACEHOLDER = "__WIDGET_CSS_VERSION__"
 #: Where widget.js receives its messages (service/i18n.py, as JSON): one source for the widget and the service.
 MESSAGES_PLACEHOLDER = "{/*__WIDGET_MESSAGES__*/}"
+MAIL_PLACEHOLDER = "/*__WIDGET_MAIL__*/false"
 
 SHORT_CACHE = "public, max-age=300"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -67,13 +69,15 @@ class WidgetFiles:
     favicon: Asset
 
     @classmethod
-    def load(cls, static_dir: Path = STATIC_DIR) -> WidgetFiles:
+    def load(cls, static_dir: Path = STATIC_DIR, *, mail: bool = False) -> WidgetFiles:
         css = Asset.build((static_dir / "widget.css").read_bytes(), CSS_TYPE)
         script = (static_dir / "widget.js").read_text("utf-8")
         if CSS_VERSION_PLACEHOLDER not in script or MESSAGES_PLACEHOLDER not in script:
             raise RuntimeError("widget.js lost its stylesheet version or messages placeholder")
         messages = json.dumps(i18n.widget_messages(), ensure_ascii=False, separators=(",", ":"))
         script = script.replace(CSS_VERSION_PLACEHOLDER, css.version).replace(MESSAGES_PLACEHOLDER, messages)
+        if mail:  # the service sends email: the widget shows its checkbox (service.mail)
+            script = script.replace(MAIL_PLACEHOLDER, "true")
         js = Asset.build(script.encode("utf-8"), JS_TYPE)
         favicon = Asset.build((static_dir / "favicon.ico").read_bytes(), "image/x-icon")
         return cls(js, css, (static_dir / "demo.html").read_text("utf-8"), favicon)
@@ -176,7 +180,8 @@ async def favicon(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    files = WidgetFiles.load()
+    settings = app.get(SETTINGS)  # absent in an app of the widget's routes alone
+    files = WidgetFiles.load(mail=settings is not None and settings.mail_enabled)
     app[FILES_KEY] = files
     app.router.add_get("/widget.js", widget_js, name="widget-js")
     app.router.add_get(r"/widget.{version:[0-9a-f]{12}}.js", widget_js_pinned, name="widget-js-pinned")

@@ -154,8 +154,9 @@ local function decide(K, A)
   local event = 'comment.' .. (target == 'spam' and 'rejected' or target)
   if action == 'undo' then event = state == 'approved' and 'comment.retracted' or nil end
   if event then
+    -- The reason goes with it for the author's rejection notice (`service.mail`); webhooks leave it out.
     redis.call('XADD', K[12], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
-      'at', now, 'action', action)
+      'at', now, 'action', action, 'reason', A[4])
   end
 
   if target == 'approved' then

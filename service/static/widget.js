@@ -11,6 +11,8 @@
   var L = {/*__WIDGET_MESSAGES__*/};
   var LIMITS = { name: 80, title: 200, body: 5000 };
   var FIELDS = ['name', 'email', 'title', 'body', 'captcha_answer'];
+  // Whether the service sends email (COMMENTS_SMTP_URL): without it, no email checkbox. Filled in when served.
+  var MAIL = /*__WIDGET_MAIL__*/false;
   var uid = 0;
   var current = document.currentScript; // only valid now, while the script first runs
 
@@ -203,6 +205,10 @@
     mk('captcha_answer', t.captcha, h('input', { type: 'text', autocomplete: 'off', autocapitalize: 'characters',
       spellcheck: 'false', maxlength: 12, class: 'cw-code', required: true }), capRow);
 
+    // Off by default: the author asks, each time, for the email about the decision.
+    N.notify = MAIL ? h('input', { type: 'checkbox', name: 'notify', id: id('notify') }) : null;
+    var notifyRow = N.notify ? h('div', { class: 'cw-field cw-f-notify' }, [N.notify, ' ',
+      h('label', { for: id('notify'), text: t.notify })]) : null;
     var hp = h('input', { type: 'text', name: 'website', id: id('website'), tabindex: '-1', autocomplete: 'off',
       'aria-hidden': 'true' });
     N.hp = hp;
@@ -218,7 +224,7 @@
       h('h3', { class: 'cw-fh', id: id('fh'), text: t.form }),
       N.reply,
       h('div', { class: 'cw-grid' }, fields.slice(0, 2)),
-      fields[2], fields[3], fields[4],
+      fields[2], fields[3], fields[4], notifyRow,
       h('div', { class: 'cw-hp', 'aria-hidden': 'true' }, [h('label', { for: id('website'), text: 'Website' }), hp]),
       h('div', { class: 'cw-actions' }, [N.send]),
       N.status
@@ -456,11 +462,13 @@
     this.say(t.sending);
     var parent = this.parent;
     var payload = { name: v.name, email: v.email, title: v.title, body: v.body, captcha_id: this.captcha.id,
-      captcha_answer: v.captcha_answer, parent_id: parent ? parent.id : null, website: N.hp.value };
+      captcha_answer: v.captcha_answer, parent_id: parent ? parent.id : null, website: N.hp.value,
+      notify: !!(N.notify && N.notify.checked), lang: this.lang };
     this.captcha = null; // single-use, whatever happens next
     // Sending the same comment again (after a lost answer or a 503) reuses its key: the service then answers
     // with the first acknowledgement instead of queueing it twice.
-    var same = JSON.stringify([v.name, v.email, v.title, v.body, payload.parent_id, payload.website]);
+    var same = JSON.stringify([v.name, v.email, v.title, v.body, payload.parent_id, payload.website,
+      payload.notify]);
     if (this.idemFor !== same) {
       this.idemFor = same;
       this.idem = window.crypto && crypto.randomUUID ? crypto.randomUUID() : Date.now() + '-' + Math.random();
