@@ -47,6 +47,9 @@ class Publication:
         self._scripts = scripts
         self._redis = scripts.redis
         self._cache_seconds = cache_seconds
+        # Hand-made rather than cachetools' TTLCache/LRUCache (used elsewhere): every public read goes through
+        # both, and a cachetools get costs several times a dict's (docs/benchmarks.md), on the path whose
+        # throughput targets are not met yet.
         self._meta: dict[str, tuple[float, ArticleMeta]] = {}
         self._pages: OrderedDict[tuple[str, int, str, int, int], Page] = OrderedDict()
 
