@@ -501,7 +501,8 @@ async def test_layout_on_phone_and_desktop(browser: Browser, base: str, api: Api
         # The captcha picture is shown large (its readability is measured at 360 px wide): as wide as the form
         # allows, up to 360 px, in its own proportions.
         shown = await page.locator(f"{WIDGET} .cw-cap-img").evaluate(
-            "(el) => { const r = el.getBoundingClientRect(); return [r.width, r.height, el.parentElement.clientWidth]; }")
+            "(el) => { const r = el.getBoundingClientRect();"
+            " return [r.width, r.height, el.parentElement.clientWidth]; }")
         assert shown[0] >= min(360, shown[2]) - 2 and shown[0] <= 362, shown
         assert abs(shown[0] / shown[1] - 200 / 70) < 0.1, shown
         sizes = await page.evaluate(
