@@ -29,6 +29,7 @@ from bench.api import NAME, TITLE, long_body
 from bench.redis_server import Server, running, used_memory
 from bench.seed import Seeded, Seeder
 from service import keys, search
+from service.embedded import HASH_MAX_LISTPACK_VALUE
 
 #: Articles the memory comments are spread over (200 each at 20,000: an article's public hash is large).
 MEMORY_ARTICLES: Final = tuple(f"bench-mem-{i}" for i in range(100))
@@ -151,11 +152,6 @@ def measure_sizing(label: str, binary: str, workdir: Path, target: int, budget_s
 
 # -- prototype layouts: what each way of storing less would save, measured ------------------------------------
 
-#: Values up to this many bytes keep a hash in Redis's compact encoding (listpack; ziplist on 6.2). The default
-#: (64) makes every comment record a hashtable, since the record's JSON is longer.
-COMPACT_HASH_VALUE: Final = 2048
-#: `hash-max-ziplist-value` is the name both 6.2 and 7.x know (7.x: an alias of `hash-max-listpack-value`).
-COMPACT_HASH_ARGS: Final = ("--hash-max-ziplist-value", str(COMPACT_HASH_VALUE))
 
 
 def _scan(redis: Redis, pattern: str) -> list[bytes]:
@@ -216,7 +212,8 @@ def _no_word_index(redis: Redis, seeded: list[Seeded]) -> None:
         redis.unlink(key)
 
 
-#: Each step applied after the ones before it, on approved comments stored with `COMPACT_HASH_ARGS`.
+#: Each step applied after the ones before it, on approved comments stored as the service configures Redis
+#: (`service.embedded.HASH_MAX_LISTPACK_VALUE`: records in the compact hash encoding).
 PROTOTYPES: Final[tuple[tuple[str, Callable[[Redis, list[Seeded]], None]], ...]] = (
     ("record without `pub` (public view made from `d`)", _drop_pub),
     ("no article public hash (pages rendered from the records)", _drop_article_public),
@@ -232,7 +229,8 @@ def measure_prototypes(label: str, binary: str, workdir: Path, count: int,
     """Approved comments per byte under the layout as it is, with compact hashes, then each prototype step."""
     steps: list[dict[str, Any]] = []
     text = sum(text_bytes(s) for s in range(count)) / count
-    for config, extra in (("as configured", ()), (f"hash-max-listpack-value {COMPACT_HASH_VALUE}", COMPACT_HASH_ARGS)):
+    for config, extra in (("Redis's default hash-max-listpack-value (64)", ("--hash-max-ziplist-value", "64")),
+                          (f"as the service configures Redis (hash-max-listpack-value {HASH_MAX_LISTPACK_VALUE})", ())):
         with running(label, binary, workdir, *extra) as server:
             redis = Redis.from_url(server.url)
             try:
@@ -247,7 +245,7 @@ def measure_prototypes(label: str, binary: str, workdir: Path, count: int,
                               "record_encoding": str(redis.object("encoding", keys.comment(seeded[0].comment_id)))})
                 log(f"  prototype {config}: {steps[-1]['pending_beyond_text']:,.0f} B pending, "
                     f"{steps[-1]['approved_beyond_text']:,.0f} B approved")
-                if extra:
+                if not extra:
                     for name, change in PROTOTYPES:
                         change(redis, seeded)
                         after = used_memory(redis)
