@@ -69,6 +69,13 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{hooks}:delivery:<id>             | hash   | 7 days once done     | a delivery to one webhook (a `jobs` job) |
 | cm:{hooks}:due                       | zset   | none                 | delivery id -> next attempt ms |
 | cm:{hooks}:recent                    | zset   | none                 | delivery id -> last change ms (admin listing) |
+| cm:{mail}:owners                     | hash   | none                 | mail: the job queue's one owner ("mail") |
+| cm:{mail}:job:<id>                   | hash   | 1 day once done      | mail: one email, one recipient (a `jobs` job) |
+| cm:{mail}:due                        | zset   | none                 | mail: job id -> next attempt ms |
+| cm:{mail}:recent                     | zset   | none                 | mail: job id -> last change ms |
+| cm:{mail}:suppressed                 | hash   | none                 | mail: email digest -> why none goes to it |
+| cm:{mail}:bounces:<email digest>     | string | 30 days              | mail: permanent refusals (5xx) of an address |
+| cm:{mail}:link:<nonce>               | string | rest of link's life  | mail: a moderator's one-click link, used |
 | cm:{privacy}:log                     | stream | capped (100,000)     | privacy: erasures, retention runs (ids only) |
 | cm:{privacy}:takedowns               | stream | none                 | takedowns: the register of lawful requests |
 | cm:{privacy}:retention:lock          | string | lock TTL             | retention: the one worker running it now |
@@ -77,7 +84,8 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 
 The comment record `cm:{pXX}:c:<id>` is a hash of short fields (every decision reads them: decide.lua's one
 HMGET), written only by the scripts named. `d` holds the record as JSON: name, email, title, body, parent_id,
-ip_hash, email_hash, avatar, created_at, and last a "risk" list (the gate's signals are appended to it).
+ip_hash, email_hash, avatar, created_at, lang (the reader's language: vi or en) and notify (true: email the author
+the decision; absent in older records: false), and last a "risk" list (the gate's signals are appended to it).
 
 Memory: a record stays in Redis's compact hash encoding (listpack) while each value is at most
 `hash-max-listpack-value` bytes (`service.embedded.HASH_MAX_LISTPACK_VALUE`, 2048; docs/operations.md). Keep new
@@ -97,6 +105,7 @@ fields short, and the text in as few fields as possible: each copy of it (`d`; `
 | db    | moderator of the latest decision (who may undo it); removed by an undo | decide.lua |
 | ap    | approved ms; kept after a retraction; `ap` and `pub` are removed by an undo | decide.lua |
 | pub   | the public view (JSON), as in the article's `ap:` hash; kept after a retraction | decide.lua |
+| rs    | "1": the author confirmed they want an email for each approved reply (double opt-in) | `mail` |
 """
 
 from __future__ import annotations
@@ -376,6 +385,41 @@ def deliveries_due() -> str:
 
 def deliveries_recent() -> str:
     return f"{PREFIX}:{{hooks}}:recent"
+
+
+# -- email (`service.mail`): its job queue, the suppression list, used links (one slot: `{mail}`) ------------
+
+MAIL: Final = f"{PREFIX}:{{mail}}"
+
+
+def mail_owners() -> str:
+    return f"{MAIL}:owners"
+
+
+def mail_job(job_id: str) -> str:
+    return f"{MAIL}:job:{job_id}"
+
+
+def mail_due() -> str:
+    return f"{MAIL}:due"
+
+
+def mail_recent() -> str:
+    return f"{MAIL}:recent"
+
+
+def mail_suppressed() -> str:
+    """Addresses no email goes to, by their keyed digest (`clients.email_hash`), never the address."""
+    return f"{MAIL}:suppressed"
+
+
+def mail_bounces(email_digest: str) -> str:
+    return f"{MAIL}:bounces:{email_digest}"
+
+
+def mail_link_used(nonce: str) -> str:
+    """A one-click link's nonce (hex, from its verified signature), set once when the link is used."""
+    return f"{MAIL}:link:{nonce}"
 
 
 # -- the keys a script touches, in the order its KEYS table documents ----------------------------------------
