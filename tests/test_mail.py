@@ -221,16 +221,20 @@ async def test_a_moderator_hears_of_each_new_comment_with_the_queue(client: Clie
     await make_moderator(client, "Hương", email="huong@bao.example.vn", mode="each", lang="vi")
     for n in range(12):
         await submit_comment(client, "bai-4", title=f"Ý kiến {n} <x>", body="MUA NGAY TẠI http://spam.example")
-    messages = await sink.wait_for(12)
-    last = max(messages, key=lambda m: int(m["Subject"].split()[0]))
+    [last] = await sink.wait_for(1, lambda m: m["Subject"] == "12 bình luận đang chờ duyệt")
     check_headers(last, "huong@bao.example.vn")
-    assert last["Subject"] == "12 bình luận đang chờ duyệt"
     text = text_part(last)
-    assert "12 bình luận đang chờ duyệt; bình luận cũ nhất đã chờ" in text and "Vừa có một bình luận mới" in text
+    assert "12 bình luận đang chờ duyệt; bình luận cũ nhất đã chờ" in text and "Vừa có" in text
     assert len(links_in(text, "/mail/decide/")) == 20  # the first ten, each with approve and reject
     assert "Ý kiến 0 <x>" in text and "Ý kiến 10" not in text and "rủi ro:" in text
     assert "Ý kiến 0 &lt;x&gt;" in html_part(last)
-    assert len({m["Message-ID"] for m in messages}) == len(messages)
+
+    def told() -> int:  # comments a burst read together share one email: every new one is told once
+        found = [re.search(r"Vừa có (một|\d+) bình luận mới", text_part(m)) for m in sink.to("huong@bao.example.vn")]
+        return sum(1 if match[1] == "một" else int(match[1]) for match in found if match)
+
+    await until(lambda: _true(told() == 12))
+    assert len({m["Message-ID"] for m in sink.messages}) == len(sink.messages)
 
 
 async def test_a_digest_every_n_minutes_only_while_comments_wait(client: Client, sink: Sink) -> None:

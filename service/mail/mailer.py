@@ -71,6 +71,7 @@ DIGEST_CHECK_SECONDS: Final = 30.0
 QUEUE_ITEMS: Final = 10
 REPLY_LINK_SECONDS: Final = 30 * 86_400
 CONFIRM_LINK_SECONDS: Final = 7 * 86_400
+MAX_DELIVERIES: Final = 10
 
 
 class NotificationSettings(BaseModel):
@@ -150,7 +151,8 @@ class Mail:
             self._sender = smtp.envelope_sender(settings.mail_from)
         display, address = parseaddr(settings.mail_from or "")
         self.newspaper = display or address.rpartition("@")[2] or "comments"
-        self._outbox = OutboxConsumer(redis, CONSUMER, self._handle, metrics=metrics)
+        # An entry that keeps failing (a damaged record, say) goes to the dead letters rather than round for ever.
+        self._outbox = OutboxConsumer(redis, CONSUMER, self._handle, max_deliveries=MAX_DELIVERIES, metrics=metrics)
         self._queue = JobQueue(
             scripts, QUEUE_KEYS, self._attempt, name=CONSUMER, max_attempts=settings.mail_max_attempts,
             backoff_base_seconds=settings.mail_backoff_base_seconds,
@@ -200,7 +202,11 @@ class Mail:
 
     # -- jobs ------------------------------------------------------------------------------------------------
 
-    def _job(self, kind: Kind, event: str, to: str, lang: Lang, context: dict[str, Any]) -> NewJob:
+    def _job(self, kind: Kind, event: str, to: str, lang: Lang, context: dict[str, Any]) -> NewJob | None:
+        """The email as a job; None (counted `unsendable`) for an address SMTP without SMTPUTF8 cannot carry."""
+        if not to.isascii():
+            self._count(kind, "unsendable")
+            return None
         digest = email_hash(self._secret, to)
         job_id = hashlib.sha256(f"{kind}:{event}:{digest}".encode()).hexdigest()[:32]
         token = links.unsubscribe_link(self._secret, digest)
@@ -211,7 +217,8 @@ class Mail:
         body = orjson.dumps({"to": to, "digest": digest, "message": base64.b64encode(message).decode()})
         return NewJob(job_id, OWNER, kind, body)
 
-    async def _enqueue(self, jobs: list[NewJob]) -> int:
+    async def _enqueue(self, made: list[NewJob | None]) -> int:
+        jobs = [job for job in made if job is not None]
         if not jobs:
             return 0
         # The owner again: a Redis that lost its data since start would otherwise drop every job.
@@ -221,25 +228,34 @@ class Mail:
     # -- dispatcher: outbox entries become emails ------------------------------------------------------------
 
     async def _handle(self, partition: int, entries: list[Entry]) -> None:
-        jobs: list[NewJob] = []
-        summary: QueueSummary | None = None
-        each: list[tuple[Account, Notifications]] | None = None
+        jobs: list[NewJob | None] = []
+        submitted: list[str] = []
         for entry_id, fields in entries:
             event = fields.get("type")
             comment_id = fields.get("id", "")
             where = f"{partition}:{entry_id}"
             if event == "comment.submitted":
-                if each is None:
-                    each = [(a, n) for a, n in await self._accounts.notification_recipients() if n.mode == "each"]
-                if each:
-                    summary = summary or await self.queue_summary()
-                    jobs += [self._moderator_job(account, wanted, summary, f"{where}:{fold(account.name)}", new=True)
-                             for account, wanted in each]
+                submitted.append(entry_id)
             elif event == "comment.approved" and comment_id:
                 jobs += await self._approved(where, comment_id)
             elif event == "comment.rejected" and comment_id and fields.get("action") == "reject":
                 jobs += await self._rejected(where, comment_id, fields.get("reason", ""))
+        if submitted:
+            jobs += await self._each(partition, submitted)
         await self._enqueue(jobs)
+
+    async def _each(self, partition: int, submitted: list[str]) -> list[NewJob | None]:
+        """For moderators who want each new comment: one email per batch of new comments the consumer read
+        together (a burst of comments is one email, not one each), named by the batch's entries, so the same
+        batch handled again makes the same email."""
+        each = [(a, n) for a, n in await self._accounts.notification_recipients() if n.mode == "each"]
+        if not each:
+            return []
+        summary = await self.queue_summary()
+        batch = hashlib.sha256(",".join(submitted).encode()).hexdigest()[:16]
+        return [self._moderator_job(account, wanted, summary, f"{partition}:{batch}:{fold(account.name)}",
+                                    new=len(submitted))
+                for account, wanted in each]
 
     async def _read(self, comment_id: str) -> tuple[dict[str, Any] | None, str, str, str]:
         """A comment's record `d`, its article, state and reply subscription flag."""
@@ -247,11 +263,11 @@ class Mail:
         return (_record(raw), as_text(article) if article else "", as_text(state) if state else "",
                 as_text(replies) if replies else "")
 
-    async def _approved(self, where: str, comment_id: str) -> list[NewJob]:
+    async def _approved(self, where: str, comment_id: str) -> list[NewJob | None]:
         record, article, state, _ = await self._read(comment_id)
         if record is None or state != "approved":  # undone or retracted meanwhile: say nothing
             return []
-        jobs = []
+        jobs: list[NewJob | None] = []
         url = self.comment_url(article, comment_id)
         if record.get("notify") is True and record.get("email"):
             expires = now_ms() + REPLY_LINK_SECONDS * 1000
@@ -270,7 +286,7 @@ class Mail:
                     "comment_url": url}))
         return jobs
 
-    async def _rejected(self, where: str, comment_id: str, reason: str) -> list[NewJob]:
+    async def _rejected(self, where: str, comment_id: str, reason: str) -> list[NewJob | None]:
         if not self._settings.mail_rejection_notice:
             return []
         record, _, state, _ = await self._read(comment_id)
@@ -306,7 +322,7 @@ class Mail:
         return QueueSummary(count, oldest[0][0] if oldest else None, items)
 
     def _moderator_job(self, account: Account, wanted: Notifications, summary: QueueSummary, event: str, *,
-                       new: bool) -> NewJob:
+                       new: int) -> NewJob | None:
         now = now_ms()
         lang = wanted.lang
         expires = now + self._settings.mail_link_seconds * 1000
@@ -337,7 +353,7 @@ class Mail:
             return 0
         jobs = [self._moderator_job(account, notifications, summary,
                                     f"digest:{fold(account.name)}:{now // (notifications.minutes * 60_000)}",
-                                    new=False)
+                                    new=0)
                 for account, notifications in wanted]
         return await self._enqueue(jobs)
 
