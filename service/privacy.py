@@ -109,10 +109,11 @@ class ErasureRequest(BaseModel):
                                                           "reports it made); case does not matter.")
     comment_ids: list[CommentId] | None = Field(default=None, min_length=1, max_length=ERASE_IDS_MAX,
                                                 description="Erase these comments.")
-    mode: ErasureMode = Field(strict=False, description="delete (nothing personal is left: name, email, address hash and text "
-                                          "become a tombstone, and the comment leaves every public list) or "
-                                          "anonymise (the text stays, the author becomes “Bạn đọc”, the email "
-                                          "and address hash go).")
+    # Not strict: the JSON string "delete" is the enum's value.
+    mode: ErasureMode = Field(strict=False, description=(
+        "delete (nothing personal is left: name, email, address hash and text become a tombstone, and the comment "
+        "leaves every public list) or anonymise (the text stays, the author becomes “Bạn đọc”, the email and "
+        "address hash go)."))
     requested_by: StrictStr = Field(min_length=1, max_length=200, description=(
         "Who asked, for the privacy log, without personal data: e.g. `reader (ticket 4711)` or `self-service`."))
 

@@ -429,3 +429,34 @@ async def test_search_state_lists_author_and_leases_fan_out_over_the_masters(api
     assert renewed["held"] == held
     released = await (await api.post("/v1/moderation/claims/release", json={"ids": held}, headers=ADMIN)).json()
     assert released["held"] == held
+
+
+async def test_export_and_erasure_fan_out_over_the_masters(api: TestClient[Any, Any]) -> None:
+    """A reader's comments on articles of every master: exported, then erased (delete and anonymise), each comment
+    by erase.lua in its own slot, with no CROSSSLOT."""
+    articles = articles_in_distinct_partitions(6, prefix="gdpr-")
+    mine = [await submit_comment(api, article, email="hoa@example.vn", name="Hoa", body=f"Của Hoa {n}")
+            for n, article in enumerate(articles)]
+    other = await submit_comment(api, articles[0], email="minh@example.vn", name="Minh", body="Của Minh")
+    for item in [*mine[:4], other]:
+        await decide(api, item["id"])
+    exported = await (await api.post("/v1/privacy/export", json={"email": "hoa@example.vn"}, headers=ADMIN)).json()
+    assert sorted(c["id"] for c in exported["comments"]) == sorted(i["id"] for i in mine)
+
+    anonymised = await api.post("/v1/privacy/erasures", headers=ADMIN, json={
+        "comment_ids": [mine[0]["id"]], "mode": "anonymise", "requested_by": "test"})
+    assert (await anonymised.json())["erased"] == [mine[0]["id"]]
+    response = await api.post("/v1/privacy/erasures", headers=ADMIN, json={
+        "email": "hoa@example.vn", "mode": "delete", "requested_by": "test"})
+    assert response.status == 200, await response.text()
+    assert sorted((await response.json())["erased"]) == sorted(i["id"] for i in mine[1:])
+
+    for n, article in enumerate(articles):
+        listed = await (await api.get(f"/v1/articles/{article}/comments")).json()
+        shown = [(c["name"], c["body"]) for c in listed["comments"]]
+        assert shown == ([("Bạn đọc", "Của Hoa 0"), ("Minh", "Của Minh")] if n == 0 else [])
+    exported = await (await api.post("/v1/privacy/export", json={"email": "hoa@example.vn"}, headers=ADMIN)).json()
+    assert exported["comments"] == []
+    again = await api.post("/v1/privacy/erasures", headers=ADMIN, json={
+        "comment_ids": [i["id"] for i in mine[1:]], "mode": "delete", "requested_by": "test"})
+    assert sorted((await again.json())["already"]) == sorted(i["id"] for i in mine[1:])

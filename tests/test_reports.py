@@ -150,3 +150,54 @@ async def test_a_report_waiting_too_long_raises_the_alert(client: Client, settin
     assert await metric("comments_reports_oldest_waiting_seconds") > settings.report_alert_hours * 3600
     stats = await (await client.get("/v1/moderation/reports/stats", headers=ADMIN)).json()
     assert (stats["open"], stats["overdue"], stats["alert_hours"]) == (1, 1, 24)
+
+
+async def test_the_widgets_report_button_works_in_chromium(aiohttp_server: Any, settings: Settings) -> None:
+    """The reader's side in a real Chromium (as tests/test_widget_browser.py drives it): "Báo vi phạm" under an
+    approved comment, a reason and words, the thanks; the moderators' queue has the report."""
+    import shutil
+
+    from service.app import create_app
+
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:  # pragma: no cover - the test extra installs it
+        pytest.skip("the playwright package is not installed")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Chromium is not installed")
+    app = create_app(settings)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    from aiohttp import ClientSession
+
+    async with ClientSession() as http:
+        captcha = await (await http.post(f"{base}/v1/captchas")).json()
+        accepted = await (await http.post(f"{base}/v1/articles/rep-browser/comments", json={
+            "name": "Hùng", "email": "hung@example.vn", "title": "Ý kiến", "body": "Một bình luận gây tranh cãi",
+            "captcha_id": captcha["id"], "captcha_answer": "ABCDE"})).json()
+        response = await http.post(f"{base}/v1/moderation/comments/{accepted['id']}/decision",
+                                   json={"action": "approve"}, headers=ADMIN)
+        assert response.status == 200
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = await browser.new_page(locale="vi-VN")
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(f"{base}/demo/articles/rep-browser")
+                item = page.locator(f'[data-comments-article] li.cw-c[data-id="{accepted["id"]}"]')
+                button = item.get_by_role("button", name="Báo vi phạm bình luận của Hùng")
+                await button.click()
+                assert await button.get_attribute("aria-expanded") == "true"
+                await item.get_by_label("Lý do").select_option("offensive")
+                await item.get_by_label("Mô tả thêm (không bắt buộc)").fill("Lời lẽ xúc phạm người khác")
+                await item.get_by_role("button", name="Gửi báo cáo").click()
+                await item.get_by_role("status").filter(has_text="Cảm ơn bạn").wait_for()
+                assert errors == []
+            finally:
+                await browser.close()
+        queue = await (await http.get(f"{base}/v1/moderation/reports", headers=ADMIN)).json()
+    assert [(c["comment"]["id"], c["open_reports"]) for c in queue["comments"]] == [(accepted["id"], 1)]
+    assert queue["comments"][0]["reports"][0]["text"] == "Lời lẽ xúc phạm người khác"
+    assert queue["comments"][0]["reasons"] == {"offensive": 1}

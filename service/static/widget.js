@@ -233,7 +233,7 @@
 
     wrap.append(
       h('h2', { class: 'cw-h', id: id('h') }, [t.heading + ' ', N.count]),
-      N.closed, N.form, N.mine, N.info, N.list, N.more
+      N.closed, N.form, N.mine, N.info, N.list, N.more, this.dataPanel()
     );
 
     var me = store('get', 'cmts:me');
@@ -299,6 +299,10 @@
       pending ? null : h('button', { type: 'button', class: 'cw-btn cw-link cw-reply', text: t.reply,
         'aria-label': t.reply + ' ' + name, onclick: function () {
           self.setParent({ id: c.id, name: name });
+        } }),
+      pending ? null : h('button', { type: 'button', class: 'cw-btn cw-link cw-report', text: t.report,
+        'aria-label': fmt(t.reportOf, { name: name }), 'aria-expanded': 'false', onclick: function (e) {
+          self.reportForm(c.id, main, e.currentTarget);
         } })
     ]);
     var li = h('li', { class: 'cw-c' + (pending ? ' is-pending' : ''), 'data-id': c.id }, [
@@ -307,6 +311,59 @@
     li.replies = h('ol', { class: 'cw-replies' });
     li.append(li.replies);
     return li;
+  };
+
+  // "Báo vi phạm": a reason and optional words, below the comment; counted once per reader by the service.
+  W.reportForm = function (id, main, btn) {
+    var self = this, t = this.t, u = 'cw' + this.n + '-r' + id;
+    if (main.querySelector('.cw-rform')) { main.querySelector('select').focus(); return; }
+    var sel = h('select', { id: u + 's', name: 'reason' }, ['spam', 'offensive', 'false', 'unlawful', 'other']
+      .map(function (r) { return h('option', { value: r, text: t['r_' + r] }); }));
+    var txt = h('textarea', { id: u + 't', name: 'text', rows: 2, maxlength: 500 });
+    var msg = h('p', { class: 'cw-status', role: 'status', 'aria-live': 'polite' });
+    var close = function () { f.remove(); btn.setAttribute('aria-expanded', 'false'); btn.focus(); };
+    var send = h('button', { type: 'submit', class: 'cw-btn cw-primary', text: t.reportSend });
+    var f = h('form', { class: 'cw-rform', novalidate: true, onsubmit: function (e) {
+      e.preventDefault();
+      send.disabled = true;
+      self.api('POST', '/v1/comments/' + encodeURIComponent(id) + '/reports', { reason: sel.value, text: norm(txt.value) })
+        .then(function (r) {
+          if (r.ok) { f.replaceChildren(msg); msg.className = 'cw-status is-ok'; msg.textContent = t.reported; return; }
+          msg.className = 'cw-status is-error';
+          msg.textContent = r.status === 429 ? fmt(t.reportRate, { seconds: parseInt(r.headers.get('Retry-After'), 10) || 60 })
+            : (r.data.title || t.reportFail);
+        }, function () { msg.className = 'cw-status is-error'; msg.textContent = t.net; })
+        .then(function () { send.disabled = false; });
+    } }, [
+      h('div', { class: 'cw-field' }, [h('label', { for: u + 's', text: t.reason }), sel]),
+      h('div', { class: 'cw-field' }, [h('label', { for: u + 't', text: t.reportText }), txt]),
+      h('div', { class: 'cw-actions' }, [send, h('button', { type: 'button', class: 'cw-btn cw-sec', text: t.reportCancel,
+        onclick: close })]),
+      msg
+    ]);
+    main.append(f);
+    btn.setAttribute('aria-expanded', 'true');
+    sel.focus();
+  };
+
+  // "Dữ liệu của tôi": the reader's address; the service sends a link there (download, or confirm an erasure).
+  W.dataPanel = function () {
+    var self = this, t = this.t, u = 'cw' + this.n + '-d';
+    var email = h('input', { type: 'email', id: u + 'e', name: 'data_email', autocomplete: 'email', required: true });
+    var kind = h('select', { id: u + 'k', name: 'kind' }, [h('option', { value: 'export', text: t.myDataExport }),
+      h('option', { value: 'erase', text: t.myDataErase })]);
+    var msg = h('p', { class: 'cw-status', role: 'status', 'aria-live': 'polite' });
+    return h('details', { class: 'cw-data' }, [h('summary', { text: t.myData }), h('p', { class: 'cw-meta', text: t.myDataHint }),
+      h('form', { novalidate: true, onsubmit: function (e) {
+        e.preventDefault();
+        self.api('POST', '/v1/privacy/requests', { email: norm(email.value), kind: kind.value }).then(function (r) {
+          msg.className = 'cw-status ' + (r.ok ? 'is-ok' : 'is-error');
+          msg.textContent = r.ok ? t.myDataSent : (r.status === 429 ? fmt(t.rate, { seconds: parseInt(r.headers.get('Retry-After'), 10) || 60 })
+            : (r.data.title || t.fail));
+        }, function () { msg.className = 'cw-status is-error'; msg.textContent = t.net; });
+      } }, [h('div', { class: 'cw-field' }, [h('label', { for: u + 'e', text: t.email }), email]),
+        h('div', { class: 'cw-field' }, [h('label', { for: u + 'k', text: t.myData }), kind]),
+        h('div', { class: 'cw-actions' }, [h('button', { type: 'submit', class: 'cw-btn cw-sec', text: t.myDataSend })]), msg])]);
   };
 
   W.load = function (reset, fresh) {
