@@ -179,15 +179,21 @@ def test_the_solver_solves_clean_readings_and_reads_the_old_audio() -> None:
     """The controls: without them, a low figure below could mean a broken solver."""
     rng = np.random.default_rng(13)
     clean_answers = _answers(6, "clean")
-    solved_clean = sum(solve(_clean("vi", a, rng), "vi") == a for a in clean_answers)
+    clean_guesses = [solve(_clean("vi", a, rng), "vi") for a in clean_answers]
+    solved_clean = sum(g == a for g, a in zip(clean_guesses, clean_answers, strict=True))
+    right_clean = _characters_right(clean_guesses, clean_answers)
     old = _old_style("vi")
     old_answers = _answers(5, "old")
     old_guesses = [solve(bytes(old.generate(a)), "vi") for a in old_answers]
     solved_old = sum(g == a for g, a in zip(old_guesses, old_answers, strict=True))
     right_old = _characters_right(old_guesses, old_answers)
-    print(f"\nreplay solver, controls: clean readings {solved_clean}/6 solved; old-style audio {solved_old}/5 solved, "
+    print(f"\nreplay solver, controls: clean readings {solved_clean}/6 solved, {right_clean}/30 characters right; "
+          f"old-style audio {solved_old}/5 solved, "
           f"{right_old}/25 characters right")
-    assert solved_clean >= 4
+    # Counted by character: the alphabet without look-alike glyphs keeps letters whose Vietnamese names rhyme
+    # ("bê", "xê", "đê", "pê", "vê"), which costs whole answers of clean readings, not most characters (chance is
+    # 30 / len(ALPHABET), under 2 of 30).
+    assert right_clean >= 20
     # The old audio mixes its background in non-linearly, which costs this solver whole answers, but it still
     # hears most characters (chance: 1 in {len(ALPHABET)}).
     assert right_old >= 12
