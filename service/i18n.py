@@ -38,6 +38,7 @@ TITLES: Final[dict[str, tuple[str, str]]] = {
     "rate_limited": ("Bạn gửi quá nhanh, vui lòng thử lại sau", "Too many requests, try again later"),
     "unavailable": ("Hệ thống đang bận, vui lòng thử lại sau giây lát",
                     "The service is briefly unavailable, try again shortly"),
+    "listeners_full": ("Máy chủ đang phục vụ quá nhiều luồng sự kiện", "Too many open event streams"),
     "internal_error": ("Lỗi hệ thống", "Internal error"),
     "storage_corrupt": ("Dữ liệu đã lưu bị hỏng", "Stored data is damaged"),
     "signin_failed": ("Sai tên đăng nhập hoặc mật khẩu", "Wrong name or password"),
@@ -173,6 +174,8 @@ WIDGET_TEXT: Final[dict[str, tuple[str, str]]] = {
     "myData": ("Dữ liệu của tôi", "My data"),
     "myDataHint": ("Nhập email bạn đã dùng khi bình luận: chúng tôi gửi tới địa chỉ đó một liên kết, có hiệu lực "
                    "24 giờ.", "Enter the email you commented with: we send a link there, valid for 24 hours."),
+    "myDataEmail": ("Email đã dùng khi bình luận", "Email you commented with"),
+    "myDataKind": ("Bạn muốn", "You want to"),
     "myDataExport": ("Tải về dữ liệu của tôi", "Download my data"),
     "myDataErase": ("Xóa dữ liệu của tôi", "Erase my data"),
     "myDataSend": ("Gửi liên kết", "Send the link"),
@@ -265,7 +268,7 @@ CONSOLE_TEXT: Final[dict[str, tuple[str, str]]] = {
     "live.none_waiting": ("Không có bình luận nào đang chờ", "No comment is waiting"),
     "live.oldest": ("Chờ lâu nhất: {age}", "Oldest waiting: {age}"),
     "live.count_pending": ("Bình luận đang chờ duyệt", "Comments waiting for a decision"),
-    "live.count_day": ("Trong 24 giờ qua", "In the last 24 hours"),
+    "live.count_total": ("Tổng số bình luận ở trạng thái này", "All comments in this state"),
     "time.seconds": ("{n} giây", "{n} s"),
     "time.minutes": ("{n} phút", "{n} min"),
     "time.hours": ("{n} giờ", "{n} h"),
@@ -575,6 +578,8 @@ DETAILS: Final[dict[str, str]] = {
     "ip_hash has the wrong format": "ip_hash không đúng định dạng",
     "{holder} holds this comment": "{holder} đang giữ bình luận này",
     "too many comments, try again later": "Bạn gửi quá nhiều bình luận, vui lòng thử lại sau",
+    "this server already serves {max} event streams; try again later":
+        "Máy chủ này đang phục vụ {max} luồng sự kiện; vui lòng thử lại sau",
     "this Idempotency-Key was used for a different request": "Idempotency-Key này đã được dùng cho một yêu cầu khác",
     "comments are closed for this article": "Bài viết này đã đóng bình luận",
     "the comment replied to is not an approved comment of this article":
@@ -781,6 +786,14 @@ EXPLANATIONS: Final[dict[str, Explanation]] = {
          "bị lưu hai lần.",
          "Wait the seconds in the Retry-After header and resend; a comment resent with the same "
          "Idempotency-Key is not stored twice.")),
+    "listeners_full": Explanation(
+        ("Mỗi tiến trình của máy chủ chỉ giữ một số luồng sự kiện trực tiếp (GET /v1/moderation/events) cùng lúc; "
+         "luồng này vượt quá giới hạn đó. Không có gì thay đổi.",
+         "Each server process keeps a bounded number of live event streams (GET /v1/moderation/events) open at "
+         "once; this one was past that bound. Nothing changed."),
+        ("Thử lại sau số giây trong tiêu đề Retry-After; trong lúc chờ, đọc GET /v1/moderation/stats định kỳ.",
+         "Try again after the seconds in the Retry-After header; meanwhile, read GET /v1/moderation/stats "
+         "now and then.")),
     "internal_error": Explanation(
         ("Lỗi của chính dịch vụ; chi tiết đã được ghi vào nhật ký, không gửi cho người dùng.",
          "A defect in the service; the details were logged, not sent to the client."),
@@ -882,6 +895,7 @@ def detail(code: str, template: str | None, params: dict[str, str | int], lang: 
 def fields_detail(messages: list[tuple[str, str]], lang: Lang) -> str:
     """The detail of a validation problem: each (field, localised message) as one clause."""
     return "; ".join(_pick(FIELD_DETAIL, lang).format(field=field, message=message) for field, message in messages)
+
 
 # -- email (`service.mail`, `api.mail`) ------------------------------------------------------------------------
 
