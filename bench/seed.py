@@ -92,7 +92,7 @@ class Seeder:
                 for item in call:
                     call_keys += keys.decide_keys(item.comment_id, item.article_id, now // 3_600_000)
                     call_args += [item.comment_id, "approve", self.moderator, "", "", now, iso(now),
-                                  secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS, UNDO_WINDOW_MS, "admin"]
+                                  secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS, UNDO_WINDOW_MS, "admin", ""]
                 pipe.evalsha(self.sha["decide"], len(call_keys), *call_keys, *call_args)
             for answers in pipe.execute():
                 bad = [a for a in answers if a[0] != b"ok"]

@@ -38,6 +38,7 @@ from service.appkeys import (
     ACCOUNTS,
     CAPTCHAS,
     FEED,
+    LIVE,
     MAIL,
     METRICS,
     MODERATION,
@@ -57,6 +58,7 @@ from service.appkeys import (
 from service.captcha import Captchas
 from service.connections import create_redis
 from service.feed import Feed
+from service.live import Live
 from service.mail.mailer import Mail
 from service.metrics import Metrics
 from service.moderation import Moderation
@@ -134,7 +136,8 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CAPTCHAS] = captchas
     app[SUBMISSIONS] = Submissions(settings, scripts, captchas)
     app[TOKENS] = Tokens(app[REDIS], settings.admin_token.get_secret_value() if settings.admin_token else None)
-    app[MODERATION] = Moderation(scripts, settings.secret)
+    app[MODERATION] = Moderation(scripts, settings.secret, undo_lease_seconds=settings.lease_seconds_default)
+    app[LIVE] = Live(app[MODERATION])
     app[PUBLICATION] = Publication(scripts, cache_seconds=settings.public_cache_seconds)
     app[FEED] = Feed(scripts, retention_seconds=settings.feed_retention_seconds)
     hooks = Webhooks(app[REDIS], scripts, settings, metrics=app[METRICS])
@@ -144,7 +147,8 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
         await hooks.start()
     except REDIS_UNREACHABLE as exc:  # the dispatcher creates the consumer groups on its first read then
         log.warning("Redis unreachable at start (%s); webhooks start when it is back", exc)
-    jobs: list[Coroutine[Any, Any, None]] = [captchas.keep_pool_filled(), app[FEED].run_janitor(), hooks.run()]
+    jobs: list[Coroutine[Any, Any, None]] = [captchas.keep_pool_filled(), app[FEED].run_janitor(), hooks.run(),
+                                             app[LIVE].run()]
     tasks = [asyncio.create_task(job) for job in jobs]
     app[BACKGROUND] = tasks
     yield

@@ -11,6 +11,7 @@ from service.accounts import Accounts
 from service.captcha import Captchas
 from service.connections import RedisClient
 from service.feed import Feed
+from service.live import Live
 from service.metrics import Metrics
 from service.moderation import Moderation
 from service.privacy import Privacy
@@ -36,6 +37,7 @@ SUBMISSIONS = web.AppKey("submissions", Submissions)
 TOKENS = web.AppKey("tokens", Tokens)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 MODERATION = web.AppKey("moderation", Moderation)
+LIVE = web.AppKey("live", Live)
 PUBLICATION = web.AppKey("publication", Publication)
 FEED = web.AppKey("feed", Feed)
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")

@@ -219,6 +219,12 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class ListenersFull(Unavailable):
+    """A worker serves a bounded number of event streams (`live.MAX_LISTENERS`); one more is refused."""
+
+    code = "listeners_full"
+
+
 class InternalError(ServiceError):
     """A defect: what the client sees of an unexpected exception (the log has the rest)."""
 

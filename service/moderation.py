@@ -81,6 +81,8 @@ class State(enum.StrEnum):
 
 Action = Literal["approve", "reject", "spam"]
 ListState = Literal["pending", "approved", "rejected", "spam", "retracted"]
+#: The states with an index of their own in each partition (`keys.state_index`): what `StateTotals` counts.
+DECIDED_STATES: Final = (State.APPROVED, State.REJECTED, State.SPAM, State.RETRACTED)
 
 
 class ModeratorComment(BaseModel):
@@ -247,10 +249,33 @@ class TimeToDecision(BaseModel):
     week: WaitQuantiles = Field(description="Over the last 7 days (168 hours).")
 
 
+class StateTotals(BaseModel):
+    """How many comments are in each decided state now, over all time (each state's index, summed over the
+    partitions); a comment that changes state moves from one count to the other."""
+
+    approved: int = Field(description="Comments approved and public.")
+    rejected: int = Field(description="Comments rejected.")
+    spam: int = Field(description="Comments marked as spam.")
+    retracted: int = Field(description="Comments approved, then unpublished.")
+
+
+class QueueOverview(BaseModel):
+    """What the moderator console's tabs show: one event of `GET /v1/moderation/events`."""
+
+    queue_depth: int = Field(description="Comments waiting for a decision, claimed ones included.")
+    claimed: int = Field(description="Of them, those a moderator's live claim (lease) holds.")
+    oldest_pending_age_seconds: float | None = Field(description="How long the oldest pending comment has waited "
+                                                                 "at `at`; null when none waits.")
+    totals: StateTotals = Field(description="How many comments are in each decided state.")
+    at: str = Field(description="When these counts were read (ISO 8601, UTC).")
+
+
 class Stats(BaseModel):
     queue_depth: int = Field(description="Comments waiting for a decision.")
     oldest_pending_age_seconds: float | None = Field(description="How long the oldest of them has waited; null "
                                                                  "when none waits.")
+    totals: StateTotals = Field(description="How many comments are in each decided state, over all time (the "
+                                            "decisions fields cover the last 24 hours).")
     decisions_per_hour: dict[str, dict[str, int]] = Field(
         description="For each hour of the last 24 (its start, ISO 8601 UTC): decisions by action.")
     decisions_per_moderator: dict[str, dict[str, int]] = Field(
@@ -481,10 +506,13 @@ def _cursor(position: Position) -> str:
 
 
 class Moderation:
-    def __init__(self, scripts: Scripts, secret: bytes, *, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, scripts: Scripts, secret: bytes, *, clock: Callable[[], int] | None = None,
+                 undo_lease_seconds: int = 300) -> None:
         #: Now, in ms since the epoch: every decision, lease and stat reads it (a test moves it forward).
         self.clock = clock or now_ms
         self.undo_window_ms = UNDO_WINDOW_SECONDS * 1000
+        #: How long an undone comment stays leased to whoever undid it (the console's lease).
+        self.undo_lease_ms = undo_lease_seconds * 1000
         self._scripts = scripts
         self._redis = scripts.redis
         self._secret = secret
@@ -675,10 +703,13 @@ class Moderation:
             "decide", self._decide_keys(comment_id, article_id, now // 3_600_000),
             [comment_id, action, who.name, reason, "" if version is None else version, now, _iso(now),
              secrets.token_hex(8), OUTBOX_MAXLEN, STATS_TTL_SECONDS, self.undo_window_ms,
-             "admin" if who.may(Role.ADMIN) else ""], together=together)
+             "admin" if who.may(Role.ADMIN) else "", now + self.undo_lease_ms], together=together)
         if result[0] != b"ok":
             _refuse(result)
-        record = _record(comment_id, result[1:])
+        # An undone comment is leased to whoever undid it (decide.lua), until now + the undo lease.
+        leased = action == "undo"
+        record = _record(comment_id, result[1:], who.name if leased else None,
+                         _iso(now + self.undo_lease_ms) if leased else None)
         if record is None:
             raise NotFound("no such comment")
         if action == "spam":
@@ -772,13 +803,53 @@ class Moderation:
         heads = [scored(results[2 * p + 1])[0][1] for p in range(keys.PARTITIONS) if results[2 * p + 1]]
         return depth, (self.clock() - min(heads)) / 1000 if heads else None
 
+    async def totals(self) -> StateTotals:
+        """How many comments each decided state's index holds, summed over the partitions (one round trip)."""
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            for state in DECIDED_STATES:
+                batch.command("ZCARD", keys.state_index(partition, state.value))
+        counts = [int(n) for n in await batch.execute()]
+        width = len(DECIDED_STATES)
+        return StateTotals.model_validate({state.value: sum(counts[index::width])
+                                           for index, state in enumerate(DECIDED_STATES)})
+
+    async def overview(self) -> QueueOverview:
+        """The counts the console's tabs show, read at one instant: queue depth, how many of those are claimed,
+        the oldest pending comment's age, and the totals per decided state."""
+        now = self.clock()
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("ZCARD", keys.pending(partition))
+            batch.command("ZRANGE", keys.pending(partition), 0, 0, "WITHSCORES")
+            batch.command("ZCOUNT", keys.leases(partition), f"({now}", "+inf")
+        queued, totals = await asyncio.gather(batch.execute(), self.totals())
+        heads = [scored(queued[3 * p + 1])[0][1] for p in range(keys.PARTITIONS) if queued[3 * p + 1]]
+        return QueueOverview(queue_depth=sum(int(queued[3 * p]) for p in range(keys.PARTITIONS)),
+                             claimed=sum(int(queued[3 * p + 2]) for p in range(keys.PARTITIONS)),
+                             oldest_pending_age_seconds=(now - min(heads)) / 1000 if heads else None,
+                             totals=totals, at=iso(now))
+
+    async def change_marker(self) -> tuple[object, ...]:
+        """Something that changes whenever the queue does, read cheaply (three O(1) reads per partition): the
+        newest outbox entry (a submission, a decision that tells the outbox), the pending count (an undo, which
+        does not) and the lease count (a claim, a release). Equal markers mean nothing the console shows
+        changed, but for the age of the oldest comment, which the console counts on by itself."""
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.command("XREVRANGE", keys.outbox(partition), "+", "-", "COUNT", 1)
+            batch.command("ZCARD", keys.pending(partition))
+            batch.command("ZCARD", keys.leases(partition))
+        return tuple(repr(item) for item in await batch.execute())
+
     async def stats(self, hours: int = 24) -> Stats:
         hour = self.clock() // 3_600_000
         batch = self._scripts.batch()
         for partition in range(keys.PARTITIONS):
             for h in range(hour - hours + 1, hour + 1):
                 batch.command("HGETALL", keys.stats(partition, h))
-        (depth, oldest), results = await asyncio.gather(self.queue_health(), batch.execute())
+        (depth, oldest), results, totals = await asyncio.gather(self.queue_health(), batch.execute(),
+                                                                self.totals())
         per_hour: dict[str, dict[str, int]] = {}
         per_moderator: dict[str, dict[str, int]] = {}
         per_hour_moderator: dict[str, dict[str, int]] = {}
@@ -795,7 +866,7 @@ class Moderation:
                 if action != "undo":
                     per_hour_moderator.setdefault(label, {}).setdefault(moderator, 0)
                     per_hour_moderator[label][moderator] += int(count)
-        return Stats(queue_depth=depth, oldest_pending_age_seconds=oldest,
+        return Stats(queue_depth=depth, oldest_pending_age_seconds=oldest, totals=totals,
                      decisions_per_hour=dict(sorted(per_hour.items())), decisions_per_moderator=per_moderator,
                      decisions_per_hour_per_moderator=dict(sorted(per_hour_moderator.items())),
                      time_to_decision=await self._time_to_decision(hour))
@@ -846,7 +917,8 @@ class Moderation:
 
     async def undo(self, who: Principal, comment_id: str) -> ModeratorComment:
         """The comment's last decision undone (decide.lua's rules): back to pending, in the queue at its
-        submission time; an approval is unpublished."""
+        submission time, and leased to `who` (`undo_lease_ms`) so that no other claim takes it first; an approval
+        is unpublished."""
         return await self.decide(who, comment_id, "undo")
 
     # -- lists by state, search, an author's record ----------------------------------------------------------

@@ -47,9 +47,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _responses(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, model in op.responses.items():
-        entry: dict[str, Any] = {"description": "OK" if status < 300 else "Not modified"}
-        if isinstance(model, type):
-            entry["content"] = {"application/json": {"schema": _ref(model)}}
+        entry: dict[str, Any] = {"description": "OK" if status < 300 else "Not modified" if status == 304
+                                 else HTTPStatus(status).phrase}
+        if isinstance(model, type):  # JSON, or what `media` names (an event stream's events, say)
+            entry["content"] = {op.media.get(status, "application/json"): {"schema": _ref(model)}}
         elif model is not None:
             media = op.media.get(status, "application/octet-stream")
             schema: dict[str, Any] = {"type": "object"} if model == "json" else \
@@ -75,8 +76,8 @@ def _error_text(status: int) -> str:
 
 def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")
-    doc: dict[str, Any] = {"operationId": f"{method}_{name}", "summary": op.summary, "tags": [op.tag],
-                           "responses": _responses(op)}
+    doc: dict[str, Any] = {"operationId": op.operation_id or f"{method}_{name}", "summary": op.summary,
+                           "tags": [op.tag], "responses": _responses(op)}
     params = []
     for p in op.params:
         schema = {"type": "array", "items": p.schema, "minItems": 1, "maxItems": 100} if p.many else p.schema
@@ -86,6 +87,8 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     if op.role is not None:
         doc["security"] = [{"bearer": []}]
         doc["description"] = ROLE_TEXT.format(role=op.role)
+    if op.description:
+        doc["description"] = f"{doc.get('description', '')}\n\n{op.description}".strip()
     if params:
         doc["parameters"] = params
     if op.request is not None:

@@ -32,7 +32,7 @@ ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide",
 #: Every script, named once (in `ScriptName`); tests/test_scripts.py checks that each lua/*.lua file is named.
 NAMES: Final[tuple[ScriptName, ...]] = get_args(ScriptName)
 #: ARGV of one decision: decide.lua's header lists them (`moderation.Moderation.decide` builds them).
-DECIDE_ARGS: Final = 12
+DECIDE_ARGS: Final = 13
 #: The scripts that take several calls in one run (`run_soon(..., together=...)`: the `Coalescer` concatenates
 #: their KEYS and ARGV), with the KEYS and ARGV of one call. The script reads them back by these counts, as `NK`
 #: and `NA`, from a line put before its text when it is loaded; the keys are counted from their builder, so a key

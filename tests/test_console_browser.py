@@ -300,6 +300,48 @@ async def test_two_moderators_see_disjoint_comments_and_empty_the_queue(
         await page.context.close()
 
 
+@pytest.mark.timeout(300)
+async def test_a_new_arrival_appears_without_reload_by_the_live_events(
+        browser: Browser, base: str, api: Api, http: aiohttp.ClientSession) -> None:
+    """The console hears of a submission through GET /v1/moderation/events: its settings are answered with an
+    hour-long poll, so only the event stream can bring the new card and the tab counts within the wait."""
+    name = f"Thu{secrets.token_hex(2)}"
+    await make_person(http, base, name)
+    page, problems = await new_page(browser)
+
+    async def slow_poll(route: Any) -> None:
+        response = await route.fetch()
+        settings = await response.json()
+        await route.fulfill(response=response, json={**settings, "poll_seconds": 3600})
+
+    await page.route(f"{base}/moderation/settings", slow_poll)
+    streams: list[str] = []
+    page.on("request", lambda request: streams.append(request.url) if "/v1/moderation/events" in request.url
+            else None)
+    await sign_in(page, base, name)
+    await page.locator(".queue-status").wait_for()
+    assert await page.locator(".cards .card").count() == 0
+    await eventually(lambda: _true(bool(streams)), "the console opened the event stream")
+
+    article = article_id("live")
+    first = (await api.submit(article, name="Độc giả", title="Mới đến", body="Vừa gửi."))["id"]
+    await page.locator(f'.card[data-id="{first}"]').wait_for(timeout=30_000)
+    assert await page.locator('[data-count="queue"]').first.text_content() == "1"
+    # Decided: the approved tab counts every approval (a total, not the last 24 hours).
+    await page.keyboard.press("a")
+
+    async def approved_counted() -> bool:
+        return await page.locator('[data-count="approved"]').first.text_content() == "1"
+
+    await eventually(approved_counted, "the approved tab counts the approval", seconds=30)
+    assert problems == []
+    await page.context.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 # --- 3. the session across sites, the CSP, hostile text ---
 
 XSS_NAME = "<img src=x onerror=alert('name')>"

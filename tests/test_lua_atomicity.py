@@ -22,12 +22,13 @@ from redis.asyncio import Redis
 from redis_dump import READ_ALL, flatten
 
 from service import keys
-from service.app import BACKGROUND, create_app, stop
+from service.app import BACKGROUND, create_app
 from service.appkeys import CAPTCHAS, SCRIPTS, SETTINGS
 from service.errors import StorageCorrupt
 from service.feed import Feed
 from service.settings import Settings
 from service.submissions import idempotent_comment_id
+from service.tasks import stop
 
 Client = TestClient[web.Request, web.Application]
 ARTICLE: Final = "bai-viet-7"
@@ -80,7 +81,8 @@ def comment_id(client: Client, article: str = ARTICLE, key: str = IDEMPOTENCY_KE
 async def quiet(client: Client) -> Client:
     """The app without its background work (the webhook dispatcher creates outbox groups, the janitor trims):
     only the operation under test changes the database."""
-    await stop(client.app[BACKGROUND])
+    background: list[asyncio.Task[None]] = client.app[BACKGROUND]
+    await stop(background)
     return client
 
 
@@ -160,6 +162,38 @@ async def _claim_article_reads(client: Client, redis: Redis) -> dict[str, str]:
     return {**await _claim_reads(client, redis), keys.article_pending(ARTICLE): "zset"}
 
 
+async def _claimed(client: Client) -> None:
+    await _submitted(client)
+    assert (await _claim(client)) == 200
+
+
+async def _lease(client: Client, mode: str) -> int:
+    response = await client.post(f"/v1/moderation/claims/{mode}", json={"ids": [comment_id(client)]}, headers=ADMIN)
+    return await _status(response)
+
+
+async def _lease_reads(client: Client, redis: Redis) -> dict[str, str]:
+    """lease.lua checks all four of its keys; a renewal writes only the leases, a release not the pending."""
+    partition = keys.partition_of_article(ARTICLE)
+    return {keys.leases(partition): "zset", keys.holders(partition): "hash", keys.ready(partition): "zset",
+            keys.pending(partition): "zset"}
+
+
+async def _rejected(client: Client) -> None:
+    await _submitted(client)
+    assert (await _decide(client, "reject")) == 200
+
+
+async def _undo(client: Client) -> int:
+    """Within the undo window of the setup's decision (a few milliseconds old)."""
+    return await _status(await client.post(f"/v1/moderation/comments/{comment_id(client)}/undo", headers=ADMIN))
+
+
+async def _undo_reads(client: Client, redis: Redis) -> dict[str, str]:
+    """An undo checks the ready queue too, which it no longer writes (the comment is leased to its undoer)."""
+    return {keys.ready(keys.partition_of_article(ARTICLE)): "zset"}
+
+
 async def _retract(client: Client) -> int:
     return await _status(await client.post(f"/v1/moderation/comments/{comment_id(client)}/retract",
                                            json={"reason": "test"}, headers=ADMIN))
@@ -190,6 +224,10 @@ OPERATIONS: Final = [
     Operation("retract", _approved, _retract),
     Operation("claim", _submitted, _claim, _claim_reads),
     Operation("claim an article's", _submitted, _claim_article, _claim_article_reads),
+    Operation("renew a lease", _claimed, lambda client: _lease(client, "renew"), _lease_reads),
+    Operation("release a lease", _claimed, lambda client: _lease(client, "release"), _lease_reads),
+    Operation("undo an approval", _approved, _undo, _undo_reads),
+    Operation("undo a rejection", _rejected, _undo, _undo_reads),
     Operation("close an article", _submitted, _close),
     Operation("count a failed login", _nothing, _wrong_token),
     Operation("trim the feed", _approved, _trim),

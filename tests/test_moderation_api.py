@@ -126,10 +126,13 @@ async def test_undo_puts_the_last_decision_back_to_pending(client: Client, redis
         assert (record["state"], record["version"], record["decided_at"]) == ("pending", 3, None)
         entries = await history(client, comment_id)
         assert [(e["action"], e["to_state"]) for e in entries][-1] == ("undo", "pending")
-        # Back in the queue at its submission time, claimable again.
+        # Back in the queue at its submission time, and leased to Lan, who undid it: not claimable by others.
         partition = keys.partition_of_comment(comment_id)
-        for queue in (keys.pending(partition), keys.ready(partition), keys.article_pending(article)):
+        for queue in (keys.pending(partition), keys.article_pending(article)):
             assert await redis.zscore(queue, comment_id) == float(submitted[comment_id] or 0)
+        assert await redis.zscore(keys.ready(partition), comment_id) is None
+        assert await redis.hget(keys.holders(partition), comment_id) == b"Lan"
+        assert record["claimed_by"] == "Lan" and record["lease_expires_at"] is not None
 
     # Unpublished (read from Redis: the public list is cached for a moment by each worker).
     assert await redis.zrange(keys.article_order(article), 0, -1) == []
@@ -139,6 +142,10 @@ async def test_undo_puts_the_last_decision_back_to_pending(client: Client, redis
     assert [fields[b"type"] for _, fields in events] == [b"comment.approved", b"comment.retracted"]
     queued = await get_json(client, "/v1/moderation/queue", ADMIN, article_id=article)
     assert [c["id"] for c in queued["comments"]] == [approved, rejected, spam]
+    # Another moderator's claim does not take them, nor may they decide them while Lan's lease lives.
+    minh = await token(client, "moderator", "Minh")
+    assert (await post(client, "/v1/moderation/claims", minh, {"limit": 10}))[1]["comments"] == []
+    assert (await decide(client, minh, rejected, "approve"))[1]["code"] == "leased_to_other"
     # Decided again after the undo: published again, once.
     assert (await decide(client, lan, approved, "approve"))[0] == 200
     assert await redis.zrange(keys.article_order(article), 0, -1) == [approved.encode()]
@@ -362,3 +369,30 @@ async def test_the_routes_are_in_the_openapi_document(client: Client) -> None:
                          ("/v1/moderation/claims/renew", "post"), ("/v1/moderation/claims/release", "post"),
                          ("/v1/moderation/comments/{comment_id}/undo", "post")):
         assert method in paths[path], path
+
+
+# -- the console's address without its slash ------------------------------------------------------------------
+
+async def test_the_console_without_its_slash_redirects_and_keeps_one_operation_id(client: Client) -> None:
+    for path, location in (("/moderation", "/moderation/"), ("/moderation?lang=en", "/moderation/?lang=en")):
+        response = await client.get(path, allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (308, location)
+    assert (await client.get("/moderation")).status == 200  # followed: the page
+    document = await get_json(client, "/openapi.json")
+    assert document["paths"]["/moderation"]["get"]["operationId"] == "get_moderation_redirect"
+    assert document["paths"]["/moderation/"]["get"]["operationId"] == "get_moderation"
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+
+
+# -- totals per state -----------------------------------------------------------------------------------------
+
+async def test_stats_count_every_comment_of_each_decided_state(client: Client) -> None:
+    lan = await token(client, "moderator", "Lan")
+    ids = [(await submit(client, article))["id"] for article in articles_in_distinct_partitions(5)]
+    for comment_id, action in zip(ids, ("approve", "approve", "reject", "spam"), strict=False):
+        assert (await decide(client, lan, comment_id, action))[0] == 200
+    assert (await post(client, f"/v1/moderation/comments/{ids[1]}/retract", lan))[0] == 200
+    stats = await get_json(client, "/v1/moderation/stats", lan)
+    assert stats["queue_depth"] == 1
+    assert stats["totals"] == {"approved": 1, "rejected": 1, "spam": 1, "retracted": 1}

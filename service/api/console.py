@@ -4,7 +4,8 @@ The console is plain HTML, CSS and JavaScript (`service/static/console/`), with 
 public API only (sessions, moderation, accounts, tokens, webhooks), as any other client could. The files are
 read, versioned and gzip-compressed once, when the routes are set up, as the widget's are (`api.widget`):
 
-* ``/moderation/``                     the page (``no-cache``; it names the current script and stylesheet)
+* ``/moderation/``                     the page (``no-cache``; it names the current script and stylesheet);
+                                         ``/moderation`` redirects to it (308; its own operation id)
 * ``/moderation/console.<hash>.js``    the script, its messages (`service.i18n`) inside, immutable
 * ``/moderation/console.<hash>.css``   the stylesheet, immutable
 * ``/moderation/settings``             what the console needs to know of the configuration (moderators only)
@@ -82,6 +83,14 @@ async def page(request: web.Request) -> web.Response:
                         headers=PAGE_HEADERS)
 
 
+@operation(summary="The console's address without its slash: a permanent redirect to /moderation/", tag="console",
+           responses={308: None}, operation_id="get_moderation_redirect")
+async def to_page(request: web.Request) -> web.Response:
+    """`/moderation` as typed: the page is `/moderation/` (its relative links need the slash)."""
+    location = "/moderation/" + (f"?{request.query_string}" if request.query_string else "")
+    raise web.HTTPPermanentRedirect(location)
+
+
 def _version(request: web.Request, asset: Asset) -> Asset:
     if request.match_info["version"] != asset.version:
         raise web.HTTPNotFound()
@@ -119,6 +128,7 @@ async def console_settings(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     app[FILES_KEY] = ConsoleFiles.load()
     app.router.add_get("/moderation/", page, name="console")
+    app.router.add_get("/moderation", to_page)
     app.router.add_get(r"/moderation/console.{version:[0-9a-f]{12}}.js", script, name="console-js")
     app.router.add_get(r"/moderation/console.{version:[0-9a-f]{12}}.css", styles, name="console-css")
     app.router.add_get("/moderation/settings", console_settings)

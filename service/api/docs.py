@@ -32,6 +32,10 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     media: dict[int, str] = field(default_factory=dict)
+    #: More than the summary says (the document's `description`, after the role's line).
+    description: str = ""
+    #: The operation's id when the one made from its method and path is taken (`/moderation` and `/moderation/`).
+    operation_id: str = ""
 
 
 class Documented(Protocol):
@@ -42,10 +46,11 @@ class Documented(Protocol):
 
 def operation(*, summary: str, tag: str, responses: dict[int, type[BaseModel] | str | None],
               request: type[BaseModel] | None = None, role: str | None = None, params: tuple[Param, ...] = (),
-              errors: tuple[int, ...] = (), media: dict[int, str] | None = None) -> Callable[[F], F]:
+              errors: tuple[int, ...] = (), media: dict[int, str] | None = None,
+              description: str = "", operation_id: str = "") -> Callable[[F], F]:
     """The handler's `Operation` (its fields, by name), for the OpenAPI document."""
     op = Operation(summary=summary, tag=tag, responses=responses, request=request, role=role, params=params,
-                   errors=errors, media=media or {})
+                   errors=errors, media=media or {}, description=description, operation_id=operation_id)
 
     def attach(handler: F) -> F:
         cast(Documented, handler).__openapi__ = op

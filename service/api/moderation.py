@@ -3,6 +3,7 @@ search, an author's record, history, stats, open/close articles."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -13,8 +14,9 @@ from service import search, text
 from service.api.auth import require_role
 from service.api.common import MAX_BODY_BYTES, int_query, json_response, read_json
 from service.api.docs import Param, operation
-from service.appkeys import METRICS, MODERATION
+from service.appkeys import LIVE, METRICS, MODERATION
 from service.errors import FieldError, NotFound, ValidationFailed
+from service.live import HEARTBEAT_SECONDS, MAX_LISTENERS
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE, COMMENT_ID_PATTERN, COMMENT_ID_RE, Email
 from service.moderation import (
     BULK_MAX,
@@ -36,6 +38,7 @@ from service.moderation import (
     LeaseRequest,
     LeaseResult,
     ModeratorComment,
+    QueueOverview,
     QueuePage,
     ReleaseRequest,
     RetractRequest,
@@ -351,7 +354,54 @@ async def undo(request: web.Request) -> web.Response:
     return json_response(record)
 
 
+#: How long a browser waits before it reconnects a dropped event stream (the `retry:` field), in ms.
+EVENTS_RETRY_MS: Final = 5000
+
+
+@operation(summary="Live counts: an event whenever the queue changes (server-sent events)", tag="moderation",
+           role="moderator", responses={200: QueueOverview}, media={200: "text/event-stream"},
+           errors=AUTH_ERRORS, description=(
+               "A `text/event-stream` (server-sent events; the session cookie or a bearer token). The first "
+               "event comes at once; another follows whenever the queue changes: a submission, a decision, an "
+               "undo, a claim or a release (within about a second; changes close together may share one "
+               "event). Each event is named `counts` and its `data` is one `QueueOverview` as JSON: queue depth, "
+               "how many are claimed, the oldest pending comment's age, the totals per decided state. A comment "
+               f"line (`: heartbeat`) keeps an idle stream open every {HEARTBEAT_SECONDS:.0f} s. Each server "
+               f"process serves at most {MAX_LISTENERS} streams: one more is refused with 503 `listeners_full` "
+               "(retry after Retry-After, or read `GET /v1/moderation/stats` meanwhile)."))
+async def events(request: web.Request) -> web.StreamResponse:
+    await require_role(request, Role.MODERATOR)
+    stream = request.app[LIVE].events()
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    try:
+        first = await anext(stream)  # refused (503) before anything is sent when the worker is full
+        assert first is not None  # the stream's first item is the counts
+        await response.prepare(request)
+        await response.write(f"retry: {EVENTS_RETRY_MS}\n\n".encode() + _event(first))
+        async for overview in stream:
+            await response.write(b": heartbeat\n\n" if overview is None else _event(overview))
+    except (ConnectionResetError, OSError):
+        pass  # the client went away: the stream's end gives its place back
+    finally:
+        await stream.aclose()
+    with contextlib.suppress(ConnectionResetError, OSError):
+        await response.write_eof()
+    return response
+
+
+def _event(overview: QueueOverview) -> bytes:
+    return b"event: counts\ndata: " + overview.model_dump_json().encode() + b"\n\n"
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """At shutdown: open event streams end, so the server need not wait out its shutdown timeout."""
+    app[LIVE].close()
+
+
 def setup_routes(app: web.Application) -> None:
+    app.on_shutdown.append(_end_event_streams)
+    app.router.add_get("/v1/moderation/events", events)
     app.router.add_get("/v1/moderation/queue", queue)
     app.router.add_post("/v1/moderation/claims", claim)
     app.router.add_post("/v1/moderation/claims/renew", renew)

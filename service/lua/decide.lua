@@ -6,7 +6,8 @@
 --   undo: approved | rejected | spam -> pending, only the last decision (a retraction is not undone), only
 --   within A[11] ms of it, only by its maker (A[3]) or an admin (A[12]). Undoing an approval unpublishes it (a
 --   comment.retracted event on the feed and the outbox); every undo puts the comment back in the queues at its
---   submission time. The undone decision stays counted in the hour's stats; the undo is counted as "undo".
+--   submission time, leased to whoever undid it until A[13] (not in `ready`: no other claim takes it first).
+--   The undone decision stays counted in the hour's stats; the undo is counted as "undo".
 --
 -- One call decides one or more comments, in order, each as its own step with its own answer: decisions that
 -- arrive together share one call (`scripts.Coalescer`), since each call costs more than a decision here.
@@ -21,7 +22,7 @@
 -- A[1] id   A[2] action   A[3] moderator   A[4] reason   A[5] expected version or ""
 -- A[6] now ms   A[7] now ISO-8601   A[8] decision id (a retried call is recognised by it)
 -- A[9] outbox max length   A[10] stats TTL seconds   A[11] undo window ms   A[12] "admin" when the moderator
--- may undo anyone's decision, else ""
+-- may undo anyone's decision, else ""   A[13] an undo's lease expiry ms (the comment stays with its undoer)
 -- Returns one answer per decision: {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a
 -- retry of the same decision), else {"missing"} | {"stale", v} | {"decided", state} | {"not_approved", state} |
 -- {"leased", holder} | {"not_undoable", state} | {"undo_expired", state} | {"not_yours", maker} |
@@ -105,9 +106,12 @@ local function decide(K, A)
     if state == 'approved' and not row[9] then return {'corrupt', 'damaged:comment'} end
     bad = damaged(K, action, target, state)
     if bad then return {'corrupt', bad} end
-    -- Back in the queues at its submission time, where it was before the decision.
+    -- Back in the queues at its submission time, where it was before the decision, and leased to whoever undid
+    -- it rather than claimable (`ready`): the one who changed their mind decides again. The leases and holders
+    -- keys were checked with the others above.
     redis.call('ZADD', K[3], row[5], id)
-    redis.call('ZADD', K[4], row[5], id)
+    redis.call('ZADD', K[5], A[13], id)
+    redis.call('HSET', K[6], id, moderator)
     redis.call('HSET', K[7], id, article)
     redis.call('ZADD', K[14], row[5], id)
   else

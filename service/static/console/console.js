@@ -136,6 +136,7 @@
     stats: null,
     statsAt: 0,
     timers: [],
+    events: null, // the live counts' EventSource; while it is open the periodic fetch of the counts rests
     main: null,
   };
 
@@ -1482,15 +1483,12 @@
     oldest.textContent = age === null ? t('live.none_waiting')
       : t('live.oldest', {age: duration(age + (Date.now() - app.statsAt) / 1000)});
     oldest.classList.toggle('is-late', age !== null && age > 3600);
-    const counts = {queue: stats.queue_depth};
-    for (const [action, view] of [['approve', 'approved'], ['reject', 'rejected'], ['spam', 'spam']]) {
-      counts[view] = Object.values(stats.decisions_per_hour || {}).reduce((sum, byAction) => sum + (byAction[action] || 0), 0);
-    }
+    const counts = {queue: stats.queue_depth, ...(stats.totals || {})};
     for (const node of root.querySelectorAll('[data-count]')) {
       const view = node.dataset.count;
       if (!(view in counts)) continue;
       node.textContent = String(counts[view]);
-      node.setAttribute('title', view === 'queue' ? t('live.count_pending') : t('live.count_day'));
+      node.setAttribute('title', view === 'queue' ? t('live.count_pending') : t('live.count_total'));
     }
     if (queue.active) updateQueueStatus();
   }
@@ -1504,8 +1502,35 @@
   }
 
   async function poll() {
-    await refreshStats(false);
+    const live = app.events && app.events.readyState === EventSource.OPEN;
+    if (!live || (app.route && app.route.name === 'stats')) await refreshStats(false);
     if (queue.active && queue.items.length < BATCH / 2) claimMore();
+  }
+
+  /** The live counts (GET /v1/moderation/events): tab counts and the oldest comment's age as they change, and a
+   * claim when comments arrive while my queue has room. On an error the browser reconnects by itself; meanwhile
+   * `poll` fetches the counts as before. */
+  function startEvents() {
+    if (!window.EventSource) return;
+    const source = new EventSource('/v1/moderation/events');
+    app.events = source;
+    source.addEventListener('counts', (event) => {
+      if (app.events !== source) return;
+      const counts = JSON.parse(event.data);
+      app.stats = {...(app.stats || {}), queue_depth: counts.queue_depth, totals: counts.totals,
+        oldest_pending_age_seconds: counts.oldest_pending_age_seconds};
+      app.statsAt = Date.now();
+      updateLive();
+      if (queue.active && counts.queue_depth > counts.claimed && queue.items.length < BATCH) claimMore();
+    });
+    source.addEventListener('error', () => {
+      if (source.readyState === EventSource.CLOSED && app.events === source) app.events = null;
+    });
+  }
+
+  function stopEvents() {
+    if (app.events) app.events.close();
+    app.events = null;
   }
 
   function startTimers() {
@@ -1518,6 +1543,7 @@
   function stopTimers() {
     for (const timer of app.timers) clearInterval(timer);
     app.timers = [];
+    stopEvents();
   }
 
   // -- keys --------------------------------------------------------------------------------------------------
@@ -1710,6 +1736,7 @@
     app.route = null;
     renderLayout();
     startTimers();
+    startEvents();
     refreshStats(false);
     await route();
   }
