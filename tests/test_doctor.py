@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 from support import RedisServer
 
 from service import keys
-from service.app import BACKGROUND, stop
+from service.app import BACKGROUND
 from service.doctor import doctor, report
+from service.tasks import stop
 
 Client = TestClient[web.Request, web.Application]
 ARTICLE: Final = "bai-viet-9"
@@ -44,7 +45,8 @@ async def _submit(client: Client, article: str) -> str:
 
 
 async def _comments(client: Client) -> Comments:
-    await stop(client.app[BACKGROUND])
+    background: list[asyncio.Task[None]] = client.app[BACKGROUND]
+    await stop(background)
     pending = [await _submit(client, ARTICLE) for _ in range(3)]
     approved = await _submit(client, ARTICLE)
     other = await _submit(client, OTHER)
