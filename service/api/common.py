@@ -16,11 +16,15 @@ from service.appkeys import SETTINGS
 from service.errors import (
     FieldError,
     MalformedJSON,
+    NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from service.models import ARTICLE_ID_RE, COMMENT_ID_RE
+from service.submissions import read_receipt
 
 MAX_BODY_BYTES: Final = 16 * 1024
 JSON: Final = "application/json"
@@ -163,6 +167,34 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
                                params={"name": name, "low": low, "high": high},
                                fields=[FieldError(field=name, code="invalid")])
     return value
+
+
+def path_article_id(request: web.Request) -> str:
+    """The path's `article_id`; NotFound unless it has an article id's form."""
+    article_id = request.match_info["article_id"]
+    if not ARTICLE_ID_RE.fullmatch(article_id):
+        raise NotFound("no such article")
+    return article_id
+
+
+def path_comment_id(request: web.Request) -> str:
+    """The path's `comment_id`; NotFound unless it has a comment id's form."""
+    comment_id = request.match_info["comment_id"]
+    if not COMMENT_ID_RE.fullmatch(comment_id):
+        raise NotFound("no such comment")
+    return comment_id
+
+
+def receipt_comment_id(request: web.Request) -> str:
+    """The path's `comment_id`, when the request carries that comment's receipt (`Authorization: Receipt
+    <receipt>`, as the submission answered it); Unauthenticated otherwise."""
+    scheme, _, receipt = request.headers.get("Authorization", "").partition(" ")
+    comment_id = request.match_info["comment_id"]
+    if scheme.lower() != "receipt" or not COMMENT_ID_RE.fullmatch(comment_id):
+        raise Unauthenticated("send the receipt as 'Authorization: Receipt <receipt>'")
+    if read_receipt(request.app[SETTINGS].secret, receipt.strip()) != comment_id:
+        raise Unauthenticated("this receipt is not for this comment")
+    return comment_id
 
 
 def not_modified(request: web.Request, etag: str) -> bool:

@@ -17,16 +17,15 @@ from aiohttp import web
 from service import i18n
 from service.accounts import NAME_PATTERN, fold
 from service.api.auth import require_role
-from service.api.common import json_response, read_json
+from service.api.common import json_response, read_json, receipt_comment_id
 from service.api.docs import Param, operation
 from service.api.middleware import CONSOLE_CSP
-from service.appkeys import ACCOUNTS, MAIL, SETTINGS
-from service.errors import Forbidden, ServiceError, Unauthenticated
+from service.appkeys import ACCOUNTS, MAIL
+from service.errors import Forbidden, ServiceError
 from service.mail.links import TOKEN_PATTERN
 from service.mail.mailer import NotificationSettings
 from service.mail.messages import PAGE_TEXT, render_page
-from service.models import COMMENT_ID_PATTERN, COMMENT_ID_RE
-from service.submissions import read_receipt
+from service.models import COMMENT_ID_PATTERN
 from service.tokens import Role
 
 TOKEN: Final = Param("token", "path", {"type": "string", "pattern": TOKEN_PATTERN}, True,
@@ -142,13 +141,7 @@ async def replies_confirm_page(request: web.Request) -> web.Response:
                          description="The comment's `id`; the receipt must be for it, and it must be approved."),),
            errors=(401, 404, 503))
 async def request_replies(request: web.Request) -> web.Response:
-    scheme, _, receipt = request.headers.get("Authorization", "").partition(" ")
-    comment_id = request.match_info["comment_id"]
-    if scheme.lower() != "receipt" or not COMMENT_ID_RE.fullmatch(comment_id):
-        raise Unauthenticated("send the receipt as 'Authorization: Receipt <receipt>'")
-    if read_receipt(request.app[SETTINGS].secret, receipt.strip()) != comment_id:
-        raise Unauthenticated("this receipt is not for this comment")
-    await request.app[MAIL].request_replies(comment_id)
+    await request.app[MAIL].request_replies(receipt_comment_id(request))
     return web.Response(status=202, headers={"Cache-Control": "no-store"})
 
 

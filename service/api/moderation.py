@@ -12,10 +12,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from service import search, text
 from service.api.auth import require_role
-from service.api.common import MAX_BODY_BYTES, int_query, json_response, read_json
+from service.api.common import (
+    MAX_BODY_BYTES,
+    int_query,
+    json_response,
+    path_article_id,
+    path_comment_id,
+    read_json,
+)
 from service.api.docs import Param, operation
 from service.appkeys import LIVE, METRICS, MODERATION
-from service.errors import FieldError, NotFound, ValidationFailed
+from service.errors import FieldError, ValidationFailed
 from service.live import HEARTBEAT_SECONDS, MAX_LISTENERS
 from service.models import ARTICLE_ID_PATTERN, ARTICLE_ID_RE, COMMENT_ID_PATTERN, COMMENT_ID_RE, Email
 from service.moderation import (
@@ -61,13 +68,6 @@ AUTH_ERRORS: Final = (400, 401, 403, 429, 503)
 BULK_BODY_MAX_BYTES: Final = MAX_BODY_BYTES + BULK_MAX * 40
 
 
-def _comment_id(request: web.Request) -> str:
-    comment_id = request.match_info["comment_id"]
-    if not COMMENT_ID_RE.fullmatch(comment_id):
-        raise NotFound("no such comment")
-    return comment_id
-
-
 @operation(summary="Pending comments, oldest first", tag="moderation", role="moderator",
            responses={200: QueuePage},
            params=(Param("article_id", "query", {"type": "string", "pattern": ARTICLE_ID_PATTERN},
@@ -80,9 +80,7 @@ def _comment_id(request: web.Request) -> str:
            errors=(*AUTH_ERRORS, 422))
 async def queue(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)
-    article_id = request.query.get("article_id")
-    if article_id is not None and not ARTICLE_ID_RE.fullmatch(article_id):
-        raise ValidationFailed("article_id has the wrong format")
+    article_id = _article_query(request)
     page = await request.app[MODERATION].queue(article_id, int_query(request, "limit", 50, 1, 200),
                                                request.query.get("cursor"))
     return json_response(page)
@@ -100,7 +98,7 @@ async def claim(request: web.Request) -> web.Response:
            responses={200: ModeratorComment}, params=(COMMENT,), errors=(*AUTH_ERRORS, 404, 409, 413, 415, 422))
 async def decide(request: web.Request) -> web.Response:
     who = await require_role(request, Role.MODERATOR)
-    comment_id = _comment_id(request)
+    comment_id = path_comment_id(request)
     body = await read_json(request, DecisionRequest)
     record = await request.app[MODERATION].decide(who, comment_id, body.action, body.reason, body.version)
     metrics = request.app[METRICS]
@@ -130,7 +128,7 @@ async def bulk(request: web.Request) -> web.Response:
            responses={200: ModeratorComment}, params=(COMMENT,), errors=(*AUTH_ERRORS, 404, 409, 413, 415, 422))
 async def retract(request: web.Request) -> web.Response:
     who = await require_role(request, Role.MODERATOR)
-    comment_id = _comment_id(request)
+    comment_id = path_comment_id(request)
     body = await read_json(request, RetractRequest)
     record = await request.app[MODERATION].retract(who, comment_id, body.reason)
     request.app[METRICS].decisions.labels("retract").inc()
@@ -141,7 +139,7 @@ async def retract(request: web.Request) -> web.Response:
            responses={200: CommentWithHistory}, params=(COMMENT,), errors=(*AUTH_ERRORS, 404))
 async def get_comment(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)
-    return json_response(await request.app[MODERATION].get(_comment_id(request)))
+    return json_response(await request.app[MODERATION].get(path_comment_id(request)))
 
 
 @operation(summary="Queue depth, oldest pending, decisions per hour and per moderator", tag="moderation",
@@ -157,10 +155,7 @@ async def stats(request: web.Request) -> web.Response:
 
 async def _set_open(request: web.Request, is_open: bool) -> web.Response:
     await require_role(request, Role.MODERATOR)
-    article_id = request.match_info["article_id"]
-    if not ARTICLE_ID_RE.fullmatch(article_id):
-        raise NotFound("no such article")
-    return json_response(await request.app[MODERATION].set_open(article_id, is_open))
+    return json_response(await request.app[MODERATION].set_open(path_article_id(request), is_open))
 
 
 @operation(summary="Close commenting on an article", tag="moderation", role="moderator",
@@ -321,7 +316,7 @@ async def search_comments(request: web.Request) -> web.Response:
            params=(COMMENT, _limit(20, 100)), errors=(*AUTH_ERRORS, 404, 422))
 async def author(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)
-    comment_id = _comment_id(request)
+    comment_id = path_comment_id(request)
     record = await request.app[MODERATION].author(comment_id, int_query(request, "limit", 20, 1, 100))
     return json_response(record)
 
@@ -349,7 +344,7 @@ async def release(request: web.Request) -> web.Response:
            errors=(*AUTH_ERRORS, 404, 409))
 async def undo(request: web.Request) -> web.Response:
     who = await require_role(request, Role.MODERATOR)
-    record = await request.app[MODERATION].undo(who, _comment_id(request))
+    record = await request.app[MODERATION].undo(who, path_comment_id(request))
     request.app[METRICS].decisions.labels("undo").inc()
     return json_response(record)
 

@@ -8,17 +8,22 @@ from typing import Final
 from aiohttp import web
 
 from service.api.clientinfo import client_ip_hash
-from service.api.common import int_query, json_response, not_modified, read_json
+from service.api.common import (
+    int_query,
+    json_response,
+    not_modified,
+    path_article_id,
+    read_json,
+    receipt_comment_id,
+)
 from service.api.docs import Param, operation
-from service.appkeys import CAPTCHAS, METRICS, PUBLICATION, SETTINGS, SUBMISSIONS
+from service.appkeys import CAPTCHAS, METRICS, PUBLICATION, SUBMISSIONS
 from service.errors import (
     CaptchaInvalid,
     MalformedJSON,
-    NotFound,
     PayloadTooLarge,
     RateLimited,
     RequestTimeout,
-    Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -26,7 +31,6 @@ from service.models import (
     ARTICLE_ID_PATTERN,
     ARTICLE_ID_RE,
     COMMENT_ID_PATTERN,
-    COMMENT_ID_RE,
     CaptchaIssued,
     CommentList,
     CommentStatus,
@@ -34,20 +38,13 @@ from service.models import (
     Counts,
     SubmissionAccepted,
 )
-from service.submissions import Client, read_receipt
+from service.submissions import Client
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 ARTICLE_PARAM: Final = Param("article_id", "path", {"type": "string", "pattern": ARTICLE_ID_PATTERN}, True,
                              description="The article's id, as the newspaper names it (the widget's "
                                          "data-article-id).")
 COUNTS_MAX: Final = 100
-
-
-def _article_id(request: web.Request) -> str:
-    article_id = request.match_info["article_id"]
-    if not ARTICLE_ID_RE.fullmatch(article_id):
-        raise NotFound("no such article")
-    return article_id
 
 
 @operation(summary="Issue a captcha (limited per client address: COMMENTS_RATE_LIMIT_CAPTCHA)", tag="captcha",
@@ -94,7 +91,7 @@ async def captcha_audio(request: web.Request) -> web.Response:
                                                      "the first time.")),
            errors=(400, 404, 409, 413, 415, 422, 429, 503))
 async def submit_comment(request: web.Request) -> web.Response:
-    article_id = _article_id(request)
+    article_id = path_article_id(request)
     metrics = request.app[METRICS]
     try:
         form = await read_json(request, CommentSubmission)
@@ -130,7 +127,7 @@ async def submit_comment(request: web.Request) -> web.Response:
                          description="oldest (in order of approval) or newest first.")),
            errors=(404, 422, 503))
 async def list_comments(request: web.Request) -> web.StreamResponse:
-    article_id = _article_id(request)
+    article_id = path_article_id(request)
     order = request.query.get("order", "oldest")
     if order not in ("oldest", "newest"):
         raise ValidationFailed("order must be oldest or newest")
@@ -164,13 +161,7 @@ async def counts(request: web.Request) -> web.Response:
                          description="The `id` the submission answered; the receipt must be for it."),),
            errors=(401, 404, 503))
 async def comment_status(request: web.Request) -> web.Response:
-    scheme, _, receipt = request.headers.get("Authorization", "").partition(" ")
-    comment_id = request.match_info["comment_id"]
-    if scheme.lower() != "receipt" or not COMMENT_ID_RE.fullmatch(comment_id):
-        raise Unauthenticated("send the receipt as 'Authorization: Receipt <receipt>'")
-    if read_receipt(request.app[SETTINGS].secret, receipt.strip()) != comment_id:
-        raise Unauthenticated("this receipt is not for this comment")
-    status = await request.app[PUBLICATION].status(comment_id)
+    status = await request.app[PUBLICATION].status(receipt_comment_id(request))
     return json_response(status, headers={"Cache-Control": "private, no-store"})
 
 

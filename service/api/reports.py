@@ -10,11 +10,11 @@ from aiohttp import web
 
 from service.api.auth import require_role
 from service.api.clientinfo import client_ip_hash
-from service.api.common import int_query, json_response, read_json
+from service.api.common import int_query, json_response, path_comment_id, read_json
 from service.api.docs import Param, operation
 from service.appkeys import METRICS, REPORTS
-from service.errors import NotFound, RateLimited
-from service.models import COMMENT_ID_PATTERN, COMMENT_ID_RE
+from service.errors import RateLimited
+from service.models import COMMENT_ID_PATTERN
 from service.reports import ReportAccepted, ReportDecision, ReportedQueue, ReportForm, ReportOutcome, ReportStats
 from service.tokens import Role
 
@@ -23,18 +23,11 @@ COMMENT: Final = Param("comment_id", "path", {"type": "string", "pattern": COMME
 AUTH_ERRORS: Final = (400, 401, 403, 429, 503)
 
 
-def _comment_id(request: web.Request) -> str:
-    comment_id = request.match_info["comment_id"]
-    if not COMMENT_ID_RE.fullmatch(comment_id):
-        raise NotFound("no such comment")
-    return comment_id
-
-
 @operation(summary="Report an approved comment (limited per client: COMMENTS_RATE_LIMIT_REPORT)", tag="comments",
            request=ReportForm, responses={202: ReportAccepted}, params=(COMMENT,),
            errors=(400, 404, 413, 415, 422, 429, 503))
 async def report(request: web.Request) -> web.Response:
-    comment_id = _comment_id(request)
+    comment_id = path_comment_id(request)
     form = await read_json(request, ReportForm)
     metrics = request.app[METRICS]
     try:
@@ -61,7 +54,7 @@ async def reported(request: web.Request) -> web.Response:
            errors=(*AUTH_ERRORS, 404, 409, 413, 415, 422))
 async def resolve(request: web.Request) -> web.Response:
     who = await require_role(request, Role.MODERATOR)
-    comment_id = _comment_id(request)
+    comment_id = path_comment_id(request)
     body = await read_json(request, ReportDecision)
     outcome = await request.app[REPORTS].resolve(who, comment_id, body)
     metrics = request.app[METRICS]
