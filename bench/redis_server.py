@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Final
 
 from redis import Redis
 
-from service.embedded import find_redis_server, free_port, server_args, wait_until_ready
+from service.embedded import find_redis_server, free_port, running_server
 
 DEBIAN: Final = "/usr/bin/redis-server"
 
@@ -56,21 +55,11 @@ def running(label: str, binary: str, workdir: Path, *extra: str) -> Iterator[Ser
     data = workdir / f"redis-{label}-{time.monotonic_ns()}"
     data.mkdir(parents=True)
     port = free_port()
-    with open(data / "redis.log", "wb") as log:
-        process = subprocess.Popen(server_args(binary, data.resolve(), port, *extra), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until_ready(port, process)
-        version, allocator = describe(binary)
-        yield Server(label, binary, f"redis://127.0.0.1:{port}/0", version, allocator)
+        with running_server(binary, data, port, *extra, stop_seconds=30):
+            version, allocator = describe(binary)
+            yield Server(label, binary, f"redis://127.0.0.1:{port}/0", version, allocator)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -68,22 +68,31 @@ def wait_until_ready(port: int, process: subprocess.Popen[bytes], timeout: float
 
 
 @contextlib.contextmanager
+def running_server(binary: str, data_dir: Path, port: int, *extra: str,
+                   stop_seconds: float = 10.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `binary` with `server_args` (its output appended to `data_dir`/redis.log) until it answers PING, and
+    stop it on exit: SIGTERM, so the AOF is flushed, then SIGKILL if it is still there after `stop_seconds`."""
+    with open(data_dir / "redis.log", "ab") as log:  # the server holds its own copy of the descriptor
+        process = subprocess.Popen(server_args(binary, data_dir.resolve(), port, *extra),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_ready(port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=stop_seconds)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextlib.contextmanager
 def embedded_redis(data_dir: Path, port: int | None = None) -> Iterator[str]:
     """Start redis-server and yield its URL; stop it (SIGTERM, so the AOF is flushed) on exit."""
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    log = open(redis_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(server_args(find_redis_server(), redis_dir.resolve(), port),
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until_ready(port, process)
+    with running_server(find_redis_server(), redis_dir, port):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
