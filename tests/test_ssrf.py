@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 from support import ADMIN_TOKEN
-from test_webhooks import Receiver, comment_id, emit, register, settle
+from test_webhooks import Receiver, comment_id, emit, receiver, register, settle
 
 from service import egress
 from service.app import create_app
@@ -86,14 +85,8 @@ async def closed_client(aiohttp_client: AiohttpClient,
     return await aiohttp_client(create_app(closed_settings))
 
 
-@pytest.fixture
-async def receiver(aiohttp_server: Any) -> Receiver:
-    recv = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", recv.handle)
-    server = await aiohttp_server(app)
-    recv.url = str(server.make_url("/hook"))
-    return recv
+#: test_webhooks' fixture (its `Receiver` on loopback), found by pytest under this name.
+FIXTURES = (receiver,)
 
 
 def networks(*cidrs: str) -> list[IPNetwork]:
