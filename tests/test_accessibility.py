@@ -75,6 +75,21 @@ def by_impact(violations: list[dict[str, Any]]) -> dict[str, int]:
     return {impact: counts[impact] for impact in ("minor", "moderate", "serious", "critical")}
 
 
+class Audits:
+    """axe's findings, state by state: each state's violations by impact, and the blocking ones."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, dict[str, int]] = {}
+        self.blocking: dict[str, list[dict[str, Any]]] = {}
+
+    async def check(self, state: str, page: Page) -> None:
+        violations = await audit(page)
+        self.figures[state] = by_impact(violations)
+        found = [v for v in violations if v["impact"] in BLOCKING]
+        if found:
+            self.blocking[state] = found
+
+
 async def open_page(browser: Browser, url: str, width: int = 1280) -> tuple[Page, list[str]]:
     # bypass_csp: axe is injected as an inline script, which a strict Content-Security-Policy would refuse
     context = await browser.new_context(viewport={"width": width, "height": 900}, locale="vi-VN", bypass_csp=True)
@@ -89,15 +104,8 @@ async def open_page(browser: Browser, url: str, width: int = 1280) -> tuple[Page
 
 
 async def test_demo_page_and_widget_states(browser: Browser, base: str, api: Api) -> None:
-    figures: dict[str, dict[str, int]] = {}
-    blocking: dict[str, list[dict[str, Any]]] = {}
-
-    async def check(state: str, page: Page) -> None:
-        violations = await audit(page)
-        figures[state] = by_impact(violations)
-        found = [v for v in violations if v["impact"] in BLOCKING]
-        if found:
-            blocking[state] = found
+    audits = Audits()
+    figures, blocking, check = audits.figures, audits.blocking, audits.check
 
     # with approved comments (and a reply), on a desktop and on a phone
     busy = article_id("axe-busy")

@@ -7,6 +7,7 @@ Needs the `settings` fixture of tests/conftest.py (captcha answer ABCDE, no rate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -48,20 +49,20 @@ ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 # --- fixtures ---
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def chromium(tests: str, *args: str) -> AsyncIterator[Browser]:
+    """A headless Chromium with `CHROMIUM_ARGS` and `args`, closed on exit. Without it (or playwright) the `tests`
+    browser tests skip locally and fail when CI is set."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None or async_playwright is None:
         reason = "Chromium (or the playwright package) is not installed"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(f"{reason}; install Debian's chromium to run the widget browser tests")
+        pytest.skip(f"{reason}; install Debian's chromium to run the {tests} browser tests")
     async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = await p.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *args])
         try:
             yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
