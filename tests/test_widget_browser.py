@@ -63,6 +63,14 @@ async def chromium(tests: str, *args: str) -> AsyncIterator[Browser]:
         launched = await p.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *args])
         try:
             yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium("widget") as launched:
+        yield launched
 
 
 @pytest.fixture
