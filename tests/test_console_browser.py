@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,16 +21,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, Page, Response
 from support import RedisServer
-from test_accessibility import BLOCKING, audit, by_impact
-from test_widget_browser import CHROMIUM_ARGS, Api, api, article_id, base, http
+from test_accessibility import Audits
+from test_widget_browser import Api, api, article_id, base, chromium, http
 
 from service.settings import Settings
-
-try:
-    from playwright.async_api import Browser, Page, Response, async_playwright
-except ImportError:  # pragma: no cover - the test extra installs it
-    async_playwright = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.browser
 
@@ -47,19 +42,8 @@ FIXTURES = (api, base, http)
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None or async_playwright is None:
-        reason = "Chromium (or the playwright package) is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(f"{reason}; install Debian's chromium to run the console browser tests")
-    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {OTHER_SITE} 127.0.0.1"]
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=executable, args=args)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium("console", f"--host-resolver-rules=MAP {OTHER_SITE} 127.0.0.1") as launched:
+        yield launched
 
 
 # --- helpers ---
@@ -454,15 +438,8 @@ async def test_search_stats_accessibility_and_screenshots(
               for i in range(6)]
     name = f"Admin{secrets.token_hex(2)}"
     await make_person(http, base, name, role="admin")
-    figures: dict[str, dict[str, int]] = {}
-    blocking: dict[str, list[dict[str, Any]]] = {}
-
-    async def check(state: str, page: Page) -> None:
-        violations = await audit(page)
-        figures[state] = by_impact(violations)
-        found = [v for v in violations if v["impact"] in BLOCKING]
-        if found:
-            blocking[state] = found
+    audits = Audits()
+    figures, blocking, check = audits.figures, audits.blocking, audits.check
 
     page, problems = await new_page(browser, bypass_csp=True)  # axe-core is injected inline
     await page.goto(f"{base}/moderation/")
