@@ -76,11 +76,12 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{mail}:suppressed                 | hash   | none                 | mail: email digest -> why none goes to it |
 | cm:{mail}:bounces:<email digest>     | string | 30 days              | mail: permanent refusals (5xx) of an address |
 | cm:{mail}:link:<nonce>               | string | rest of link's life  | mail: a moderator's one-click link, used |
+| cm:{mail}:overdue                    | hash   | none                 | mail: overdue reports told: id -> first ms |
 | cm:{privacy}:log                     | stream | capped (100,000)     | privacy: erasures, retention runs (ids only) |
 | cm:{privacy}:takedowns               | stream | none                 | takedowns: the register of lawful requests |
 | cm:{privacy}:retention:lock          | string | lock TTL             | retention: the one worker running it now |
 | cm:{privacy}:req:<sha256>            | hash   | 24 hours             | privacy: a self-service request |
-| cm:{privacy}:mail                    | stream | capped (10,000)      | privacy: `data_request` mail items |
+| cm:{privacy}:mail                    | stream | until queued (mail)  | privacy: `data_request` mail items |
 
 The comment record `cm:{pXX}:c:<id>` is a hash of short fields (every decision reads them: decide.lua's one
 HMGET), written only by the scripts named. `d` holds the record as JSON: name, email, title, body, parent_id,
@@ -420,6 +421,12 @@ def mail_bounces(email_digest: str) -> str:
 def mail_link_used(nonce: str) -> str:
     """A one-click link's nonce (hex, from its verified signature), set once when the link is used."""
     return f"{MAIL}:link:{nonce}"
+
+
+def mail_overdue() -> str:
+    """Overdue reports moderators were emailed about: comment id -> the first open report's ms (its overdue
+    period); a field leaves when the comment's reports are resolved."""
+    return f"{MAIL}:overdue"
 
 
 # -- the keys a script touches, in the order its KEYS table documents ----------------------------------------

@@ -39,7 +39,8 @@ ERASE_IDS_MAX: Final = 1000
 FEED_SCAN_PAGE: Final = 1000
 #: How long a self-service link works.
 REQUEST_TTL_SECONDS: Final = 24 * 3600
-#: The self-service requests' outgoing mail items kept for the mail consumer.
+#: A bound on the self-service requests' mail items: the mail service deletes each once its email is queued, so
+#: only a mail service that stopped for long lets them pile up this far.
 REQUEST_MAIL_MAXLEN: Final = 10_000
 
 
@@ -158,6 +159,8 @@ class DataRequestForm(BaseModel):
     email: Email = Field(description="The reader's address: a link is sent there, and only there.")
     kind: RequestKind = Field(description="export (a link to download the data) or erase (a link to confirm "
                                           "the erasure).")
+    lang: Literal["vi", "en"] = Field(default="vi", description="The language of the email with the link; vi "
+                                                                "when not given.")
 
 
 class DataRequestAccepted(BaseModel):
@@ -411,8 +414,8 @@ class Privacy:
 
     async def request_link(self, form: DataRequestForm, origin: str) -> str:
         """A one-time link for the reader's request, valid `REQUEST_TTL_SECONDS`: only its SHA-256 is kept.
-        The mail item goes on `keys.data_request_mail()` for the mail consumer (issue 16) to send; the link is
-        returned for the caller's logs of tests only, never to the client."""
+        The mail item goes on `keys.data_request_mail()`, where the mail service (`mail.mailer.Mail.requests_once`)
+        makes it an email and deletes it; the link is returned for tests only, never to the client."""
         token = secrets.token_urlsafe(32)
         expires = self.clock() + REQUEST_TTL_SECONDS * 1000
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -421,7 +424,7 @@ class Privacy:
         pipe.hset(keys.data_request(digest), mapping={"email": form.email, "kind": form.kind, "expires": expires})
         pipe.expire(keys.data_request(digest), REQUEST_TTL_SECONDS)
         pipe.xadd(keys.data_request_mail(), {"type": "data_request", "to": form.email, "kind": form.kind,
-                                             "link": link, "expires": expires},
+                                             "link": link, "expires": expires, "lang": form.lang},
                   maxlen=REQUEST_MAIL_MAXLEN, approximate=True)
         await pipe.execute()
         return link

@@ -549,3 +549,64 @@ async def test_search_stats_accessibility_and_screenshots(
     assert blocking == {}, json.dumps(blocking, indent=1, ensure_ascii=False)[:6000]
     assert problems == [] and more == []
 
+
+
+# --- the reported queue: what readers reported, kept or retracted by keyboard and button ---
+
+REPORTED_TEXT = "<b>lừa đảo</b> <img src=x onerror=alert('report')>"
+
+
+@pytest.mark.timeout(300)
+async def test_the_reported_queue_keeps_and_retracts(
+        browser: Browser, base: str, api: Api, http: aiohttp.ClientSession) -> None:
+    name = f"Hoa{secrets.token_hex(2)}"
+    await make_person(http, base, name)
+    article = article_id("rep")
+    doomed = await api.publish(article, name="Độc giả", title="Bị báo trước", body="Nội dung bị báo.")
+    kept = await api.publish(article, name="Bạn đọc", title="Bị báo sau", body="Nội dung bình thường.")
+    for comment_id, report in ((doomed, {"reason": "offensive", "text": REPORTED_TEXT}), (kept, {"reason": "spam"})):
+        async with http.post(f"{base}/v1/comments/{comment_id}/reports", json=report) as r:
+            assert r.status == 202, await r.text()
+
+    page, problems = await new_page(browser)
+    await sign_in(page, base, name)
+    await page.locator('nav.tabs a[data-view="reported"]').click()
+    first = page.locator(f'.card[data-id="{doomed}"]')
+    await first.wait_for()
+    ids = await page.locator(".cards .card").evaluate_all("nodes => nodes.map((n) => n.dataset.id)")
+    assert ids.index(doomed) < ids.index(kept)  # one report each: the longest waiting first
+    assert "bình luận bị báo vi phạm" in (await page.locator(".page-info").text_content() or "")
+    summary = await first.locator(".report-summary").text_content() or ""
+    assert summary.startswith("1 lượt báo · lượt đầu đã chờ"), summary
+    assert await first.locator('.reasons li[data-reason="offensive"]').text_content() == "Xúc phạm: 1"
+    assert await first.locator(".report-text").text_content() == REPORTED_TEXT  # the reader's words, as text
+    assert await page.locator("main img, main b, main [onerror]").count() == 0
+    await page.keyboard.press("?")
+    assert "giữ lại bình luận" in (await page.locator("dialog .keys").text_content() or "")
+    await page.keyboard.press("Escape")
+
+    # j/k move between reported comments; t retracts the current one (after its reason), g keeps
+    assert await current_id(page) == doomed
+    await page.keyboard.press("j")
+    assert await current_id(page) == ids[ids.index(doomed) + 1]
+    await page.keyboard.press("k")
+    assert await current_id(page) == doomed
+    await page.keyboard.press("t")
+    await page.locator("dialog button[type=submit]").click()
+    await first.wait_for(state="detached")
+    await api.settle()
+    async with http.get(f"{base}/v1/articles/{article}/comments") as r:
+        public = [c["id"] for c in (await r.json())["comments"]]
+    assert doomed not in public and kept in public
+
+    await page.locator(f'.card[data-id="{kept}"] button.keep').click()
+    await page.locator(f'.card[data-id="{kept}"]').wait_for(state="detached")
+    async with http.get(f"{base}/v1/moderation/reports", headers=ADMIN) as r:
+        assert not {doomed, kept} & {c["comment"]["id"] for c in (await r.json())["comments"]}
+    assert (await moderator_view(http, base, doomed))["state"] == "retracted"
+    assert (await moderator_view(http, base, kept))["state"] == "approved"
+    await api.settle()
+    async with http.get(f"{base}/v1/articles/{article}/comments") as r:
+        assert kept in [c["id"] for c in (await r.json())["comments"]]
+    assert problems == []
+    await page.context.close()

@@ -1,11 +1,12 @@
 """Email (`service.mail`, `api.mail`) against a real SMTP server the tests start (aiosmtpd, in the test's loop) and
 a real redis-server: every kind of email, its headers and language, outages and restarts, one-click links,
-unsubscribing and reply subscriptions."""
+unsubscribing and reply subscriptions, a reader's data request and its link, moderators told of overdue reports."""
 
 from __future__ import annotations
 
 import asyncio
 import email
+import ipaddress
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from support import ADMIN, decide, submit_comment
 from service import keys
 from service.app import create_app
 from service.appkeys import ACCOUNTS, MAIL, METRICS, SETTINGS
+from service.clients import email_hash
 from service.clock import now_ms
 from service.embedded import free_port
 from service.mail import links
@@ -548,3 +550,160 @@ def test_starttls_is_required_off_loopback() -> None:
     remote = Server.from_url("smtps://u:p%40ss@mail.example", 5)
     assert (remote.implicit_tls, remote.port, remote.password) == (True, 465, "p@ss")
     assert Server.from_url("smtp://127.0.0.1:2525", 5).start_tls is None
+
+
+# -- a reader's data request (“Dữ liệu của tôi”) ------------------------------------------------------------------
+
+def check_transactional_headers(message: EmailMessage, to: str) -> None:
+    """A data request's email: the headers of every email but List-Unsubscribe (there is no list to leave)."""
+    assert message["From"] == FROM and message["To"] == to
+    assert message["Date"] and re.fullmatch(r"<[0-9a-f]{32}@bao\.example\.vn>", message["Message-ID"])
+    assert message["List-Unsubscribe"] is None and message["List-Unsubscribe-Post"] is None
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+
+
+async def no_request_items(redis: Redis) -> bool:
+    return await redis.xlen(keys.data_request_mail()) == 0
+
+
+async def test_a_data_request_emails_a_link_that_exports_and_erases(client: Client, sink: Sink,
+                                                                    redis: Redis) -> None:
+    item = await submit_comment(client, "self-1", email="mai@example.vn", name="Mai", body="Của Mai.")
+    await decide(client, item["id"], "approve")
+    response = await client.post("/v1/privacy/requests", json={"email": "mai@example.vn", "kind": "export"})
+    assert response.status == 202 and (await response.json()) == {"status": "sent"}
+    # an address without data is answered alike, and no link is told to the client
+    response = await client.post("/v1/privacy/requests", json={"email": "ghost@example.vn", "kind": "export",
+                                                               "lang": "en"})
+    assert response.status == 202 and b"/privacy/" not in await response.read()
+
+    [mine] = await sink.wait_for(1, lambda m: m["To"] == "mai@example.vn")
+    [ghost] = await sink.wait_for(1, lambda m: m["To"] == "ghost@example.vn")
+    check_transactional_headers(mine, "mai@example.vn")
+    assert mine["Subject"] == "Liên kết tới dữ liệu của bạn" and ghost["Subject"] == "The link to your data"
+    assert "Tải về dữ liệu của bạn" in html_part(mine) and "24 giờ" in text_part(mine)
+    assert "Hủy đăng ký" not in html_part(mine) and "/mail/unsubscribe/" not in text_part(mine)
+    [path] = links_in(text_part(mine), "/privacy/")
+    assert [path] == links_in(html_part(mine), "/privacy/")
+    assert links_in(text_part(ghost), "/privacy/") != [path]
+    await until(lambda: no_request_items(redis))  # the address left the stream once its email was queued
+
+    page = await client.get(path)
+    assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    download = await client.get(path + "/export")
+    assert download.status == 200 and "attachment" in download.headers["Content-Disposition"]
+    assert [c["id"] for c in (await download.json())["comments"]] == [item["id"]]
+    assert (await client.post(path + "/erase", data={"mode": "delete"})).status == 404  # an export link
+
+    await client.post("/v1/privacy/requests", json={"email": "mai@example.vn", "kind": "erase"})
+    [erase] = await sink.wait_for(1, lambda m: m["To"] == "mai@example.vn" and m["Message-ID"] != mine["Message-ID"])
+    check_transactional_headers(erase, "mai@example.vn")
+    assert "xác nhận" in text_part(erase) and "chỉ dùng được một lần" in text_part(erase)
+    [path] = links_in(text_part(erase), "/privacy/")
+    assert "Xóa hẳn" in await (await client.get(path)).text()
+    done = await client.post(path + "/erase", data={"mode": "delete"})
+    assert done.status == 200, await done.text()
+    exported = await client.post("/v1/privacy/export", json={"email": "mai@example.vn"}, headers=ADMIN)
+    assert (await exported.json())["comments"] == []
+    assert (await client.post(path + "/erase", data={"mode": "delete"})).status == 404  # once
+    public = await (await client.get("/v1/articles/self-1/comments")).json()
+    assert public["comments"] == []
+    log = await (await client.get("/v1/privacy/log", headers=ADMIN)).json()
+    assert log["entries"][0]["requested_by"] == log["entries"][0]["run_by"] == "self-service"
+
+
+async def test_a_data_request_reaches_an_unsubscribed_address_not_a_refusing_one(client: Client, sink: Sink,
+                                                                                  redis: Redis) -> None:
+    mail = client.app[MAIL]
+    secret = client.app[SETTINGS].secret
+    await mail.suppress(email_hash(secret, "left@example.vn"), "unsubscribed")
+    await mail.suppress(email_hash(secret, "gone@example.vn"), "bounced")
+    for address in ("gone@example.vn", "left@example.vn"):
+        response = await client.post("/v1/privacy/requests", json={"email": address, "kind": "export"})
+        assert response.status == 202
+    [message] = await sink.wait_for(1, lambda m: m["To"] == "left@example.vn")  # asked for: it is sent
+    check_transactional_headers(message, "left@example.vn")
+    metrics = client.app[METRICS].registry
+    await until(lambda: _true(metrics.get_sample_value("comments_mail_total",
+                                                       {"kind": "data_request", "outcome": "suppressed"}) == 1.0))
+    assert not sink.to("gone@example.vn")
+    # an item that is not what privacy.py writes, or whose link expired, is dropped, never sent
+    await redis.xadd(keys.data_request_mail(), {"type": "data_request", "to": "x@example.vn", "kind": "export",
+                                                "link": "https://evil.example/privacy/x", "expires": now_ms() + 9_000})
+    await redis.xadd(keys.data_request_mail(), {"type": "data_request", "to": "y@example.vn", "kind": "export",
+                                                "link": "https://binhluan.example.vn/privacy/y", "expires": 1})
+    await until(lambda: no_request_items(redis))
+    assert metrics.get_sample_value("comments_mail_total", {"kind": "data_request", "outcome": "malformed"}) == 1.0
+    assert metrics.get_sample_value("comments_mail_total", {"kind": "data_request", "outcome": "expired"}) == 1.0
+    assert not sink.to("x@example.vn") and not sink.to("y@example.vn")
+
+
+async def test_without_email_there_is_no_data_request(aiohttp_client: Any, settings: Settings,
+                                                      redis: Redis) -> None:
+    client: Client = await aiohttp_client(create_app(settings))
+    response = await client.post("/v1/privacy/requests", json={"email": "mai@example.vn", "kind": "export"})
+    assert response.status == 404  # no link could reach the reader: nothing is kept
+    assert await redis.xlen(keys.data_request_mail()) == 0
+
+
+# -- moderators: reports waiting too long ----------------------------------------------------------------------
+
+async def test_moderators_hear_once_of_each_overdue_report(aiohttp_client: Any, settings: Settings, sink: Sink,
+                                                           redis: Redis) -> None:
+    client: Client = await aiohttp_client(create_app(mail_settings(
+        settings, sink.url, trusted_proxies=[ipaddress.ip_network("127.0.0.0/8")])))
+    mail = client.app[MAIL]
+    await make_moderator(client, "Hương", email="huong@bao.example.vn", mode="digest", minutes=600, lang="vi")
+    await make_moderator(client, "Minh", email="minh@bao.example.vn", mode="each", lang="en")
+    await make_moderator(client, "Lan", email="lan@bao.example.vn", mode="none")
+    reported = await submit_comment(client, "bai-20", title="Tiêu đề <b>", body="Nội dung bị báo")
+    recent = await submit_comment(client, "bai-20")
+    for made in (reported, recent):
+        await decide(client, made["id"])
+
+    async def report(comment_id: str, reader: int) -> None:
+        response = await client.post(f"/v1/comments/{comment_id}/reports", json={"reason": "offensive"},
+                                     headers={"X-Forwarded-For": f"198.51.100.{reader}"})
+        assert response.status == 202, await response.text()
+
+    async def overdue(comment_id: str, hours: int) -> None:  # its first open report came `hours` ago
+        added = await redis.zadd(keys.reported(keys.partition_of_comment(comment_id)),
+                                 {comment_id: now_ms() - hours * 3_600_000}, xx=True, ch=True)
+        assert added == 1
+
+    async def settled() -> bool:  # every email made so far is sent (or dropped)
+        return await redis.zcard(keys.mail_due()) == 0
+
+    def alerts(to: str) -> list[EmailMessage]:
+        return [m for m in sink.to(to) if "giờ" in m["Subject"] or "hours" in m["Subject"]]
+
+    for reader in (1, 2):
+        await report(reported["id"], reader)
+    await report(recent["id"], 3)
+    await overdue(reported["id"], 25)
+    await mail.overdue_once()
+    assert await mail.overdue_once() == 0  # told already: this period is over only when the reports are resolved
+    [vi] = await sink.wait_for(1, lambda m: m["Subject"] == "1 bình luận bị báo vi phạm đã chờ quá 24 giờ")
+    [en] = await sink.wait_for(1, lambda m: m["Subject"] == "Reported comments waiting over 24 hours: 1")
+    check_headers(vi, "huong@bao.example.vn")
+    check_headers(en, "minh@bao.example.vn")
+    assert "Tiêu đề <b>" in text_part(vi) and "2 lượt báo, lượt đầu cách đây 25 giờ" in text_part(vi)
+    assert "Tiêu đề &lt;b&gt;" in html_part(vi) and "Nội dung bị báo" in html_part(vi)
+    assert "https://binhluan.example.vn/moderation/#/reported" in text_part(en)
+    await until(settled)
+    assert len(alerts("huong@bao.example.vn")) == len(alerts("minh@bao.example.vn")) == 1
+    assert not sink.to("lan@bao.example.vn")
+
+    # kept: the reports are resolved; a later report that waits too long again starts a new period
+    response = await client.post(f"/v1/moderation/reports/{reported['id']}/decision", json={"action": "keep"},
+                                 headers=ADMIN)
+    assert response.status == 200, await response.text()
+    await mail.overdue_once()
+    assert await redis.hget(keys.mail_overdue(), reported["id"]) is None
+    await report(reported["id"], 4)
+    await overdue(reported["id"], 30)
+    await mail.overdue_once()
+    await sink.wait_for(2, lambda m: m["To"] == "huong@bao.example.vn" and "24 giờ" in m["Subject"])
+    await until(settled)
+    assert len(alerts("huong@bao.example.vn")) == len(alerts("minh@bao.example.vn")) == 2

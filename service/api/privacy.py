@@ -15,7 +15,7 @@ from service.api.auth import require_role
 from service.api.clientinfo import client_ip_hash
 from service.api.common import int_query, json_response, read_json
 from service.api.docs import Param, operation
-from service.appkeys import METRICS, PRIVACY, RETENTION, SCRIPTS, SETTINGS, TAKEDOWNS
+from service.appkeys import MAIL, METRICS, PRIVACY, RETENTION, SCRIPTS, SETTINGS, TAKEDOWNS
 from service.clients import email_hash
 from service.errors import FieldError, NotFound, ValidationFailed
 from service.models import Email
@@ -133,10 +133,13 @@ async def takedown_register(request: web.Request) -> web.Response:
 
 # -- readers: self-service by email --------------------------------------------------------------------------------
 
-@operation(summary="Ask for my data or its erasure: a link goes to the address (limited per client and address)",
+@operation(summary="Ask for my data or its erasure: a link goes to the address (limited per client and address; "
+                   "404 when the service sends no email)",
            tag="privacy", request=DataRequestForm, responses={202: DataRequestAccepted},
-           errors=(400, 413, 415, 422, 429, 503))
+           errors=(400, 404, 413, 415, 422, 429, 503))
 async def data_request(request: web.Request) -> web.Response:
+    if not request.app[MAIL].enabled:  # no link could reach the reader: the newsroom answers such requests
+        raise NotFound("this service sends no email")
     form = await read_json(request, DataRequestForm)
     settings = request.app[SETTINGS]
     scripts = request.app[SCRIPTS]

@@ -18,6 +18,15 @@
 Emails asked for from a request (a reply subscription's confirmation) are jobs made by the request: durable as
 the rest, and sent by the same sender, never by the request.
 
+4. **Data requests** (“Dữ liệu của tôi”, `privacy.Privacy.request_link`): each item of `keys.data_request_mail()`
+   becomes a `data_request` email with its link, in the reader's language; the item is deleted once its job
+   exists, so the address waits on that stream only until then. A transactional email: no List-Unsubscribe, and
+   an address that unsubscribed from notifications still gets the link it just asked for (an address suppressed
+   because its server refuses mail for good does not).
+5. **Overdue reports**: a comment whose first open report waited longer than `COMMENTS_REPORT_ALERT_HOURS` is told
+   to every moderator with notifications (each or digest) once per overdue period (from that first report to the
+   reports' resolution: `keys.mail_overdue`), several newly overdue ones in one email.
+
 Nothing here logs an address: logs name job ids and kinds.
 """
 
@@ -27,6 +36,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any, Final, Literal
@@ -45,7 +55,7 @@ from service.errors import Conflict, MailLinkInvalid, NotFound
 from service.i18n import Lang
 from service.jobs import JobQueue, Lease, NewJob, QueueKeys, Result
 from service.mail import links, smtp
-from service.mail.messages import Envelope, Kind, age, compose, excerpt, mailto, message_id
+from service.mail.messages import TRANSACTIONAL, Envelope, Kind, age, compose, excerpt, mailto, message_id
 from service.metrics import Metrics
 from service.models import Email
 from service.moderation import CommentWithHistory, Moderation, ModeratorComment
@@ -72,6 +82,11 @@ QUEUE_ITEMS: Final = 10
 REPLY_LINK_SECONDS: Final = 30 * 86_400
 CONFIRM_LINK_SECONDS: Final = 7 * 86_400
 MAX_DELIVERIES: Final = 10
+#: Data request items read per round, and how often the stream is looked at when it was empty.
+REQUEST_BATCH: Final = 100
+REQUEST_IDLE_SECONDS: Final = 0.5
+#: Overdue reported comments read per partition (the email lists the oldest `QUEUE_ITEMS`).
+OVERDUE_SCAN_MAX: Final = 1000
 
 
 class NotificationSettings(BaseModel):
@@ -186,6 +201,11 @@ class Mail:
             group.create_task(self._queue.run())
             group.create_task(tasks.forever("mail digests", self.digest_once, idle_seconds=self.digest_every_seconds,
                                             error_pause_seconds=self.digest_every_seconds))
+            group.create_task(tasks.forever("mail data requests", self.requests_once,
+                                            idle_seconds=REQUEST_IDLE_SECONDS, error_pause_seconds=1.0))
+            group.create_task(tasks.forever("mail overdue reports", self._overdue_round,
+                                            idle_seconds=self.digest_every_seconds,
+                                            error_pause_seconds=self.digest_every_seconds))
 
     # -- links ---------------------------------------------------------------------------------------------
 
@@ -210,9 +230,11 @@ class Mail:
         digest = email_hash(self._secret, to)
         job_id = hashlib.sha256(f"{kind}:{event}:{digest}".encode()).hexdigest()[:32]
         token = links.unsubscribe_link(self._secret, digest)
+        listed = kind not in TRANSACTIONAL
         envelope = Envelope(sender=self._settings.mail_from or "", reply_to=self._settings.mail_reply_to, to=to,
-                            unsubscribe_https=self.url(f"/mail/unsubscribe/{token}"),
-                            unsubscribe_mailto=mailto(self._sender, token), newspaper=self.newspaper)
+                            unsubscribe_https=self.url(f"/mail/unsubscribe/{token}") if listed else "",
+                            unsubscribe_mailto=mailto(self._sender, token) if listed else "",
+                            newspaper=self.newspaper)
         message = compose(kind, lang, envelope, message_id(job_id, self._sender), context)
         body = orjson.dumps({"to": to, "digest": digest, "message": base64.b64encode(message).decode()})
         return NewJob(job_id, OWNER, kind, body)
@@ -357,6 +379,95 @@ class Mail:
                 for account, notifications in wanted]
         return await self._enqueue(jobs)
 
+    # -- data requests ---------------------------------------------------------------------------------------
+
+    async def requests_once(self) -> int:
+        """The data request items waiting on `keys.data_request_mail()` become jobs, then are deleted. No consumer
+        group: an item leaves the stream as soon as its job exists, so the stream itself is what is left to do.
+        Read twice (two workers, or a crash between the enqueue and the delete), an item makes its job once:
+        the job id derives from the item's id."""
+        stream = keys.data_request_mail()
+        rows: list[Any] = await self._redis.xrange(stream, count=REQUEST_BATCH) or []
+        if not rows:
+            return 0
+        now = now_ms()
+        await self._enqueue([self._data_request(as_text(entry_id), {as_text(k): as_text(v) for k, v in raw.items()},
+                                                now)
+                             for entry_id, raw in rows])
+        await self._redis.xdel(stream, *(entry_id for entry_id, _ in rows))
+        return len(rows)
+
+    def _data_request(self, entry_id: str, item: dict[str, str], now: int) -> NewJob | None:
+        to, kind, link, expires = (item.get(name, "") for name in ("to", "kind", "link", "expires"))
+        if (item.get("type") != "data_request" or kind not in ("export", "erase") or not to
+                or not link.startswith(self.url("/privacy/")) or not expires.isdigit()):
+            self._count("data_request", "malformed")
+            return None
+        if int(expires) <= now:  # the link no longer works: saying nothing is kinder than a dead link
+            self._count("data_request", "expired")
+            return None
+        lang: Lang = "en" if item.get("lang") == "en" else "vi"
+        hours = max(1, math.ceil((int(expires) - now) / 3_600_000))
+        return self._job("data_request", f"request:{entry_id}", to, lang,
+                         {"to": to, "request": kind, "link": link, "hours": hours})
+
+    # -- overdue reports -------------------------------------------------------------------------------------
+
+    async def _overdue_round(self) -> int:
+        await self.overdue_once()
+        return 0  # one look per interval, however many were found
+
+    async def overdue_once(self) -> int:
+        """Email moderators with notifications about the reported comments newly overdue; returns how many were
+        newly overdue. A comment is told once per overdue period: `keys.mail_overdue` keeps the first open
+        report's time it was told for, and forgets it once the reports are resolved (a later report starts a new
+        period). Two workers looking at once make the same jobs (ids from the comments and periods)."""
+        now = now_ms()
+        hours = self._settings.report_alert_hours
+        cutoff = now - hours * 3_600_000
+        pipe = self._redis.pipeline(transaction=False)
+        for partition in range(keys.PARTITIONS):
+            pipe.zrangebyscore(keys.reported(partition), "-inf", f"({cutoff}", start=0, num=OVERDUE_SCAN_MAX,
+                               withscores=True)
+        pipe.hgetall(keys.mail_overdue())
+        *pages, raw_told = await pipe.execute()
+        overdue = {as_text(member): int(score) for page in pages for member, score in page}
+        told = {as_text(k): as_text(v) for k, v in raw_told.items()}
+        resolved = [comment_id for comment_id, first in told.items() if str(overdue.get(comment_id)) != first]
+        if resolved:
+            await self._redis.hdel(keys.mail_overdue(), *resolved)
+        fresh = sorted((first, comment_id) for comment_id, first in overdue.items()
+                       if told.get(comment_id) != str(first))
+        if not fresh:
+            return 0
+        wanted = await self._accounts.notification_recipients()
+        if wanted:
+            items = await self._overdue_items(fresh[:QUEUE_ITEMS], now)
+            period = hashlib.sha256(",".join(f"{c}:{first}" for first, c in fresh).encode()).hexdigest()[:16]
+            await self._enqueue([self._job("report_overdue", f"overdue:{period}:{fold(account.name)}",
+                                           notifications.email, notifications.lang, {
+                                               "count": len(fresh), "hours": hours,
+                                               "items": [{**item, "age": age(item["waited"], notifications.lang)}
+                                                         for item in items],
+                                               "console_url": self.url("/moderation/#/reported")})
+                                 for account, notifications in wanted if notifications.email])
+        await self._redis.hset(keys.mail_overdue(), mapping={c: str(first) for first, c in fresh})
+        return len(fresh)
+
+    async def _overdue_items(self, fresh: list[tuple[int, str]], now: int) -> list[dict[str, Any]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for _, comment_id in fresh:
+            pipe.hmget(keys.comment(comment_id), ["d", "a"])
+            pipe.hget(keys.report_counts(keys.partition_of_comment(comment_id)), comment_id)
+        replies: list[Any] = await pipe.execute()
+        items = []
+        for (first, _), (raw, article), count in zip(fresh, replies[::2], replies[1::2], strict=True):
+            record = _record(raw) or {}
+            items.append({"title": str(record.get("title", "")), "name": str(record.get("name", "")),
+                          "article_id": as_text(article) if article else "", "reports": int(count or 0),
+                          "excerpt": excerpt(str(record.get("body", ""))), "waited": (now - first) / 1000})
+        return items
+
     async def _measure_lag(self, now: int) -> None:
         if self._metrics is None:
             return
@@ -378,7 +489,10 @@ class Mail:
         """One attempt at one email."""
         job = orjson.loads(lease.body)
         digest: str = job["digest"]
-        if await self._redis.hexists(keys.mail_suppressed(), digest):
+        suppressed = await self._redis.hget(keys.mail_suppressed(), digest)
+        # A transactional email goes to an address that only unsubscribed from notifications.
+        if suppressed is not None and (lease.type not in TRANSACTIONAL
+                                       or (_record(suppressed) or {}).get("why") != "unsubscribed"):
             self._count(lease.type, "suppressed")
             return Result(ok=True, error="suppressed")
         if await self._over("mail-all", "all", self._settings.mail_limit_overall):

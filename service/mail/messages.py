@@ -6,6 +6,8 @@ Headers: From, To, optional Reply-To, Subject (fixed words and numbers only, nev
 Message-ID (`<job id@sender's domain>`: the job id derives from the event and the recipient, so a repeat of an
 at-least-once send carries the same id), List-Unsubscribe (an https and a mailto URI) with
 List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058), and Auto-Submitted: auto-generated (RFC 3834).
+A transactional email the reader asked for just now (`TRANSACTIONAL`: the link of a data request) has no
+List-Unsubscribe: there is no list to leave.
 The message is rendered once, when its job is made: every attempt sends the same bytes. Header values
 never hold reader text (the To address is the author's, validated by `models.Email` at submission).
 """
@@ -26,8 +28,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from service.i18n import Lang
 
-Kind = Literal["approved", "rejected", "reply", "reply_confirm", "moderator"]
-KINDS: Final[tuple[Kind, ...]] = ("approved", "rejected", "reply", "reply_confirm", "moderator")
+Kind = Literal["approved", "rejected", "reply", "reply_confirm", "moderator", "data_request", "report_overdue"]
+KINDS: Final[tuple[Kind, ...]] = ("approved", "rejected", "reply", "reply_confirm", "moderator", "data_request",
+                                  "report_overdue")
+#: Emails a reader asked for with a form just now: no List-Unsubscribe, and an unsubscribed address still gets
+#: them (`mailer.Mail._attempt`).
+TRANSACTIONAL: Final[frozenset[Kind]] = frozenset({"data_request"})
 
 SUBJECTS: Final[dict[Kind, tuple[str, str]]] = {
     "approved": ("Bình luận của bạn đã được duyệt", "Your comment has been approved"),
@@ -35,6 +41,9 @@ SUBJECTS: Final[dict[Kind, tuple[str, str]]] = {
     "reply": ("Có trả lời mới cho bình luận của bạn", "A new reply to your comment"),
     "reply_confirm": ("Xác nhận: nhận email khi có trả lời", "Confirm: email me about replies"),
     "moderator": ("{count} bình luận đang chờ duyệt", "{count} comments waiting for moderation"),
+    "data_request": ("Liên kết tới dữ liệu của bạn", "The link to your data"),
+    "report_overdue": ("{count} bình luận bị báo vi phạm đã chờ quá {hours} giờ",
+                       "Reported comments waiting over {hours} hours: {count}"),
 }
 #: The words of the link pages (`api.mail`); placeholders are `{name}`.
 PAGE_TEXT: Final[dict[str, tuple[str, str]]] = {
@@ -108,7 +117,7 @@ class Envelope:
     sender: str  #: the From header
     reply_to: str | None
     to: str
-    unsubscribe_https: str
+    unsubscribe_https: str  #: empty for a transactional email: no List-Unsubscribe
     unsubscribe_mailto: str
     newspaper: str
 
@@ -137,9 +146,12 @@ def compose(kind: Kind, lang: Lang, envelope: Envelope, message_id: str, context
         ("Subject", _words(title)),
         ("Date", format_datetime(now or datetime.now(UTC))),
         ("Message-ID", message_id),
+    ]
+    if envelope.unsubscribe_https:
         # Folded after the comma: each URI keeps to a line of its own.
-        ("List-Unsubscribe", f"<{envelope.unsubscribe_https}>,\r\n <{envelope.unsubscribe_mailto}>"),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        headers += [("List-Unsubscribe", f"<{envelope.unsubscribe_https}>,\r\n <{envelope.unsubscribe_mailto}>"),
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    headers += [
         ("Auto-Submitted", "auto-generated"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),

@@ -233,8 +233,9 @@
 
     wrap.append(
       h('h2', { class: 'cw-h', id: id('h') }, [t.heading + ' ', N.count]),
-      N.closed, N.form, N.mine, N.info, N.list, N.more, this.dataPanel()
+      N.closed, N.form, N.mine, N.info, N.list, N.more
     );
+    if (MAIL) wrap.append(this.dataPanel());
 
     var me = store('get', 'cmts:me');
     if (me) {
@@ -347,6 +348,7 @@
   };
 
   // "Dữ liệu của tôi": the reader's address; the service sends a link there (download, or confirm an erasure).
+  // Only with email on: without it no link could reach the reader.
   W.dataPanel = function () {
     var self = this, t = this.t, u = 'cw' + this.n + '-d';
     var email = h('input', { type: 'email', id: u + 'e', name: 'data_email', autocomplete: 'email', required: true });
@@ -356,7 +358,7 @@
     return h('details', { class: 'cw-data' }, [h('summary', { text: t.myData }), h('p', { class: 'cw-meta', text: t.myDataHint }),
       h('form', { novalidate: true, onsubmit: function (e) {
         e.preventDefault();
-        self.api('POST', '/v1/privacy/requests', { email: norm(email.value), kind: kind.value }).then(function (r) {
+        self.api('POST', '/v1/privacy/requests', { email: norm(email.value), kind: kind.value, lang: self.lang }).then(function (r) {
           msg.className = 'cw-status ' + (r.ok ? 'is-ok' : 'is-error');
           msg.textContent = r.ok ? t.myDataSent : (r.status === 429 ? fmt(t.rate, { seconds: parseInt(r.headers.get('Retry-After'), 10) || 60 })
             : (r.data.title || t.fail));

@@ -337,7 +337,12 @@
         button(t('action.spam'), decide('spam'), {class: 'spam', 'aria-keyshortcuts': 's'}),
       ]);
     }
-    if (comment.state === 'approved') {
+    if (mode === 'reported') {
+      append(actions, [
+        button(t('action.keep'), () => resolveReports(comment, 'keep'), {class: 'keep', 'aria-keyshortcuts': 'g'}),
+        button(t('action.retract'), () => resolveReports(comment, 'retract'), {class: 'retract', 'aria-keyshortcuts': 't'}),
+      ]);
+    } else if (comment.state === 'approved') {
       actions.append(button(t('action.retract'), () => retract(comment), {class: 'retract'}));
     }
     if (mode !== 'detail') {
@@ -470,7 +475,7 @@
   const KEYS = [
     ['j', 'keys.next'], ['k', 'keys.previous'], ['a', 'keys.approve'], ['r', 'keys.reject'], ['s', 'keys.spam'],
     ['x', 'keys.select'], ['A', 'keys.approve_selected'], ['u', 'keys.undo'], ['/', 'keys.search'], ['?', 'keys.help'],
-    ['Esc', 'keys.close'],
+    ['g', 'keys.keep'], ['t', 'keys.retract'], ['Esc', 'keys.close'],
   ];
 
   function showKeys() {
@@ -900,6 +905,88 @@
     } catch (error) {
       showError(error);
     }
+  }
+
+  // -- the reported queue: approved comments readers reported (j/k, g keeps, t retracts) ----------------------
+
+  const REPORT_REASONS = ['spam', 'offensive', 'false', 'unlawful', 'other'];
+  const reported = {comments: new Map(), total: 0, info: null};
+
+  /** Most reported first, then the longest waiting (GET /v1/moderation/reports); the readers' words as text. */
+  async function renderReportedView(main) {
+    const info = h('p', {class: 'page-info', 'aria-live': 'polite', text: t('loading')});
+    const listNode = h('ol', {class: 'cards'});
+    main.replaceChildren(h('div', {class: 'view-head'}, h('h1', {tabindex: '-1', text: t('view.reported')}),
+      h('p', {class: 'hint', text: t('view.reported_hint')})), info, listNode);
+    reported.info = info;
+    try {
+      const result = await api('GET', `/v1/moderation/reports${query({limit: 50})}`);
+      lists.active = true;
+      lists.ids = result.comments.map((item) => item.comment.id);
+      lists.nodes.clear();
+      lists.currentId = null;
+      reported.comments = new Map(result.comments.map((item) => [item.comment.id, item.comment]));
+      reported.total = result.total;
+      listNode.replaceChildren(...result.comments.map((item) => {
+        const node = card(item.comment, 'reported');
+        node.querySelector('.actions').before(reportSummary(item));
+        lists.nodes.set(item.comment.id, node);
+        node.addEventListener('focusin', () => {
+          if (lists.currentId !== item.comment.id) listSetCurrent(item.comment.id, false);
+          loadDetails(node, item.comment);
+        });
+        return h('li', {class: 'card-item'}, node);
+      }));
+      if (lists.ids.length) listSetCurrent(lists.ids[0], false);
+      updateReportedInfo();
+    } catch (error) {
+      info.textContent = error.message;
+    }
+  }
+
+  function reportSummary(item) {
+    const reasons = REPORT_REASONS.filter((reason) => item.reasons[reason])
+      .map((reason) => h('li', {dataset: {reason}, text: t('reported.reason', {reason: t(`report_reason.${reason}`), n: item.reasons[reason]})}));
+    const words = item.reports.filter((report) => report.text).map((report) => h('li', {class: 'report-text', text: report.text}));
+    return h('div', {class: 'reports'},
+      h('p', {class: 'label report-summary',
+        text: t('reported.summary', {n: item.open_reports, age: duration(item.waiting_seconds)})}),
+      h('ul', {class: 'reasons'}, reasons),
+      words.length ? [h('p', {class: 'label', text: t('reported.texts')}), h('ul', {class: 'report-texts'}, words)] : null);
+  }
+
+  function updateReportedInfo() {
+    if (reported.info) reported.info.textContent = reported.total ? t('reported.count', {n: reported.total}) : t('reported.empty');
+  }
+
+  async function resolveReports(comment, action) {
+    let reason = '';
+    if (action === 'retract') {
+      reason = await askReason(t('reason.title_retract'), t('action.retract'));
+      if (reason === null) return;
+    }
+    try {
+      await api('POST', `/v1/moderation/reports/${path(comment.id)}/decision`, {action, reason});
+      toast(t(`done.${action}`));
+      dropReported(comment.id);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  function dropReported(id) {
+    const index = lists.ids.indexOf(id);
+    const node = lists.nodes.get(id);
+    if (index < 0 || !node) return;
+    lists.ids.splice(index, 1);
+    lists.nodes.delete(id);
+    reported.comments.delete(id);
+    reported.total = Math.max(0, reported.total - 1);
+    node.closest('li').remove();
+    updateReportedInfo();
+    const next = lists.ids[Math.min(index, lists.ids.length - 1)];
+    if (next) listSetCurrent(next, true);
+    else app.main.querySelector('h1').focus();
   }
 
   // -- lists by state and search results (pages, j/k) ------------------------------------------------------
@@ -1370,7 +1457,7 @@
 
   // -- layout, routes, live figures ---------------------------------------------------------------------------
 
-  const VIEWS = ['queue', 'approved', 'rejected', 'spam', 'retracted', 'search', 'stats', 'admin'];
+  const VIEWS = ['queue', 'approved', 'rejected', 'spam', 'retracted', 'reported', 'search', 'stats', 'admin'];
   let nav = null;
   let oldest = null;
 
@@ -1441,6 +1528,7 @@
     let loading = null;
     if (next.name === 'queue') renderQueueView(main);
     else if (DECIDED_VIEWS.includes(next.name)) loading = renderStateView(main, next.name);
+    else if (next.name === 'reported') loading = renderReportedView(main);
     else if (next.name === 'search') loading = renderSearchView(main);
     else if (next.name === 'comment' && next.arg) loading = renderCommentView(main, next.arg);
     else if (next.name === 'stats') loading = renderStatsView(main);
@@ -1572,6 +1660,9 @@
       if (queue.currentId) toggleSelected(queue.currentId, !queue.selected.has(queue.currentId));
     } else if (inQueue && key === 'A') {
       bulkDecide('approve');
+    } else if (app.route && app.route.name === 'reported' && (key === 'g' || key === 't')) {
+      const comment = lists.active ? reported.comments.get(lists.currentId) : null;
+      if (comment) resolveReports(comment, key === 'g' ? 'keep' : 'retract');
     } else if (key === 'u') {
       undo(null);
     } else if (key === '/') {
