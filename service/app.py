@@ -168,6 +168,20 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(people.close)
 
 
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Email (`service.mail`): built always (its link routes answer 404 when it is off), run only when it is on.
+    After the accounts: moderators' notification settings live on them."""
+    mail = Mail(app[REDIS], app[SCRIPTS], app[SETTINGS], app[ACCOUNTS], app[MODERATION], metrics=app[METRICS])
+    app[MAIL] = mail
+    try:
+        await mail.start()
+    except REDIS_UNREACHABLE as exc:  # the consumer creates its group on its first read then
+        log.warning("Redis unreachable at start (%s); email starts when it is back", exc)
+    task = asyncio.create_task(mail.run())
+    yield
+    await stop([task])
+
+
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     """A reader's data (`service.privacy`), readers' reports, takedowns, and retention, whose background job
     runs on one worker at a time (a Redis lock: `service.retention`)."""
@@ -186,20 +200,6 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     background = [asyncio.create_task(retention.run_forever(interval))] if interval else []
     yield
     await stop(background)
-
-
-async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Email (`service.mail`): built always (its link routes answer 404 when it is off), run only when it is on.
-    After the accounts: moderators' notification settings live on them."""
-    mail = Mail(app[REDIS], app[SCRIPTS], app[SETTINGS], app[ACCOUNTS], app[MODERATION], metrics=app[METRICS])
-    app[MAIL] = mail
-    try:
-        await mail.start()
-    except REDIS_UNREACHABLE as exc:  # the consumer creates its group on its first read then
-        log.warning("Redis unreachable at start (%s); email starts when it is back", exc)
-    task = asyncio.create_task(mail.run())
-    yield
-    await stop([task])
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -225,6 +225,10 @@ class Captchas:
             raw = base64.urlsafe_b64decode(captcha_id + "==")
         except (binascii.Error, ValueError):
             return None
+        # The decoder skips characters outside its alphabet and reads "+/" like "-_": only the one spelling
+        # this service writes names the token (whole-string validation, like every other id).
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != captcha_id:
+            return None
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if len(raw) != _TOKEN_BYTES or not hmac.compare_digest(
                 mac, hmac.digest(self._token_key, payload, "sha256")[:_MAC_BYTES]):

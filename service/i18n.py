@@ -174,6 +174,8 @@ WIDGET_TEXT: Final[dict[str, tuple[str, str]]] = {
     "myData": ("Dữ liệu của tôi", "My data"),
     "myDataHint": ("Nhập email bạn đã dùng khi bình luận: chúng tôi gửi tới địa chỉ đó một liên kết, có hiệu lực "
                    "24 giờ.", "Enter the email you commented with: we send a link there, valid for 24 hours."),
+    "myDataEmail": ("Email đã dùng khi bình luận", "Email you commented with"),
+    "myDataKind": ("Bạn muốn", "You want to"),
     "myDataExport": ("Tải về dữ liệu của tôi", "Download my data"),
     "myDataErase": ("Xóa dữ liệu của tôi", "Erase my data"),
     "myDataSend": ("Gửi liên kết", "Send the link"),
@@ -912,6 +914,7 @@ def detail(code: str, template: str | None, params: dict[str, str | int], lang: 
 def fields_detail(messages: list[tuple[str, str]], lang: Lang) -> str:
     """The detail of a validation problem: each (field, localised message) as one clause."""
     return "; ".join(_pick(FIELD_DETAIL, lang).format(field=field, message=message) for field, message in messages)
+
 
 # -- email (`service.mail`, `api.mail`) ------------------------------------------------------------------------
 

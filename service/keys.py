@@ -477,6 +477,7 @@ def lease_keys(partition: int) -> list[str]:
     """lease.lua's keys: renewal and release of one partition's leases."""
     return [leases(partition), holders(partition), ready(partition), pending(partition)]
 
+
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
                words: Sequence[str] = ()) -> list[str]:
     """erase.lua's 23 keys, then the word indexes the comment leaves (`words`, folded)."""

@@ -122,6 +122,21 @@ class Settings(BaseSettings):
     #: AOF alone. With Sentinel, 1 means a failover loses no acknowledged comment. Not for Redis Cluster.
     redis_replica_acks: int = Field(default=0, ge=0, le=5)
     redis_replica_ack_timeout_ms: int = Field(default=500, ge=10, le=10_000)
+    #: Reports of comments a client address may send per window: (count, window seconds). Kept whatever
+    #: COMMENTS_RATE_LIMIT_ENABLED says: reports have no captcha.
+    rate_limit_report: tuple[int, int] = (10, 3600)
+    #: Self-service data requests (“Dữ liệu của tôi”) per client address, and per email address, per window.
+    rate_limit_data_request: tuple[int, int] = (5, 3600)
+    #: A comment's open reports waiting longer than this many hours raise the alert metric.
+    report_alert_hours: int = Field(default=24, ge=1, le=24 * 30)
+    #: Rejected and spam comments are deleted this many days after their decision.
+    retention_rejected_days: int = Field(default=90, ge=1, le=3650)
+    #: IP hashes of decided comments are dropped this many days after the decision.
+    retention_ip_days: int = Field(default=30, ge=1, le=3650)
+    #: Pending comments older than this many days are reported (metric, stats); never deleted.
+    retention_pending_days: int = Field(default=7, ge=1, le=3650)
+    #: Seconds between background retention runs (one worker at a time, under a Redis lock); 0 turns it off.
+    retention_interval_seconds: int = Field(default=3600, ge=0, le=7 * 86400)
     #: Email (service/mail): smtp://user:password@host:587 (STARTTLS) or smtps://...:465 (TLS from the start);
     #: unset, every email feature is off (and the widget shows no email checkbox).
     smtp_url: SecretStr | None = None
@@ -143,21 +158,6 @@ class Settings(BaseSettings):
     mail_backoff_base_seconds: float = Field(default=5.0, gt=0)
     #: How long a moderator's approve/reject link in an email works.
     mail_link_seconds: int = Field(default=3 * 86400, ge=60, le=30 * 86400)
-    #: Reports of comments a client address may send per window: (count, window seconds). Kept whatever
-    #: COMMENTS_RATE_LIMIT_ENABLED says: reports have no captcha.
-    rate_limit_report: tuple[int, int] = (10, 3600)
-    #: Self-service data requests (“Dữ liệu của tôi”) per client address, and per email address, per window.
-    rate_limit_data_request: tuple[int, int] = (5, 3600)
-    #: A comment's open reports waiting longer than this many hours raise the alert metric.
-    report_alert_hours: int = Field(default=24, ge=1, le=24 * 30)
-    #: Rejected and spam comments are deleted this many days after their decision.
-    retention_rejected_days: int = Field(default=90, ge=1, le=3650)
-    #: IP hashes of decided comments are dropped this many days after the decision.
-    retention_ip_days: int = Field(default=30, ge=1, le=3650)
-    #: Pending comments older than this many days are reported (metric, stats); never deleted.
-    retention_pending_days: int = Field(default=7, ge=1, le=3650)
-    #: Seconds between background retention runs (one worker at a time, under a Redis lock); 0 turns it off.
-    retention_interval_seconds: int = Field(default=3600, ge=0, le=7 * 86400)
 
     @field_validator("allowed_origins", "trusted_proxies", "blocklist", "webhook_allowed_networks", "unsafe_allow",
                      "reject_reasons", mode="before")

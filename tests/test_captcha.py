@@ -110,6 +110,19 @@ async def test_unknown_captcha_is_a_404_problem(client: Client) -> None:
     assert status == 422 and problem["code"] == "captcha_invalid"
 
 
+async def test_a_captcha_id_has_one_spelling(client: Client) -> None:
+    """The base64 decoder skips stray characters and reads "+/" like "-_": those other spellings of an issued id
+    are not the id (whole-string validation, like every other id)."""
+    issued = await _issue(client)
+    assert (await client.get(f"/v1/captchas/{issued}.png")).status == 200
+    respelled = [issued + "=", issued[:5] + "." + issued[5:], issued.replace("-", "+").replace("_", "/")]
+    for other in {s for s in respelled if s != issued}:
+        response = await client.get(f"/v1/captchas/{other}.png")
+        assert response.status in (404, 422), other
+        status, problem = await _submit(client, other, "ABCDE")
+        assert status == 422 and problem["code"] in ("captcha_invalid", "validation_failed"), other
+
+
 def test_derived_answers_use_the_alphabet_without_look_alikes() -> None:
     # Issue 13 took out every character with a look-alike (tests/test_captcha_readability.py lists the pairs).
     assert not set(ALPHABET) & set("0OQ1IL5Z8UY4G67T")

@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 WIDGET = "[data-comments-article]"  # the host element; Playwright's CSS engine pierces its open shadow root
+#: The comment form's own status line (the report and "my data" panels have status lines of their own).
+FORM_STATUS = ".cw-status[id$='-status']"
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -214,7 +216,7 @@ async def test_submit_moderate_and_see_it_published(browser: Browser, base: str,
     old_captcha = await author.locator(f"{WIDGET} .cw-cap-img").get_attribute("src")
     await author.get_by_role("button", name="Gửi bình luận").click()
 
-    status = author.locator(f"{WIDGET} [role=status]")
+    status = author.locator(f"{WIDGET} {FORM_STATUS}")
     await status.filter(has_text="Bình luận của bạn đang chờ duyệt").wait_for()
     assert await status.get_attribute("aria-live") == "polite"
     stored = await pending_in_storage(author, article)
@@ -282,7 +284,7 @@ async def test_submit_moderate_and_see_it_published(browser: Browser, base: str,
         code=CAPTCHA_ANSWER,
     )
     await reader.get_by_role("button", name="Gửi bình luận").click()
-    await reader.locator(f"{WIDGET} [role=status]").filter(has_text="đang chờ duyệt").wait_for()
+    await reader.locator(f"{WIDGET} {FORM_STATUS}").filter(has_text="đang chờ duyệt").wait_for()
     assert await replying.is_hidden()
     reply = (await pending_in_storage(reader, article))[0]
     await api.approve(reply["id"])
@@ -519,7 +521,7 @@ async def test_layout_on_phone_and_desktop(browser: Browser, base: str, api: Api
                  .querySelectorAll('input:not([name=website]), textarea')]
                  .map((el) => parseFloat(getComputedStyle(el).fontSize))"""
         )
-        assert len(sizes) == 5 and min(sizes) >= 16, f"inputs must be >= 16px (no iOS zoom): {sizes}"
+        assert len(sizes) >= 5 and min(sizes) >= 16, f"inputs must be >= 16px (no iOS zoom): {sizes}"
         # the host page's global `label, button, input {font: 12px serif}` did not reach the widget
         label_font = await page.get_by_text("Họ Tên", exact=True).evaluate(
             "(el) => getComputedStyle(el).fontFamily"
@@ -605,7 +607,7 @@ async def test_error_and_success_messages_look_different(browser: Browser, base:
     context, page, errors = await open_article(browser, base, article_id("colours"))
     send = page.get_by_role("button", name="Gửi bình luận")
     await send.click()
-    status = page.locator(f"{WIDGET} .cw-status")
+    status = page.locator(f"{WIDGET} {FORM_STATUS}")
     await status.filter(has_text="Vui lòng kiểm tra").wait_for()
     assert "is-error" in (await status.get_attribute("class") or "")
     error = await style_of(page, ".cw-status")

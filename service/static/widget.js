@@ -363,8 +363,8 @@
           msg.textContent = r.ok ? t.myDataSent : (r.status === 429 ? fmt(t.rate, { seconds: parseInt(r.headers.get('Retry-After'), 10) || 60 })
             : (r.data.title || t.fail));
         }, function () { msg.className = 'cw-status is-error'; msg.textContent = t.net; });
-      } }, [h('div', { class: 'cw-field' }, [h('label', { for: u + 'e', text: t.email }), email]),
-        h('div', { class: 'cw-field' }, [h('label', { for: u + 'k', text: t.myData }), kind]),
+      } }, [h('div', { class: 'cw-field' }, [h('label', { for: u + 'e', text: t.myDataEmail }), email]),
+        h('div', { class: 'cw-field' }, [h('label', { for: u + 'k', text: t.myDataKind }), kind]),
         h('div', { class: 'cw-actions' }, [h('button', { type: 'submit', class: 'cw-btn cw-sec', text: t.myDataSend })]), msg])]);
   };
 
