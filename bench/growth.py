@@ -70,12 +70,16 @@ def _queue_middle(redis: Redis) -> str:
 
 
 def _pending_ids(redis: Redis, wanted: int) -> list[str]:
-    """Pending ids to approve, newest first (the claims take the oldest)."""
+    """Pending ids to approve, each partition's newest first (the claims take the oldest), as many as wanted:
+    articles spread unevenly over the partitions, so a partition gives what the others lack."""
     found: list[str] = []
     for partition in range(keys.PARTITIONS):
-        members: Any = redis.zrevrange(keys.ready(partition), 0, wanted // keys.PARTITIONS + 1)
+        missing = wanted - len(found)
+        if missing <= 0:
+            break
+        members: Any = redis.zrevrange(keys.ready(partition), 0, missing - 1)
         found += [m.decode() for m in members]
-    return found[:wanted]
+    return found
 
 
 def measure(workdir: Path, sizes: tuple[tuple[int, int], ...], seconds: int, log: Callable[[str], None],
