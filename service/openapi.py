@@ -49,7 +49,9 @@ def _responses(op: Operation) -> dict[str, Any]:
     for status, model in op.responses.items():
         entry: dict[str, Any] = {"description": "OK" if status < 300 else "Not modified" if status == 304
                                  else HTTPStatus(status).phrase}
-        if isinstance(model, type):  # JSON, or what `media` names (an event stream's events, say)
+        if isinstance(model, type) and op.media.get(status) == "text/event-stream":
+            entry["content"] = {"text/event-stream": {"schema": _event_schema(model)}}
+        elif isinstance(model, type):  # JSON, or what `media` names
             entry["content"] = {op.media.get(status, "application/json"): {"schema": _ref(model)}}
         elif model is not None:
             media = op.media.get(status, "application/octet-stream")
@@ -59,10 +61,25 @@ def _responses(op: Operation) -> dict[str, Any]:
         out[str(status)] = entry
     # No 405 here: an operation is a method its path has, so a request for it cannot get one; 405 answers only
     # methods that are not documented (`/problems/method_not_allowed`).
-    for status in sorted({*op.errors, 500}):
-        out[str(status)] = {"description": _error_text(status),
-                            "content": {"application/problem+json": {"schema": _ref(Problem)}}}
+    # A JSON body that is not JSON is refused (400 malformed_json) by every operation that reads one.
+    for status in sorted({*op.errors, 500, *((400,) if op.request is not None else ())}):
+        content: dict[str, Any] = {"application/problem+json": {"schema": _ref(Problem)}}
+        if status in op.media:  # a page for people (an email's link) says it in HTML
+            content[op.media[status]] = {"schema": {"type": "string"}}
+        out[str(status)] = {"description": _error_text(status), "content": content}
     return out
+
+
+def _event_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.2 describes a stream's items: its fields, `data` holding `model` as
+    JSON (the stream's `retry:` line and `: heartbeat` comments carry no data)."""
+    return {"type": "object", "description": f"One event of the stream; its `data` is a {model.__name__}.",
+            "properties": {
+                "event": {"type": "string", "description": "The event's name."},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(model),
+                         "description": f"The {model.__name__}, as JSON."},
+                "id": {"type": "string", "description": "The event's id, if any."},
+                "retry": {"type": "integer", "description": "Milliseconds a client waits before reconnecting."}}}
 
 
 def _error_text(status: int) -> str:

@@ -112,6 +112,9 @@ class Takedowns:
         return outcome
 
     async def register(self, limit: int, before: str | None) -> TakedownRegister:
+        if before is not None and not before.strip("0-"):
+            # Nothing is older than 0-0, and Redis refuses the exclusive bound `(0-0` as an invalid interval.
+            return TakedownRegister(takedowns=[], next_cursor=None)
         high = "+" if before is None else f"({before}"
         rows = await self._redis.execute_command("XREVRANGE", keys.takedowns(), high, "-", "COUNT", limit + 1)
         items = [_view(as_text(entry_id), orjson.loads(fields[b"t"])) for entry_id, fields in rows[:limit]]

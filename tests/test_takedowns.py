@@ -81,3 +81,7 @@ async def test_only_admins_record_and_read_takedowns(client: Client) -> None:
     assert (await client.get("/v1/takedowns")).status == 401
     response = await client.get("/v1/takedowns", params={"before": "12-3\n"}, headers=ADMIN)
     assert response.status == 422
+    for oldest in ("0-0", "000-00"):  # nothing is older; Redis refuses the bound `(0-0`, which was a 500
+        response = await client.get("/v1/takedowns", params={"before": oldest}, headers=ADMIN)
+        assert response.status == 200, await response.text()
+        assert (await response.json()) == {"takedowns": [], "next_cursor": None}

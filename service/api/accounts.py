@@ -152,7 +152,8 @@ _PAGE_HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "same-or
 
 @operation(summary="The invitation link: a page with a form that sets the password (GET shows it, POST sends it as "
                    "a form; plain HTML without script)", tag="accounts", responses={200: "text", 201: "text"},
-           media={200: "text/html", 201: "text/html"}, params=(TOKEN,), errors=(403, 404, 422, 503))
+           media={status: "text/html" for status in (200, 201, 403, 404, 422)}, params=(TOKEN,),
+           errors=(403, 404, 422, 503))
 async def invitation_page(request: web.Request) -> web.Response:
     accounts = request.app[ACCOUNTS]
     token = request.match_info["token"]

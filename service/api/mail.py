@@ -33,6 +33,8 @@ TOKEN: Final = Param("token", "path", {"type": "string", "pattern": TOKEN_PATTER
 PAGE_HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                        "Content-Security-Policy": CONSOLE_CSP, "X-Robots-Tag": "noindex"}
 PAGE_ERRORS: Final = (404, 410, 503)
+#: The pages answer people in HTML, their refusals too (a link that no longer works, email turned off).
+PAGE_MEDIA: Final = {status: "text/html" for status in (200, 400, 404, 409, 410, 503)}
 
 
 def _lang(request: web.Request) -> i18n.Lang:
@@ -60,7 +62,7 @@ def _refused(request: web.Request, error: ServiceError) -> web.Response:
 
 @operation(summary="A moderator's approve/reject link from a notification email: GET shows the comment and a "
                    "button (and decides nothing), POST makes the decision, once (HTML pages)", tag="mail",
-           responses={200: "text"}, media={200: "text/html"}, params=(TOKEN,), errors=(*PAGE_ERRORS, 409))
+           responses={200: "text"}, media=PAGE_MEDIA, params=(TOKEN,), errors=(*PAGE_ERRORS, 409))
 async def decision_page(request: web.Request) -> web.Response:
     mail = request.app[MAIL]
     token = request.match_info["token"]
@@ -83,7 +85,7 @@ async def decision_page(request: web.Request) -> web.Response:
 
 @operation(summary="Unsubscribe (the List-Unsubscribe link of every email): GET shows a button, POST (the button, "
                    "or a mail client's RFC 8058 one-click POST) stops every email to the address (HTML pages)",
-           tag="mail", responses={200: "text"}, media={200: "text/html"}, params=(TOKEN,), errors=PAGE_ERRORS)
+           tag="mail", responses={200: "text"}, media=PAGE_MEDIA, params=(TOKEN,), errors=PAGE_ERRORS)
 async def unsubscribe_page(request: web.Request) -> web.Response:
     mail = request.app[MAIL]
     token = request.match_info["token"]
@@ -102,7 +104,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 @operation(summary="Ask for an email for each approved reply to one's comment (the link of the approval email): "
                    "GET shows a button, POST sends the confirmation email (HTML pages)", tag="mail",
-           responses={200: "text"}, media={200: "text/html"}, params=(TOKEN,), errors=PAGE_ERRORS)
+           responses={200: "text"}, media=PAGE_MEDIA, params=(TOKEN,), errors=PAGE_ERRORS)
 async def replies_page(request: web.Request) -> web.Response:
     mail = request.app[MAIL]
     token = request.match_info["token"]
@@ -118,7 +120,7 @@ async def replies_page(request: web.Request) -> web.Response:
 
 
 @operation(summary="Confirm a reply subscription (the link of the confirmation email): GET shows a button, POST "
-                   "confirms (HTML pages)", tag="mail", responses={200: "text"}, media={200: "text/html"},
+                   "confirms (HTML pages)", tag="mail", responses={200: "text"}, media=PAGE_MEDIA,
            params=(TOKEN,), errors=(*PAGE_ERRORS, 409))
 async def replies_confirm_page(request: web.Request) -> web.Response:
     mail = request.app[MAIL]
