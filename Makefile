@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 AXE_CORE_VERSION := 4.14.1
 AXE := node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint typecheck bench fuzz soak clean axe-core
+.PHONY: run test test-slow lint typecheck bench fuzz soak clean axe-core
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ axe-core: $(AXE)
 run: $(RUN_STAMP)
 	$(BIN)/comments-service run
 
+# The suite, bounded (about 10 minutes on 2 cores): every long test has a bounded version here.
 test: $(TEST_STAMP) $(AXE)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The long tests (Redis Cluster and Sentinel, the image replay, 200-picture OCR, soak-like faults, lint); CI runs
+# them after `make test`.
+test-slow: $(TEST_STAMP) $(AXE)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check service tests bench tools
