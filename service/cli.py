@@ -137,7 +137,9 @@ def _banner(settings: Settings, sockets: list[socket.socket], workers: int, redi
             f"  Next step: create a moderator token (in another terminal, from this directory):\n"
             f"    {token}\n"
             f"  then send it as 'Authorization: Bearer <token>' to {base}/v1/moderation/queue "
-            f"(API description: {base}/openapi.json). Stop with Ctrl-C.")
+            f"(API description: {base}/openapi.json). Stop with Ctrl-C.\n"
+            f"  Moderator console: {base}/moderation/ (invite yourself: "
+            f"{token.replace('token create --role moderator', 'users invite --role admin')}, then open the link)")
 
 
 def run(settings: Settings) -> int:

@@ -220,6 +220,8 @@ def test_run_prints_the_next_step_first_and_stops_cleanly(tmp_path: Path, how: s
     assert first_lines[0].startswith(f"comments-service: serving http://127.0.0.1:{port} (2 workers")
     assert f"http://127.0.0.1:{port}/demo/articles/bai-viet-1" in first_lines[1]
     assert any(f"{COMMAND} token create --role moderator" in line for line in first_lines), first_lines
+    console = output.splitlines()[5]
+    assert f"http://127.0.0.1:{port}/moderation/" in console and "users invite --role admin" in console, console
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     assert not _port_open(redis_port), "the embedded redis-server outlived the service"
     assert not _port_open(port)
