@@ -44,7 +44,7 @@ from typing import Final, Generic, Literal, TypeVar
 
 from redis.exceptions import RedisError
 
-from service import captcha_audio, captcha_render, keys
+from service import captcha_audio, captcha_render, clock, keys
 from service.errors import NotFound, RateLimited, Unavailable
 from service.metrics import Metrics
 from service.scripts import Scripts
@@ -212,7 +212,7 @@ class Captchas:
         else:
             nonce = secrets.token_hex(_NONCE_BYTES)
             self._pool_wanted.set()
-        issued_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        issued_ms = clock.now_ms() if now_ms is None else now_ms
         payload = bytes.fromhex(nonce) + issued_ms.to_bytes(_STAMP_BYTES, "big")
         mac = hmac.digest(self._token_key, payload, "sha256")[:_MAC_BYTES]
         return Issued(base64.urlsafe_b64encode(payload + mac).decode().rstrip("="), self._ttl)
@@ -234,7 +234,7 @@ class Captchas:
                 mac, hmac.digest(self._token_key, payload, "sha256")[:_MAC_BYTES]):
             return None
         issued_ms = int.from_bytes(payload[_NONCE_BYTES:], "big")
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = clock.now_ms() if now_ms is None else now_ms
         expires_ms = issued_ms + self.ttl_ms
         if not issued_ms - _CLOCK_SKEW_MS <= now_ms < expires_ms:
             return None
@@ -309,7 +309,7 @@ class Captchas:
             log.error("audio captcha not rendered: %s", exc)
             raise Unavailable("audio captchas cannot be spoken right now; use the picture", retry_after=60) from exc
         if redis is not None:
-            life_ms = token.expires_ms - int(time.time() * 1000)
+            life_ms = token.expires_ms - clock.now_ms()
             if life_ms <= 0:
                 raise NotFound("this captcha does not exist or expired")
             if not await redis.set(stored_key, wav, px=life_ms, nx=True):
@@ -324,12 +324,12 @@ class Captchas:
 
     def filled_too_fast(self, token: Token, now_ms: int | None = None) -> bool:
         """A person needs a few seconds to read a captcha and write a comment; a bot does not."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = clock.now_ms() if now_ms is None else now_ms
         return now_ms - token.issued_ms < self._min_fill_ms
 
     def marker(self, token: Token, now_ms: int | None = None) -> tuple[str, int]:
         """The single-use marker's key and how long (ms) it must live: as long as the captcha could be valid."""
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = clock.now_ms() if now_ms is None else now_ms
         return keys.captcha_used(token.nonce), max(1, token.expires_ms - now_ms)
 
     async def keep_pool_filled(self) -> None:

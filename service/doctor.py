@@ -32,6 +32,7 @@ import orjson
 from service import keys, search
 from service.connections import RedisClient
 from service.models import COMMENT_ID_RE, iso
+from service.scripts import as_text, scored
 
 #: The type each kind of key must have.
 _FIXED: Final = {"pending": "zset", "ready": "zset", "leases": "zset", "holders": "hash", "articles": "hash",
@@ -102,14 +103,8 @@ async def _each(redis: RedisClient, commands: Sequence[Sequence[Any]]) -> list[A
     return out
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _pairs(flat: Any) -> dict[str, float]:
-    if flat and isinstance(flat[0], list | tuple):
-        return {_text(m): float(s) for m, s in flat}
-    return {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat or []), 2)}
+    return {as_text(member): score for member, score in scored(flat)}
 
 
 @dataclass
@@ -145,7 +140,7 @@ class Doctor:
 
     async def _partition(self, number: int) -> None:
         part = _Partition(number)
-        names = [_text(k) async for k in self._redis.scan_iter(match=f"{keys.PREFIX}:{{p{number:02x}}}:*",
+        names = [as_text(k) async for k in self._redis.scan_iter(match=f"{keys.PREFIX}:{{p{number:02x}}}:*",
                                                               count=1000)]
         found_types = await _each(self._redis, [("TYPE", name) for name in names])
         for name, found in zip(names, found_types, strict=True):
@@ -154,7 +149,7 @@ class Doctor:
                 await self._found("unknown_key", name)
                 continue
             expected, article = kind
-            if _text(found) != expected:
+            if as_text(found) != expected:
                 await self._found("wrong_type", name)
                 part.wrong.add(name)
                 continue
@@ -174,15 +169,15 @@ class Doctor:
             return None
         raw = await self._redis.execute_command("HGETALL", key)
         if isinstance(raw, dict):
-            return {_text(k): _text(v) for k, v in raw.items()}
-        return {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+            return {as_text(k): as_text(v) for k, v in raw.items()}
+        return {as_text(raw[i]): as_text(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def _queues(self, part: _Partition) -> None:
         p = part.number
         prefix = f"{keys.PREFIX}:{{p{p:02x}}}:c:"
         ids = [k.removeprefix(prefix) for k in part.types if k.startswith(prefix)]
         rows = await _each(self._redis, [("HMGET", keys.comment(i), "s", "a", "t", "pub") for i in ids])
-        records = {i: [None if v is None else _text(v) for v in row] for i, row in zip(ids, rows, strict=True)}
+        records = {i: [None if v is None else as_text(v) for v in row] for i, row in zip(ids, rows, strict=True)}
         pending_ids = {i: r for i, r in records.items() if r[0] == "pending" and r[1] and r[2]}
         approved = {i: r for i, r in records.items() if r[0] == "approved" and r[1]}
         part.articles |= {r[1] for r in records.values() if r[1] and keys.partition_of_article(r[1]) == p}
@@ -219,12 +214,12 @@ class Doctor:
             if any(key in part.wrong for key in index_keys):
                 continue
             await self._found("not_in_search_index", every, cid,
-                              *[("ZADD", key, _text(submitted), cid) for key in index_keys])
+                              *[("ZADD", key, as_text(submitted), cid) for key in index_keys])
 
     async def _state_lists(self, part: _Partition, records: dict[str, list[str | None]]) -> None:
         p = part.number
         rows = await _each(self._redis, [("HGET", keys.comment(i), "dt") for i in records])
-        decided = {i: _text(dt) for i, dt in zip(records, rows, strict=True) if dt is not None}
+        decided = {i: as_text(dt) for i, dt in zip(records, rows, strict=True) if dt is not None}
         for state in keys.DECIDED_STATES:
             key = keys.state_index(p, state)
             listed = await self._zset(part, key)
@@ -304,7 +299,7 @@ class Doctor:
             await self._found("public_entry_not_in_order", public_key, cid, ("HDEL", public_key, cid))
         count = await self._redis.execute_command("HGET", article_key, "count")
         expected = len(set(order) & set(mine))
-        if (count is not None or expected) and _text(count or b"0") != str(expected):
+        if (count is not None or expected) and as_text(count or b"0") != str(expected):
             await self._found("count_mismatch", article_key, "", ("HSET", article_key, "count", expected),
                               ("HINCRBY", article_key, "ver", 1))
 
@@ -317,7 +312,7 @@ class Doctor:
             return None
         if not isinstance(data, dict):
             return None
-        approved_at = _text(raw[1]) if raw[1] else ""
+        approved_at = as_text(raw[1]) if raw[1] else ""
         view = {"id": comment_id, **{name: data.get(name) for name in _PUBLIC_FIELDS},
                 "approved_at": iso(int(approved_at)) if approved_at.isascii() and approved_at.isdigit() else None}
         return orjson.dumps(view).decode()

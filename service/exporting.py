@@ -42,6 +42,7 @@ import orjson
 from service import keys
 from service.connections import RedisClient
 from service.models import COMMENT_ID_RE
+from service.scripts import as_text
 
 FORMAT: Final = "comments-service-export"
 VERSION: Final = 1
@@ -49,10 +50,6 @@ HEADER: Final = b'{"format":"comments-service-export","version":1,\n'
 _CHUNK: Final = 500
 #: Record fields that hold JSON, exported as objects.
 JSON_FIELDS: Final = ("d", "pub")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _json_or_text(raw: str) -> Any:
@@ -75,7 +72,7 @@ class Exported:
 
 async def _scan(redis: RedisClient, partition: int, kind: str) -> list[str]:
     prefix = f"{keys.PREFIX}:{{p{partition:02x}}}:{kind}:"
-    return [_text(k).removeprefix(prefix) async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    return [as_text(k).removeprefix(prefix) async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
 
 
 async def _pipeline(redis: RedisClient, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -97,14 +94,14 @@ async def _articles(redis: RedisClient) -> list[bytes]:
         rows = await _pipeline(redis, [("HMGET", keys.article(a), "closed", "seq") for a in chunk])
         for article_id, (closed, seq) in zip(chunk, rows, strict=True):
             out.append(line({"id": article_id, "open": closed != b"1" and closed != "1",
-                             "sequence": int(_text(seq)) if seq is not None and _text(seq).isdigit() else 0}))
+                             "sequence": int(as_text(seq)) if seq is not None and as_text(seq).isdigit() else 0}))
     return out
 
 
 def _pairs(raw: Any) -> dict[str, str]:
     if isinstance(raw, dict):
-        return {_text(k): _text(v) for k, v in raw.items()}
-    return {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+    return {as_text(raw[i]): as_text(raw[i + 1]) for i in range(0, len(raw), 2)}
 
 
 async def _comments(redis: RedisClient) -> AsyncIterator[bytes]:
@@ -123,7 +120,7 @@ async def _comments(redis: RedisClient) -> AsyncIterator[bytes]:
         records = [_pairs(rows[2 * i]) for i in range(len(chunk))]
         approved = [(i, r["a"]) for i, r in enumerate(records) if r.get("s") == "approved" and r.get("a")]
         scores = await _pipeline(redis, [("ZSCORE", keys.article_order(a), chunk[i]) for i, a in approved])
-        order = {i: int(float(_text(s))) for (i, _), s in zip(approved, scores, strict=True) if s is not None}
+        order = {i: int(float(as_text(s))) for (i, _), s in zip(approved, scores, strict=True) if s is not None}
         for i, comment_id in enumerate(chunk):
             record: dict[str, Any] = dict(records[i])
             if not record:
@@ -131,7 +128,7 @@ async def _comments(redis: RedisClient) -> AsyncIterator[bytes]:
             for name in JSON_FIELDS:
                 if name in record:
                     record[name] = _json_or_text(record[name])
-            history = [_json_or_text(_text(entry)) for entry in rows[2 * i + 1]]
+            history = [_json_or_text(as_text(entry)) for entry in rows[2 * i + 1]]
             yield line({"id": comment_id, "record": record, "order": order.get(i), "history": history})
 
 

@@ -267,9 +267,10 @@ def corrupt(what: bytes | str) -> StorageCorrupt:
     return StorageCorrupt("the stored data is damaged ({what}); nothing was changed", params={"what": as_text(what)})
 
 
-def as_text(value: bytes | str) -> str:
-    """A reply as text: redis-py types replies as `bytes | str` (it depends on `decode_responses`)."""
-    return value.decode() if isinstance(value, bytes) else value
+def as_text(value: Any) -> str:
+    """A reply as text: redis-py types replies as `bytes | str` (it depends on `decode_responses`); a number
+    (an integer reply) as its decimal form."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def scored(result: Any) -> list[tuple[bytes, float]]:
