@@ -9,8 +9,9 @@ Two ways of storing the same comments, on each server (Debian's redis-server wit
 * through the scripts (`bench.seed`): the same store and decide scripts without HTTP, which is how a million
   comments are stored in bounded time (`measure_sizing`); at 20,000 both ways must agree.
 
-Approved counts everything an approved comment keeps: the record, its history, its public view, its place in
-the article's order, the state list, the search indexes, and its feed and outbox entries (20,000 comments are
+Approved counts everything an approved comment keeps: the record (the text once: the public view is made from
+it, and a comment decided once has no history list), its place in the article's order, the state list, the
+search indexes, and its feed and outbox entries (20,000 comments are
 well within the outbox's length and the feed's retention). `breakdown` says where the bytes are, by kind of key
 (`MEMORY USAGE` of every key, so its sum is close to, not equal to, the `used_memory` delta).
 """
@@ -31,7 +32,7 @@ from bench.seed import Seeded, Seeder
 from service import keys, search
 from service.embedded import HASH_MAX_LISTPACK_VALUE
 
-#: Articles the memory comments are spread over (200 each at 20,000: an article's public hash is large).
+#: Articles the memory comments are spread over (200 each at 20,000).
 MEMORY_ARTICLES: Final = tuple(f"bench-mem-{i}" for i in range(100))
 
 
@@ -50,12 +51,13 @@ def kind(key: bytes) -> str:
     if tag == "{g}":
         return "gate:" + rest[0]
     name = rest[0]
-    if name in ("c", "h", "w", "e", "i", "a", "ao", "ap", "aq", "st", "stats", "lat"):
+    if name in ("c", "h", "w", "e", "i", "b", "a", "ao", "ap", "aq", "st", "stats", "lat"):
         return {"c": "record", "h": "history", "w": "index:word", "e": "index:email", "i": "index:address",
-                "a": "article", "ao": "article:order", "ap": "article:public", "aq": "article:pending",
-                "st": f"state:{rest[1] if len(rest) > 1 else ''}", "stats": "stats", "lat": "stats"}[name]
-    if name == "all":
-        return "index:all"
+                "b": "index:bucket", "a": "article", "ao": "article:order", "ap": "article:public",
+                "aq": "article:pending", "st": f"state:{rest[1] if len(rest) > 1 else ''}", "stats": "stats",
+                "lat": "stats"}[name]
+    if name == "n":
+        return "index:ids" if len(rest) > 1 else "index:seq"
     if name in ("feed", "outbox") and len(rest) > 1:
         return f"{name}:{rest[1]}"
     return name
@@ -74,10 +76,10 @@ def breakdown(redis: Redis, count: int) -> dict[str, dict[str, float]]:
 
 
 def encodings(redis: Redis, comment_id: str, article_id: str) -> dict[str, str]:
-    """The encodings of one comment's record and history and of its article's public hash."""
+    """The encodings of one comment's record and history (none for one decision) and of its article's order."""
     return {name: str(redis.object("encoding", key)) for name, key in (
         ("record", keys.comment(comment_id)), ("history", keys.history(comment_id)),
-        ("article_public", keys.article_public(article_id)), ("word_index", keys.word_index(
+        ("article_order", keys.article_order(article_id)), ("word_index", keys.word_index(
             keys.partition_of_comment(comment_id), "duong")))}
 
 
@@ -158,40 +160,6 @@ def _scan(redis: Redis, pattern: str) -> list[bytes]:
     return list(redis.scan_iter(match=pattern, count=1000))
 
 
-def _drop_pub(redis: Redis, seeded: list[Seeded]) -> None:
-    """The record without its `pub` copy (the public view made from `d` when needed)."""
-    pipe = redis.pipeline(transaction=False)
-    for item in seeded:
-        pipe.hdel(keys.comment(item.comment_id), "pub")
-    pipe.execute()
-
-
-def _drop_article_public(redis: Redis, seeded: list[Seeded]) -> None:
-    """No article public hash (`ap:`): a page is rendered from the records (HMGET `d` of its ids)."""
-    for key in _scan(redis, "cm:{p*}:ap:*"):
-        redis.unlink(key)
-
-
-def _feed_ids_only(redis: Redis, seeded: list[Seeded]) -> None:
-    """Feed events that name the comment instead of carrying its public view (a consumer reads the page)."""
-    for partition in range(keys.PARTITIONS):
-        redis.unlink(keys.feed(partition))
-    pipe = redis.pipeline(transaction=False)
-    for item in seeded:
-        pipe.xadd(keys.feed(keys.partition_of_comment(item.comment_id)),
-                  {"type": "comment.approved", "id": item.comment_id, "article": item.article_id})
-    pipe.execute()
-
-
-def _history_in_record(redis: Redis, seeded: list[Seeded]) -> None:
-    """A comment decided once keeps no history list: its one decision is the record's `s`, `dt`, `db` (and a
-    reason field when there is one); the list is made at the second change."""
-    pipe = redis.pipeline(transaction=False)
-    for item in seeded:
-        pipe.unlink(keys.history(item.comment_id))
-    pipe.execute()
-
-
 def _word_postings(redis: Redis, seeded: list[Seeded]) -> None:
     """The word index as append-only strings of ids (a posting list per word and partition, 27 bytes an entry)
     instead of sorted sets (about 150 bytes an entry once a word is common)."""
@@ -215,10 +183,6 @@ def _no_word_index(redis: Redis, seeded: list[Seeded]) -> None:
 #: Each step applied after the ones before it, on approved comments stored as the service configures Redis
 #: (`service.embedded.HASH_MAX_LISTPACK_VALUE`: records in the compact hash encoding).
 PROTOTYPES: Final[tuple[tuple[str, Callable[[Redis, list[Seeded]], None]], ...]] = (
-    ("record without `pub` (public view made from `d`)", _drop_pub),
-    ("no article public hash (pages rendered from the records)", _drop_article_public),
-    ("feed events carry the id, not the public view", _feed_ids_only),
-    ("history list only from a second change", _history_in_record),
     ("word index as append-only posting strings", _word_postings),
     ("no word index at all", _no_word_index),
 )

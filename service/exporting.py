@@ -17,10 +17,13 @@ The format, version 1 (UTF-8, one article or comment a line, so that it streams 
   next approval's place in the article's order comes after it);
 - a comment: its `id`; `record`, the stored record's fields as `keys.py` lists them (`a` article, `t` submitted
   ms, `s` state, `v` version, `f` request fingerprint, `d` the private record (name, email, title, body, parent,
-  hashes, risk signals), `did`/`dt`/`db` the last decision's id, ms and maker, `ap` approval ms and `pub` the
-  public view), with `d` and `pub` as JSON objects and every other field as the string stored; `order`, its
-  place in the article's public order (approved comments; else null); `history`, its changes of state, oldest
-  first.
+  hashes, risk signals), `did`/`dt`/`db` the last decision's id, ms and maker, `dr` the reason of a first
+  decision while it is the only one, `ap` approval ms, and `pub` the public view as readers see it, made from
+  `d` and `ap` (`records.public_view`; it is not stored, and a restore does not read it) whenever the comment
+  was published (`ap`) and not erased (`er` delete)), with `d` and `pub` as JSON objects and every other field
+  as the string stored; `order`, its place in the article's public order (approved comments; else null);
+  `history`, its changes of state, oldest first (a comment decided once has the one entry its record's fields
+  describe: `records.history_entries`).
 
 What it holds is personal data (emails, the keyed hashes of addresses): keep the file as safe as the database.
 The hashes (`ip_hash`, `email_hash`, `avatar`) are keyed with COMMENTS_SECRET_KEY: restore under the same key.
@@ -42,6 +45,7 @@ import orjson
 from service import keys
 from service.connections import RedisClient
 from service.models import COMMENT_ID_RE
+from service.records import HISTORY_FIELDS, history_entries, public_view, stored_ms
 from service.scripts import as_text
 
 FORMAT: Final = "comments-service-export"
@@ -128,8 +132,18 @@ async def _comments(redis: RedisClient) -> AsyncIterator[bytes]:
             for name in JSON_FIELDS:
                 if name in record:
                     record[name] = _json_or_text(record[name])
-            history = [_json_or_text(as_text(entry)) for entry in rows[2 * i + 1]]
+            record.pop("pub", None)  # a stored copy of before issue 19: made again below
+            record.pop("n", None)  # its number in the partition's search index: a restore gives it a new one
+            approved_ms = stored_ms(record.get("ap"))
+            if approved_ms is not None and record.get("er") != "delete" and isinstance(record.get("d"), dict):
+                record["pub"] = public_view(comment_id, record["d"], approved_ms)
+            history = history_entries(_history_fields(record), rows[2 * i + 1])
             yield line({"id": comment_id, "record": record, "order": order.get(i), "history": history})
+
+
+def _history_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `records.HISTORY_FIELDS` an exported record holds."""
+    return {name: record[name] for name in HISTORY_FIELDS if isinstance(record.get(name), str)}
 
 
 async def export(redis: RedisClient, path: Path) -> Exported:

@@ -4,6 +4,15 @@ Events live in one stream per partition (written by `lua/decide.lua` in the same
 a cursor is the position in every partition's stream: the feed merges them in decision order and advances
 a partition's position only past events it returned. The same cursor returns the same events, and a
 consumer that resumes after a crash has no gap. A cursor from before the retention window gets 410.
+
+An event holds the comment's id, its article and the approval's ms (`ap`), not the comment: its `comment` is made
+from the record when the feed is read (`records.public_view`, as the article's pages make it), with the
+`approved_at` of that approval. So a comment anonymised since shows anonymised in every event, and an erased one
+(`er` delete) as its tombstone (id, parent, times; empty name, title, text and avatar): nothing erased comes back
+from the feed. An erasure also deletes the comment's earlier approval and retraction events (`privacy.py`), so a
+reader gets its comment.erased or comment.anonymised event instead; an event whose record is gone altogether
+(retention purged a rejected comment that was once approved, then undone) carries a tombstone too, its times
+the approval's. Events written before this (with a `comment` field) are rendered the same way.
 """
 
 from __future__ import annotations
@@ -16,9 +25,9 @@ from typing import Final
 import orjson
 from pydantic import BaseModel, Field
 
-from service import clock, keys, tasks, text
+from service import clock, keys, records, tasks, text
 from service.errors import CursorExpired, ValidationFailed
-from service.models import PublicComment
+from service.models import COMMENT_ID_RE, PublicComment, iso
 from service.scripts import Scripts, as_text
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,7 @@ class FeedEvent(BaseModel):
                                                        "it was published).")
 
 
-# What `Feed.read` answers; it writes the JSON itself, from the stored public views, without the model.
+# What `Feed.read` answers; it writes the JSON itself, from the records, without the model.
 class FeedPage(BaseModel):
     events: list[FeedEvent] = Field(description="Events in decision order; empty when nothing new happened "
                                                 "within `wait`.")
@@ -55,6 +64,24 @@ class FeedPage(BaseModel):
 def _parse_id(raw: bytes | str) -> Position:
     ms, _, seq = as_text(raw).partition("-")
     return int(ms), int(seq or 0)
+
+
+def _comment(position: Position, fields: dict[bytes, bytes], row: list[bytes | None] | None) -> bytes:
+    """An event's comment, from its record's `d` and `ap` (`row` None: no id in the event). An erased record's
+    `d` is its tombstone already (`privacy.py`)."""
+    raw_id = fields.get(b"id")
+    if raw_id is None or row is None:
+        return b"null"
+    comment_id = as_text(raw_id)
+    private, stored_ap = row
+    approved = records.stored_ms(fields.get(b"ap"))
+    if approved is None:  # an event of before issue 19 (it held the comment), or an erasure's of a pending one
+        approved = records.stored_ms(stored_ap)
+    if private is None:  # the record is gone: nothing of it is left to show
+        when = iso(approved if approved is not None else position[0])
+        return orjson.dumps({"id": comment_id, "parent_id": None, "name": "", "title": "", "body": "",
+                             "created_at": when, "approved_at": when, "avatar": ""})
+    return records.public_json(comment_id, private, approved)
 
 
 def _encode_position(position: Position) -> bytes:
@@ -122,16 +149,32 @@ class Feed:
                 break
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         out = []
+        rows = await self._records(events)
         # Each event carries the whole cursor after it; only one partition's part changes from one to the next.
         parts = [_encode_position(position) for position in positions]
         for partition, position, fields in events:
             parts[partition] = _encode_position(position)
             cursor = _cursor(parts)
-            comment = fields.get(b"comment") or b"null"
+            raw_id = fields.get(b"id")
+            comment = _comment(position, fields, rows.get(as_text(raw_id)) if raw_id is not None else None)
             out.append(b"".join((
                 b'{"cursor":"', cursor, b'","type":', orjson.dumps(fields[b"type"].decode()),
                 b',"article_id":', orjson.dumps(fields[b"article"].decode()), b',"comment":', comment, b"}")))
         return b'{"events":[' + b",".join(out) + b'],"next_cursor":"' + _cursor(parts) + b'"}'
+
+    async def _records(self, events: list[tuple[int, Position, dict[bytes, bytes]]]
+                       ) -> dict[str, list[bytes | None]]:
+        """The `d` and `ap` of each comment the events name, in one round trip (an id that names no record
+        reads as none)."""
+        named = dict.fromkeys(as_text(fields[b"id"]) for _, _, fields in events if b"id" in fields)
+        ids = [comment_id for comment_id in named if COMMENT_ID_RE.fullmatch(comment_id)]
+        found: dict[str, list[bytes | None]] = {comment_id: [None, None] for comment_id in named}
+        if ids:
+            batch = self._scripts.batch()
+            for comment_id in ids:
+                batch.command("HMGET", keys.comment(comment_id), "d", "ap")
+            found.update(zip(ids, await batch.execute(), strict=True))
+        return found
 
     async def _events(self, positions: list[Position], limit: int) -> list[tuple[int, Position, dict[bytes, bytes]]]:
         """The next `limit` events in decision order, merged from the partitions' streams.

@@ -9,7 +9,7 @@ share the tag `{g}`: small and short-lived, they fit one slot, so the gate is on
 server (or Sentinel) the gate and the store run as one script, whatever the tags: one round trip per comment.
 
 Keys built from client text are unambiguous: the client's text comes last, after a fixed part that names the
-kind of key and ends in `:` (article keys: `a:`, `ao:`, `ap:`, built by `_article_key`; rate limits: scope and
+kind of key and ends in `:` (article keys: `a:`, `ao:`, `aq:`, built by `_article_key`; rate limits: scope and
 window first, the subject last). Article ids may contain `:` (URN-like ids) but no `{`, so they never shift the
 hash tag; a key then reads back as exactly one (kind, id) pair, and no id, however it is chosen, names the key
 of another id or of another kind (`tests/test_keys.py` checks it by parsing every key back). The partition keys
@@ -17,10 +17,18 @@ that take no client text (`pending`, `feed`, `stats:<hour>`...) share no prefix 
 
 Data from before this scheme (`a:<article>:order` and `a:<article>:public`; the article hash `a:<article>` kept
 its name) is not moved: such a key cannot be told, by its name, from the hash of an article called `X:order`.
-`comments-service doctor --repair` puts approved records missing from their article's order set and public hash
-back from the records; the old keys are then left behind, unread. The article's pending index (`aq:`) is newer
+`comments-service doctor --repair` puts approved records missing from their article's order set back from the
+records; the old keys are then left behind, unread. The article's pending index (`aq:`) is newer
 than the queue it indexes: on data from before it, filters and claims kept to an article miss the comments
 queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`).
+
+Copies of the public view from before it was made from the record (issue 19) are not read: the article's public
+hash `cm:{pXX}:ap:<article>` (`legacy_article_public`; the code `ap` is retired, never a new kind's), a record's
+`pub` field, and the `comment` field of feed events (events now carry the id, rendered at read time). Since they
+hold the text, `comments-service doctor` reports the hashes and fields (`legacy_public_hash`,
+`legacy_public_field`) and `--repair` deletes them; an erasure deletes its comment's (`privacy.py`), and old feed
+events age out with the feed's retention. A decided record's history list of one entry from before is read as it
+is (the list, when present, is the history).
 
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
@@ -31,7 +39,7 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{g}:rep:ip:<ip hash> / :email:<h> | string | 90 days              | risk: spam decisions against this sender |
 | cm:{g}:idem:<key digest>             | string | idempotency TTL      | submissions: the request fingerprint |
 | cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`) |
-| cm:{pXX}:h:<id>                      | list   | none                 | append-only history of state changes (JSON) |
+| cm:{pXX}:h:<id>                      | list   | none                 | history of state changes (JSON), from the 2nd |
 | cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing) |
 | cm:{pXX}:ready                       | zset   | none                 | claimable ids -> submitted ms |
 | cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms |
@@ -39,19 +47,20 @@ queued earlier until `doctor --repair` adds them (`pending_not_in_article_index`
 | cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters read `aq:`) |
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
 | cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
-| cm:{pXX}:ap:<article>                | hash   | none                 | approved id -> public JSON (pre-rendered) |
 | cm:{pXX}:aq:<article>                | zset   | none                 | pending ids -> submitted ms (article filters) |
-| cm:{pXX}:feed                        | stream | trimmed by retention | comment.approved / comment.retracted events |
+| cm:{pXX}:feed                        | stream | trimmed by retention | approved/retracted/erased/anonymised: ids |
 | cm:{pXX}:feed:trimmed                | string | none                 | id of the newest event trimmed away |
 | cm:{pXX}:outbox                      | stream | trimmed when old     | events for outbox consumers (`outbox_group`) |
 | cm:{pXX}:outbox:dead:<group>         | stream | capped (10,000)      | entries a consumer group gave up on |
 | cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
 | cm:{pXX}:lat:<hour>                  | hash   | 8 days               | bucket (max s waited) -> decisions |
 | cm:{pXX}:st:<state>                  | zset   | none                 | ids in the state -> decided ms |
-| cm:{pXX}:all                         | zset   | none                 | search: ids -> submitted ms |
-| cm:{pXX}:e:<email digest>            | zset   | none                 | sender's ids -> submitted ms |
-| cm:{pXX}:i:<ip hash>                 | zset   | none                 | address's ids -> submitted ms |
-| cm:{pXX}:w:<folded word>             | zset   | none                 | search: ids -> submitted ms |
+| cm:{pXX}:n                           | string | none                 | search: the last comment number n (INCR) |
+| cm:{pXX}:n:<chunk>                   | string | none                 | search: n -> id and submitted ms (32 B slots) |
+| cm:{pXX}:w:<folded word>             | string | none                 | search: n's of a word (3 B each, or a bitmap) |
+| cm:{pXX}:e:<email digest>            | string | none                 | search: n's of a sender (as `w:`) |
+| cm:{pXX}:i:<ip hash>                 | string | none                 | search: n's of an address (as `w:`) |
+| cm:{pXX}:b:<bucket>                  | hash   | none                 | search: rare terms' n's: term -> 3 B n's |
 | cm:{pXX}:rp:<comment id>             | hash   | none                 | reports: client hash -> report (JSON) |
 | cm:{pXX}:reported                    | zset   | none                 | reports: open ones: id -> first report ms |
 | cm:{pXX}:rc                          | hash   | none                 | reports: id -> open reports |
@@ -90,8 +99,12 @@ the decision; absent in older records: false), and last a "risk" list (the gate'
 
 Memory: a record stays in Redis's compact hash encoding (listpack) while each value is at most
 `hash-max-listpack-value` bytes (`service.embedded.HASH_MAX_LISTPACK_VALUE`, 2048; docs/operations.md). Keep new
-fields short, and the text in as few fields as possible: each copy of it (`d`; `pub` once approved; the article's
-`ap:` hash and the feed event hold it again) costs its length again (docs/benchmarks.md, "Memory").
+fields short, and the text in one field, `d`: each copy of it costs its length again (docs/benchmarks.md,
+"Memory"). So the public view is not stored: `records.public_view` makes it from `d` and `ap` (the article's
+pages, the feed, the export), and the article's order set `ao:` lists the approved ids. A decision is described
+by the record's fields (`s`, `v`, `did`, `dt`, `db`, `dr`): the history list `h:` is written from the second
+change of state on (decide.lua then writes the first entry, made from the fields, before the new one), and its
+readers make the one entry from the fields while the list is absent (`records.history_entries`).
 
 | field | meaning | written by |
 |-------|---------|------------|
@@ -102,10 +115,11 @@ fields short, and the text in as few fields as possible: each copy of it (`d`; `
 | v     | version: 1 when stored, one more with every decision (optimistic concurrency) | store.lua, decide.lua |
 | f     | fingerprint of the submitting request (an idempotent retry is recognised by it) | store.lua |
 | did   | id of the latest decision (a retried decision is recognised by it) | decide.lua |
-| dt    | ms of the latest decision (the undo window); removed by an undo | decide.lua |
+| dt    | ms of the latest decision (the undo window; the history's first entry); removed by an undo | decide.lua |
 | db    | moderator of the latest decision (who may undo it); removed by an undo | decide.lua |
-| ap    | approved ms; kept after a retraction; `ap` and `pub` are removed by an undo | decide.lua |
-| pub   | the public view (JSON), as in the article's `ap:` hash; kept after a retraction | decide.lua |
+| dr    | the reason of a first decision while it is the only change (no history list); absent if empty | decide.lua |
+| ap    | approved ms (the public view's `approved_at`); kept after a retraction; removed by an undo | decide.lua |
+| er    | the erasure mode applied (delete, anonymise, strip_ip) | erase.lua |
 | rs    | "1": the author confirmed they want an email for each approved reply (double opt-in) | `mail` |
 """
 
@@ -196,7 +210,10 @@ def pending_articles(partition: int) -> str:
 
 #: The kinds of article key: the code that follows the partition's tag, then the article id, last. A new kind
 #: of article key gets its own code here (no `:` in it, and none of the partition's fixed names, e.g. `feed`).
-ARTICLE_KINDS: Final = {"a": "article", "ao": "article_order", "ap": "article_public", "aq": "article_pending"}
+ARTICLE_KINDS: Final = {"a": "article", "ao": "article_order", "aq": "article_pending"}
+#: Kinds no longer written, still recognised (`comments-service doctor` deletes them): no new kind takes a code of
+#: these. `ap`: the article's public hash of before issue 19.
+RETIRED_ARTICLE_KINDS: Final = {"ap": "legacy_article_public"}
 
 
 def _article_key(kind: str, article_id: str) -> str:
@@ -212,7 +229,9 @@ def article_order(article_id: str) -> str:
     return _article_key("ao", article_id)
 
 
-def article_public(article_id: str) -> str:
+def legacy_article_public(article_id: str) -> str:
+    """The article's public hash of deployments before issue 19 (approved id -> public JSON): never written, only
+    found and deleted (`doctor`, an erasure)."""
     return _article_key("ap", article_id)
 
 
@@ -261,22 +280,72 @@ def state_index(partition: int, state: str) -> str:
     return f"{_tag(partition)}:st:{state}"
 
 
-def comments_index(partition: int) -> str:
-    return f"{_tag(partition)}:all"
+# The moderators' search index (`service.search`, lua/lib/terms.lua): a comment number n per partition, the
+# n -> comment map, and per term (a word, a sender, an address) the n's of the comments that have it.
+
+#: Comments one string of the n -> comment map holds (`search_ids`), and the bytes each takes there: the id
+#: (26), then the submitted ms (6, big-endian); zero bytes where no comment is (purged, or never stored).
+SEARCH_CHUNK: Final = 65536
+SEARCH_SLOT: Final = 32
+#: Hashes per partition that hold rare terms' n's (`search_bucket`). Fixed for the life of a deployment, like
+#: `PARTITIONS`: a change moves terms to other buckets (`comments-service doctor --repair` rebuilds them).
+SEARCH_BUCKETS: Final = 256
+#: The kinds of search term: the code after the partition's tag, then the term, last.
+SEARCH_TERM_KINDS: Final = {"w": "word", "e": "email", "i": "address"}
+
+
+def search_seq(partition: int) -> str:
+    """The partition's last comment number n (INCR by the store and import.lua; the record's `n`)."""
+    return f"{_tag(partition)}:n"
+
+
+def search_ids(partition: int, chunk: int) -> str:
+    """Comments (n - 1) // SEARCH_CHUNK == chunk of the n -> comment map. The scripts make this name from the
+    `search_seq` key (its name, then `:<chunk>`): keep the two in step."""
+    return f"{search_seq(partition)}:{chunk}"
+
+
+def search_term(partition: int, kind: str, value: str) -> str:
+    """A term's own string (its n's, or its bitmap once dense): `kind` one of `SEARCH_TERM_KINDS`."""
+    return f"{_tag(partition)}:{kind}:{value}"
 
 
 def by_email(partition: int, email_digest: str) -> str:
     """Comments by a sender: by the keyed digest of the email (`clients.email_hash`), never the address."""
-    return f"{_tag(partition)}:e:{email_digest}"
+    return search_term(partition, "e", email_digest)
 
 
 def by_ip(partition: int, ip_hash: str) -> str:
-    return f"{_tag(partition)}:i:{ip_hash}"
+    return search_term(partition, "i", ip_hash)
 
 
 def word_index(partition: int, word: str) -> str:
     """Comments containing a folded word (client text: last, after `w:`; `\\w` has no `:` or `{`)."""
-    return f"{_tag(partition)}:w:{word}"
+    return search_term(partition, "w", word)
+
+
+def search_field(term_key: str) -> str:
+    """A term's field in its bucket hash: its key without the partition's tag (`w:<word>`, `e:<digest>`...)."""
+    return term_key[term_key.index("}:") + 2:]
+
+
+def search_bucket(term_key: str) -> str:
+    """The hash that holds the term's n's while they are few (lua/lib/terms.lua)."""
+    tag = term_key[:term_key.index("}:") + 1]
+    return f"{tag}:b:{zlib.crc32(search_field(term_key).encode()) % SEARCH_BUCKETS:02x}"
+
+
+def search_keys(partition: int, terms: Sequence[str]) -> list[str]:
+    """A script's search block (last in its KEYS): the partition's `search_seq`, then each term's key and its
+    bucket."""
+    return [search_seq(partition), *(key for term in dict.fromkeys(terms) for key in (term, search_bucket(term)))]
+
+
+def comment_terms(partition: int, email_digest: str, ip_hash: str, words: Sequence[str]) -> list[str]:
+    """The terms a comment is found by: its sender's email digest and address hash (when it has them), its
+    indexed words."""
+    return [*([by_email(partition, email_digest)] if email_digest else []),
+            *([by_ip(partition, ip_hash)] if ip_hash else []), *(word_index(partition, w) for w in words)]
 
 
 def reports(comment_id: str) -> str:
@@ -439,12 +508,13 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
 
 def submit_keys(comment_id: str, article_id: str, *, email_digest: str | None = None, ip_hash: str | None = None,
                 words: Sequence[str] = ()) -> list[str]:
-    """The store's eight keys, then the search indexes the comment joins (lib/store.lua's K[9] and after)."""
+    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then the search block of
+    the terms the comment joins (lib/store.lua's K[9] and after: `search_keys`)."""
     p = partition_of_comment(comment_id)
-    indexes = [] if email_digest is None or ip_hash is None else [
-        comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), *(word_index(p, w) for w in words)]
+    indexes = [] if email_digest is None or ip_hash is None else search_keys(
+        p, comment_terms(p, email_digest, ip_hash, words))
     return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
-            article_public(article_id), article_pending(article_id), *indexes]
+            article_order(article_id), article_pending(article_id), *indexes]
 
 
 def claim_keys(partition: int) -> list[str]:
@@ -460,17 +530,17 @@ def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
     p = partition_of_comment(comment_id)
     return [
         comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
-        pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
+        pending_articles(p), article(article_id), article_order(article_id),
         feed(p), outbox(p), stats(p, hour), article_pending(article_id),
         *(state_index(p, state) for state in DECIDED_STATES), decision_latency(p, hour),
     ]
 
 
 def import_keys(comment_id: str, article_id: str) -> list[str]:
-    """import.lua's ten keys (an imported or restored comment); the indexes it joins follow them."""
+    """import.lua's nine keys (an imported or restored comment); the indexes it joins follow them."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), ready(p), pending_articles(p), article(article_id),
-            article_order(article_id), article_public(article_id), article_pending(article_id), feed(p)]
+            article_order(article_id), article_pending(article_id), feed(p)]
 
 
 def lease_keys(partition: int) -> list[str]:
@@ -480,10 +550,11 @@ def lease_keys(partition: int) -> list[str]:
 
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
                words: Sequence[str] = ()) -> list[str]:
-    """erase.lua's 23 keys, then the word indexes the comment leaves (`words`, folded)."""
+    """erase.lua's 19 keys, then the search block of the terms the comment leaves (`email_digest`, `ip_hash`:
+    "" when it keeps that term; `words`, folded)."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
-            pending_articles(p), article(article_id), article_order(article_id), article_public(article_id),
+            pending_articles(p), article(article_id), article_order(article_id),
             feed(p), outbox(p), article_pending(article_id), *(state_index(p, state) for state in DECIDED_STATES),
-            comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), reports(comment_id), reported(p),
-            report_counts(p), *(word_index(p, w) for w in words)]
+            reports(comment_id), reported(p), report_counts(p),
+            *search_keys(p, comment_terms(p, email_digest, ip_hash, words))]

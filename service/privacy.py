@@ -2,13 +2,14 @@
 anonymise, by email or by comment ids), and the privacy log, which records each erasure and retention run
 without personal data (who asked, who ran it, when, how many, which ids).
 
-Comments are found by the sender's keyed email digest (`keys.by_email`, written by the store with every comment),
-partition by partition, so this works on a Redis Cluster: each comment is erased by `lua/erase.lua`, atomically
-in its own partition's slot. The log and the self-service requests live under `{privacy}`.
+Comments are found by the sender's keyed email digest (`keys.by_email`: a search term the store writes with every
+comment, `service.search`), partition by partition, so this works on a Redis Cluster: each comment is erased by
+`lua/erase.lua`, atomically in its own partition's slot. The log and the self-service requests live under `{privacy}`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import secrets
@@ -18,7 +19,7 @@ from typing import Any, Final, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from service import keys, search
+from service import keys, records, search
 from service.clients import email_hash
 from service.clock import now_ms
 from service.errors import Conflict, NotFound
@@ -176,8 +177,8 @@ class DataRequest(BaseModel):
     expires_at: str = Field(description="When the link stops working (ISO 8601, UTC).")
 
 
-#: The fields of a comment record an erasure reads (`keys.py` documents them).
-_FIELDS: Final = ("v", "a", "d", "pub", "er", "s", "t", "dt", "rs")
+#: The fields of a comment record an erasure and an export read (`keys.py` documents them).
+_FIELDS: Final = ("v", "a", "d", "ap", "er", "s", "t", "dt", "rs", "db", "dr")
 
 
 def _with_risk_last(data: dict[str, Any]) -> bytes:
@@ -196,10 +197,13 @@ class Privacy:
     # -- finding a person's data ------------------------------------------------------------------------
 
     async def _ids_by_email(self, digest: str) -> list[str]:
-        batch = self._scripts.batch()
-        for p in range(keys.PARTITIONS):
-            batch.command("ZRANGE", keys.by_email(p, digest), 0, -1)
-        return [as_text(i) for ids in await batch.execute() for i in ids]
+        """The comments of the digest's search term (`keys.by_email`) in every partition, by the n -> comment
+        map."""
+        index = search.Index(self._scripts)
+        sources = await asyncio.gather(*(index.term(keys.by_email(p, digest)) for p in range(keys.PARTITIONS)))
+        numbers = await asyncio.gather(*(index.all_ns(source) for source in sources))
+        found = await asyncio.gather(*(index.slots(p, ns) for p, ns in enumerate(numbers)))
+        return [comment_id for slots in found for comment_id, _ in slots.values()]
 
     async def _rows(self, ids: Sequence[str]) -> list[list[Any]]:
         if not ids:
@@ -229,7 +233,7 @@ class Privacy:
         comments = []
         subscriptions = []
         for comment_id, row, raw_history in zip(ids, rows, histories, strict=True):
-            _, article, private, _, erased, state, created, decided, replies = row
+            version, article, private, _, erased, state, created, decided, replies, by, reason = row
             if private is None or article is None or state is None or created is None:
                 continue  # erased by retention meanwhile
             data = orjson.loads(private)
@@ -237,9 +241,11 @@ class Privacy:
                 subscriptions.append(Subscription(comment_id=comment_id, kind="decision"))
             if replies == b"1":
                 subscriptions.append(Subscription(comment_id=comment_id, kind="replies"))
+            entries = records.history_entries({"s": state, "v": version, "dt": decided, "db": by, "dr": reason},
+                                      raw_history)
             history = [HistoryEntry(at=iso(int(e["at"])), by=e["by"], action=e["action"], from_state=e["from"],
                                     to_state=e["to"], reason=e["reason"], version=int(e["version"]))
-                       for e in map(orjson.loads, raw_history)]
+                       for e in entries]
             comments.append(ExportedComment(
                 id=comment_id, article_id=as_text(article), state=State(as_text(state)), name=data["name"],
                 email=data["email"], title=data["title"], body=data["body"], parent_id=data.get("parent_id"),
@@ -294,19 +300,19 @@ class Privacy:
         """One comment through erase.lua (`mode`: delete, anonymise, purge or strip_ip): "ok", "already",
         "missing" or "skipped" (purge and strip_ip: not in a state they apply to)."""
         for _ in range(ERASE_ROUNDS):
-            version, article, private, pub, erased, *_ = (await self._rows([comment_id]))[0]
+            version, article, private, _, erased, *_ = (await self._rows([comment_id]))[0]
             if version is None or article is None or private is None:
                 return "missing"
             done = as_text(erased) if erased else None
             if done == mode or (mode == "anonymise" and done == "delete"):
                 return "already"
             data = orjson.loads(private)
-            record, public, tombstone, words = self._rewrite(comment_id, mode, data, pub)
-            digest = data.get("email_hash") or ""
+            record, words = self._rewrite(mode, data)
+            # The search terms it leaves: strip_ip keeps the sender's (`keys.erase_keys`).
+            digest = "" if mode == "strip_ip" else data.get("email_hash") or ""
             result = await self._scripts.run(
                 "erase", keys.erase_keys(comment_id, as_text(article), digest, data.get("ip_hash") or "", words),
-                [comment_id, mode, as_text(version), self.clock(), run_by, OUTBOX_MAXLEN, tombstone, record,
-                 public, cutoff_ms])
+                [comment_id, mode, as_text(version), self.clock(), run_by, OUTBOX_MAXLEN, record, cutoff_ms])
             status = as_text(result[0])
             if status == "stale":
                 continue
@@ -314,41 +320,37 @@ class Privacy:
                 raise corrupt(result[1])
             if status == "error":
                 raise RuntimeError(f"erase.lua: {as_text(result[1])}")
+            if status == "ok" and mode in ("delete", "anonymise"):
+                # The copy in an article's public hash of before issue 19, when one is left (`keys.py`).
+                await self._redis.hdel(keys.legacy_article_public(as_text(article)), comment_id)
             return status
         raise Conflict("the comment kept changing while it was being erased; try again")
 
     @staticmethod
-    def _rewrite(comment_id: str, mode: str, data: dict[str, Any],
-                 pub: bytes | None) -> tuple[bytes, bytes, bytes, list[str]]:
-        """The record erase.lua writes, the new public view, the feed's tombstone, and the word indexes the
-        comment leaves."""
+    def _rewrite(mode: str, data: dict[str, Any]) -> tuple[bytes, list[str]]:
+        """The record erase.lua writes, and the word indexes the comment leaves. The public view is made from the
+        record (`records.public_view`): a deleted comment's is then its tombstone (id, parent, times, nothing
+        else), an anonymised one's says "Bạn đọc"."""
         words = search.index_words(data.get("name", ""), data.get("title", ""), data.get("body", ""))
-        public = b""
-        tombstone = b""
         if mode in ("delete", "purge"):
             record = orjson.dumps({"name": "", "email": "", "title": "", "body": "",
                                    "parent_id": data.get("parent_id"), "ip_hash": "", "email_hash": "",
                                    "avatar": "", "created_at": data.get("created_at"), "risk": []})
-            published = orjson.loads(pub) if pub else {}
-            tombstone = orjson.dumps({
-                "id": comment_id, "parent_id": data.get("parent_id"), "name": "", "title": "", "body": "",
-                "created_at": data.get("created_at"),
-                "approved_at": published.get("approved_at", data.get("created_at")), "avatar": ""})
         elif mode == "anonymise":
             record = _with_risk_last({**data, "name": ANONYMOUS_NAME, "email": "", "ip_hash": "",
                                       "email_hash": "", "avatar": ""})
             kept = set(search.index_words(ANONYMOUS_NAME, data.get("title", ""), data.get("body", "")))
             words = [w for w in words if w not in kept]
-            if pub:
-                public = orjson.dumps({**orjson.loads(pub), "name": ANONYMOUS_NAME, "avatar": ""})
         else:  # strip_ip
             record = _with_risk_last({**data, "ip_hash": ""})
             words = []
-        return record, public, tombstone, words
+        return record, words
 
     async def _scrub_feeds(self, ids: Sequence[str]) -> int:
-        """Earlier feed events that carried an erased comment's public view are deleted (XDEL): a reader of the
-        feed from before the erasure gets the comment.erased or comment.anonymised event instead."""
+        """Earlier approval and retraction events of an erased comment are deleted (XDEL): a reader of the feed
+        from before the erasure gets the comment.erased or comment.anonymised event instead (events carry ids; the
+        feed renders the record, already erased, so this is about which events a reader meets, and about the
+        copies events of before issue 19 still hold)."""
         by_partition: dict[int, set[str]] = {}
         for comment_id in ids:
             by_partition.setdefault(keys.partition_of_comment(comment_id), set()).add(comment_id)

@@ -88,12 +88,10 @@ DAMAGE: Final[dict[str, tuple[Damage, str, str]]] = {
     "approved comment not in the order set": (
         lambda r, c: r.zrem(keys.article_order(ARTICLE), c.approved), "approved_not_in_order",
         keys.article_order(ARTICLE)),
-    "approved comment not public": (
-        lambda r, c: r.hdel(keys.article_public(ARTICLE), c.approved), "approved_not_public",
-        keys.article_public(ARTICLE)),
-    "public entry not in the order set": (
-        lambda r, c: r.hset(keys.article_public(ARTICLE), GHOST, "{}"), "public_entry_not_in_order",
-        keys.article_public(ARTICLE)),
+    # Copies of the public view that versions before issue 19 stored: not read, deleted by a repair.
+    "an article's public hash left by an older version": (
+        lambda r, c: r.hset(keys.legacy_article_public(ARTICLE), c.approved, '{"name":"Lan"}'),
+        "legacy_public_hash", keys.legacy_article_public(ARTICLE)),
     "order entry of a comment not approved": (
         lambda r, c: r.zadd(keys.article_order(ARTICLE), {c.pending[1]: 99}), "order_entry_not_approved",
         keys.article_order(ARTICLE)),
@@ -126,6 +124,25 @@ async def test_damage_is_found_and_mended(client: Client, redis: Redis, name: st
     # The service reads the mended data as before the damage.
     response = await client.get(f"/v1/articles/{ARTICLE}/comments")
     assert response.status == 200
+    assert [c["id"] for c in (await response.json())["comments"]] == [comments.approved]
+
+
+async def test_copies_of_the_public_view_left_by_an_older_version_are_deleted(client: Client, redis: Redis) -> None:
+    """Before issue 19 the public view was stored in the record (`pub`) and the article's public hash (`ap:`):
+    nothing reads them now, and they hold the text, so the doctor reports them and a repair deletes them."""
+    comments = await _comments(client)
+    legacy, record = keys.legacy_article_public(ARTICLE), keys.comment(comments.approved)
+    await redis.hset(legacy, comments.approved, '{"name":"Lan"}')
+    await redis.hset(record, "pub", '{"name":"Lan"}')
+    found = await doctor(redis, repair=False)
+    assert sorted((f.kind, f.key, f.id) for f in found) == [
+        ("legacy_public_field", record, comments.approved), ("legacy_public_hash", legacy, "")]
+    assert "Lan" not in report(found)
+    mended = await doctor(redis, repair=True)
+    assert len(mended) == 2 and all(f.mended for f in mended)
+    assert await redis.exists(legacy) == 0 and await redis.hget(record, "pub") is None
+    assert await doctor(redis, repair=False) == []
+    response = await client.get(f"/v1/articles/{ARTICLE}/comments")
     assert [c["id"] for c in (await response.json())["comments"]] == [comments.approved]
 
 

@@ -146,14 +146,15 @@ async def test_a_cursor_older_than_the_retention_is_gone(aiohttp_client: Aiohttp
     await redis.delete(keys.feed(9))
     partition = 5
     stream = keys.feed(partition)
-    for n in range(3):
+    for n in range(3):  # events as versions before issue 19 wrote them (with the comment), of records now gone
         await redis.xadd(stream, {"type": "comment.approved", "id": f"old{n}", "article": "a1",
-                                  "comment": b'{"id":"old"}'}, id=f"{old + n}-0")
+                                  "comment": b'{"id":"old","body":"copy"}'}, id=f"{old + n}-0")
     new_id = await act_on_new(client)
     before = await feed(client, limit=1)  # a consumer that read one old event, then went away
-    assert before["events"][0]["comment"]["id"] == "old"
+    assert before["events"][0]["comment"]["id"] == "old0"
+    assert before["events"][0]["comment"]["body"] == ""  # made from the record (gone), not the event's copy
     caught_up = await feed(client, limit=3)  # another that read every old event
-    assert [e["comment"]["id"] for e in caught_up["events"]] == ["old"] * 3
+    assert [e["comment"]["id"] for e in caught_up["events"]] == ["old0", "old1", "old2"]
     assert await client.app[FEED].trim_once() == 3
     assert await redis.xlen(stream) == 0
     assert await redis.get(keys.feed_trimmed(partition)) == f"{old + 2}-0".encode()

@@ -140,9 +140,15 @@ async def _submit_act(client: Client) -> int:
 
 async def _submit_reads(client: Client, redis: Redis) -> dict[str, str]:
     record = orjson.loads(await redis.hget(keys.comment(comment_id(client)), "d") or b"{}")
-    return {keys.article(ARTICLE): "hash", keys.article_public(ARTICLE): "hash",
+    return {keys.article(ARTICLE): "hash", keys.article_order(ARTICLE): "zset",
             keys.reputation("ip", record["ip_hash"]): "string",
             keys.reputation("email", record["email_hash"]): "string"}
+
+
+async def _first_decision_reads(client: Client, redis: Redis) -> dict[str, str]:
+    """A first decision writes no history (the record's fields describe it), but checks the list's type: a
+    second change would append to it."""
+    return {keys.history(comment_id(client)): "list"}
 
 
 async def _claim(client: Client) -> int:
@@ -216,11 +222,18 @@ async def _trim(client: Client) -> int:
     return 0
 
 
+async def _erase(client: Client, mode: str) -> int:
+    """An erasure (erase.lua): the comment leaves its search terms (lib/terms.lua) with the rest."""
+    return await _status(await client.post("/v1/privacy/erasures", headers=ADMIN, json={
+        "comment_ids": [comment_id(client)], "mode": mode, "requested_by": "test"}))
+
+
 OPERATIONS: Final = [
     Operation("submit", _captcha_issued, _submit_act, _submit_reads),
-    Operation("approve", _submitted, lambda client: _decide(client, "approve")),
-    Operation("reject", _submitted, lambda client: _decide(client, "reject")),
-    Operation("spam", _submitted, lambda client: _decide(client, "spam"), not_scripted=(":rep:",)),
+    Operation("approve", _submitted, lambda client: _decide(client, "approve"), _first_decision_reads),
+    Operation("reject", _submitted, lambda client: _decide(client, "reject"), _first_decision_reads),
+    Operation("spam", _submitted, lambda client: _decide(client, "spam"), _first_decision_reads,
+              not_scripted=(":rep:",)),
     Operation("retract", _approved, _retract),
     Operation("claim", _submitted, _claim, _claim_reads),
     Operation("claim an article's", _submitted, _claim_article, _claim_article_reads),
@@ -231,6 +244,11 @@ OPERATIONS: Final = [
     Operation("close an article", _submitted, _close),
     Operation("count a failed login", _nothing, _wrong_token),
     Operation("trim the feed", _approved, _trim),
+    # The privacy log is written after the script; a record of the wrong type is met by `privacy.py`'s read
+    # before the script (an internal error, nothing written: not this test's check).
+    Operation("erase (delete)", _submitted, lambda client: _erase(client, "delete"), not_scripted=(":log", ":c:")),
+    Operation("erase (anonymise)", _approved, lambda client: _erase(client, "anonymise"),
+              not_scripted=(":log", ":c:")),
 ]
 
 

@@ -136,7 +136,9 @@ async def test_undo_puts_the_last_decision_back_to_pending(client: Client, redis
 
     # Unpublished (read from Redis: the public list is cached for a moment by each worker).
     assert await redis.zrange(keys.article_order(article), 0, -1) == []
-    assert await redis.hgetall(keys.article_public(article)) == {}
+    # The approval's own fields go with it; the text was never copied out of the record (`d`).
+    assert await redis.hmget(keys.comment(approved), "ap", "dt", "db") == [None, None, None]
+    assert not await redis.keys(f"*:ap:{article}")
     assert await redis.hmget(keys.article(article), "count", "ver") == [b"0", b"2"]
     events: Any = await redis.xrange(keys.feed(keys.partition_of_article(article)))
     assert [fields[b"type"] for _, fields in events] == [b"comment.approved", b"comment.retracted"]
@@ -287,8 +289,13 @@ async def test_doctor_indexes_comments_stored_before_the_search_indexes(client: 
     assert (await decide(client, ADMIN, old, "reject"))[0] == 200
     partition = keys.partition_of_article(article)
     assert await doctor(redis, repair=False) == []
-    await redis.delete(keys.comments_index(partition), keys.word_index(partition, "duong"),
-                       keys.state_index(partition, "rejected"))
+    # As stored before the search index: no number, no map, no terms.
+    await redis.hdel(keys.comment(old), "n")
+    tag = keys.search_seq(partition)[:-2]
+    index = [k for pattern in ("n", "n:*", "w:*", "e:*", "i:*", "b:*")
+             for k in [key async for key in redis.scan_iter(f"{tag}:{pattern}")]]
+    assert keys.search_seq(partition).encode() in index and keys.word_index(partition, "duong").encode() not in index
+    await redis.delete(*index, keys.state_index(partition, "rejected"))
     assert await get_json(client, "/v1/moderation/search", ADMIN, q="duong") == {
         "comments": [], "next_cursor": None, "scanned": 0, "complete": True}
     found = await doctor(redis, repair=True)

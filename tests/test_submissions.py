@@ -80,7 +80,7 @@ async def test_an_accepted_comment_is_stored_with_its_queue_entries(client: Clie
     assert await redis.zscore(keys.ready(partition), comment_id) == int(fields[b"t"])
     assert await redis.hget(keys.pending_articles(partition), comment_id) == ARTICLE.encode()
     # Nothing public yet: pre-moderation.
-    assert await redis.hlen(keys.article_public(ARTICLE)) == 0
+    assert await redis.zcard(keys.article_order(ARTICLE)) == 0
 
     queue = await client.get("/v1/moderation/queue", headers=ADMIN)
     assert queue.status == 200
@@ -90,7 +90,7 @@ async def test_an_accepted_comment_is_stored_with_its_queue_entries(client: Clie
 @pytest.mark.parametrize("article", ["a", "bai-viet-42", "news:2024.05_x", "Z" * 128])
 def test_every_key_the_submit_script_touches_shares_one_hash_tag(article: str) -> None:
     comment_id = new_comment_id(article)
-    touched = [*keys.submit_keys(comment_id, article), keys.article_public(article)]
+    touched = keys.submit_keys(comment_id, article)
     assert {key[key.index("{"):key.index("}") + 1] for key in touched} == {
         f"{{p{keys.partition_of_article(article):02x}}}"}
 

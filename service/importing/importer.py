@@ -21,8 +21,10 @@ What each comment becomes, as a submission and a decision would have made it:
   address only as our keyed hash (`clients.keyed_hash` of its /64 or IPv4); the avatar seed from the email
   (without one, from the name);
 - state and times: the source's state (each reader says how it maps; `--state pending` queues the approved ones
-  instead), submitted when the source says it was written; a decided comment carries one history entry by
-  `import` at the approval time the source knows (the writing time where it keeps none), version 2;
+  instead), submitted when the source says it was written; a decided comment carries one decision by `import`
+  at the approval time the source knows (the writing time where it keeps none), version 2, with the reason
+  "imported from <format> (<source state>)": the record's `dt`, `db` and `dr` describe it, as decide.lua's
+  first decision (its history entry is made from them: `records.history_entries`);
 - approved comments go into their article's list and count; into the approvals feed only with `--feed` (off by
   default: the site backends would otherwise receive years of old comments as new approvals); never into the
   webhook outbox.
@@ -54,7 +56,7 @@ from service.importing.htmltext import html_to_text
 from service.importing.isso import IssoReader
 from service.importing.source import Format, Skip, SourceComment
 from service.importing.wordpress import WordPressReader
-from service.importing.writer import BATCH, Answer, Entry, index_keys, write, write_article
+from service.importing.writer import BATCH, Answer, Entry, index_keys, search_keys, write, write_article
 from service.models import BODY_MAX, NAME_MAX, TITLE_MAX, Email, iso
 from service.scripts import Scripts
 
@@ -66,7 +68,6 @@ TITLE_WORDS: Final = 60
 DETAILS_MAX: Final = 10_000
 _EMAIL: Final = TypeAdapter(Email)
 _TAGS: Final = re.compile(r"<[^>]*>")
-_ACTIONS: Final = {"approved": "approve", "rejected": "reject", "spam": "spam"}
 
 
 class Reader(Protocol):
@@ -405,23 +406,18 @@ class Importer:
                                "avatar": avatar, "created_at": iso(created), "risk": risks}).decode()
         fields = [("d", record), ("a", article), ("t", str(created)), ("s", state),
                   ("v", "1" if state == "pending" else "2"), ("f", "")]
-        history: list[str] = []
         decided = created if state != "pending" else None
         if decided is not None:
-            fields += [("did", f"import:{comment_id}"), ("dt", str(decided)), ("db", IMPORTER)]
-            history.append(orjson.dumps({
-                "at": str(decided), "by": IMPORTER, "from": "pending", "to": state, "action": _ACTIONS[state],
-                "reason": f"imported from {source_format} ({item.source_state})", "version": 2}).decode())
+            fields += [("did", f"import:{comment_id}"), ("dt", str(decided)), ("db", IMPORTER),
+                       ("dr", f"imported from {source_format} ({item.source_state})")]
         if state == "approved":
-            public_view = orjson.dumps({"id": comment_id, "parent_id": parent_id, "name": words.name,
-                                        "title": words.title, "body": words.body, "created_at": iso(created),
-                                        "approved_at": iso(created), "avatar": avatar}).decode()
-            fields += [("ap", str(created)), ("pub", public_view)]
-        indexes = index_keys(comment_id, state, created, decided, email_digest, ip_hash, ours._words(
+            fields.append(("ap", str(created)))
+        indexes = index_keys(comment_id, state, created, decided, email_digest, ip_hash, [])
+        search = search_keys(comment_id, email_digest, ip_hash, ours._words(
             {"name": words.name, "title": words.title, "body": words.body}))
         return Entry(
-            id=comment_id, article=article, state=state, submitted_ms=created, fields=fields, history=history,
-            indexes=indexes, check_parent=parent_id if state == "approved" and parent_id else "",
+            id=comment_id, article=article, state=state, submitted_ms=created, fields=fields,
+            indexes=indexes, search=search, check_parent=parent_id if state == "approved" and parent_id else "",
             feed=self.options.feed and state == "approved", source_id=item.source_id,
             orphan=(lambda: self._entry(item, article, words, public, orphan=True)) if parent_id else None)
 

@@ -1,8 +1,11 @@
 """Our own export (`service.exporting`, format version 1), read back as the entries it was made from: a restore.
 
 Records are written as they were exported (ids, states, versions, decisions, approval order, history); the
-indexes a comment belongs to are made again from its record. The file streams a line at a time when it has the
-layout `comments-service export` writes; any other layout of the same JSON is read whole.
+indexes a comment belongs to are made again from its record. The exported `pub` is not stored (the public view is
+made from the record: `records.public_view`), and a history of one entry that the record's fields describe
+(`records.first_entry`) is not stored as a list either, as decide.lua would not have stored it. The file streams
+a line at a time when it has the layout `comments-service export` writes; any other layout of the same JSON is
+read whole.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from service import keys
+from service import keys, records
 from service.exporting import FORMAT, HEADER, JSON_FIELDS, VERSION
 from service.importing.source import FileRefused, Skip
-from service.importing.writer import Entry, index_keys
+from service.importing.writer import Entry, index_keys, search_keys
 from service.models import ARTICLE_ID_RE, COMMENT_ID_RE
 
 _STATES = frozenset({"pending", "approved", "rejected", "spam", "retracted"})
@@ -111,25 +114,35 @@ def entry(item: Any) -> Entry | Skip:
         return Skip(comment_id, "invalid_record")
     fields: list[tuple[str, str]] = []
     for name, value in sorted(record.items()):
+        if name == "pub":
+            continue
         if name in JSON_FIELDS and not isinstance(value, str):
             value = orjson.dumps(value).decode()
         if not isinstance(name, str) or not isinstance(value, str):
             return Skip(comment_id, "invalid_record")
         fields.append((name, value))
-    if state == "approved" and not (isinstance(record.get("pub"), dict) and _digits(record.get("ap"))):
+    if state == "approved" and not _digits(record.get("ap")):
         return Skip(comment_id, "invalid_record")
     order = item.get("order")
     if state == "approved" and not isinstance(order, int):
         order = None
-    history = [h if isinstance(h, str) else orjson.dumps(h).decode() for h in item.get("history") or []]
+    history = _history(item.get("history") or [], fields)
     data = record.get("d") if isinstance(record.get("d"), dict) else {}
     decided = record.get("dt")
     words = _words(data)
     indexes = index_keys(comment_id, state, int(submitted), int(decided) if _digits(decided) else None,
                          str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
+    search = search_keys(comment_id, str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
     return Entry(id=comment_id, article=article_id, state=state, submitted_ms=int(submitted), fields=fields,
-                 history=history, indexes=indexes, order=order if isinstance(order, int) else None,
+                 history=history, indexes=indexes, search=search, order=order if isinstance(order, int) else None,
                  source_id=comment_id)
+
+
+def _history(exported: Any, fields: list[tuple[str, str]]) -> list[str]:
+    """The history entries to store: none when the one exported entry is what the record's fields describe."""
+    if isinstance(exported, list) and len(exported) == 1 and exported[0] == records.first_entry(dict(fields)):
+        return []
+    return [h if isinstance(h, str) else orjson.dumps(h).decode() for h in exported]
 
 
 def _words(data: dict[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 --! uses: check
 -- Change a comment's state: approve, reject, spam (from pending), retract (from approved) or undo.
--- The state, the history entry, the public list, the approvals feed and the webhook outbox all change in
--- this one atomic step. The only place a comment changes state; allowed transitions:
+-- The state, the history, the article's public list (its order set and count), the approvals feed and the
+-- webhook outbox all change in this one atomic step. The only place a comment changes state; allowed transitions:
 --   pending -> approved | rejected | spam        approved -> retracted
 --   undo: approved | rejected | spam -> pending, only the last decision (a retraction is not undone), only
 --   within A[11] ms of it, only by its maker (A[3]) or an admin (A[12]). Undoing an approval unpublishes it (a
@@ -14,13 +14,13 @@
 -- KEYS and ARGV hold NK keys and NA arguments per decision; for each one:
 -- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset
 -- K[5] leases zset    K[6] holders hash   K[7] pending->article hash
--- K[8] article hash   K[9] article order zset   K[10] article public hash
--- K[11] feed stream   K[12] outbox stream        K[13] stats hash for this hour
--- K[14] article pending zset
--- K[15] approved zset   K[16] rejected zset   K[17] spam zset   K[18] retracted zset (ids -> decision ms)
--- K[19] this hour's hash of decisions by time waited (bucket -> count)
+-- K[8] article hash   K[9] article order zset (approved ids: the public list, `records.public_view` of each)
+-- K[10] feed stream   K[11] outbox stream        K[12] stats hash for this hour
+-- K[13] article pending zset
+-- K[14] approved zset   K[15] rejected zset   K[16] spam zset   K[17] retracted zset (ids -> decision ms)
+-- K[18] this hour's hash of decisions by time waited (bucket -> count)
 -- A[1] id   A[2] action   A[3] moderator   A[4] reason   A[5] expected version or ""
--- A[6] now ms   A[7] now ISO-8601   A[8] decision id (a retried call is recognised by it)
+-- A[6] now ms   A[7] now ISO-8601 (unused: the public view's approved_at is made from `ap`)   A[8] decision id (a retried call is recognised by it)
 -- A[9] outbox max length   A[10] stats TTL seconds   A[11] undo window ms   A[12] "admin" when the moderator
 -- may undo anyone's decision, else ""   A[13] an undo's lease expiry ms (the comment stays with its undoer)
 -- Returns one answer per decision: {"ok", <the record's fields a, t, s, v, d, dt, db>} on success (also for a
@@ -29,35 +29,43 @@
 -- {"corrupt", what} (a key of the wrong type, a damaged record: lib/check.lua) |
 -- {"error", message} (Redis refused a command of it, e.g. out of memory)
 --
+-- The history: a first change of state (from pending, no list yet) is described by the record's fields alone
+-- (`s`, `v`, `dt`, `db`, and `dr` for a reason); the list is written from the second change on, its first entry
+-- made from those fields (as `records.first_entry` makes it for readers), then the new one.
+-- Feed events carry the id, the article and the approval's ms (`ap`): the feed renders the comment at read time.
+--
 -- Check, then write: each decision reads and checks everything that can fail (the record's fields and JSON, the
 -- type of every key it writes, the article's counters) before its first write, so a failure changes nothing.
 -- NK and NA are defined by a line that scripts.py puts before this text (`scripts.LAYOUTS`: the keys counted from
 -- `keys.decide_keys`, the arguments `scripts.DECIDE_ARGS`), so Python and Lua split the calls alike.
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted', undo = 'pending'}
-local lists = {approved = 15, rejected = 16, spam = 17, retracted = 18}
+local lists = {approved = 14, rejected = 15, spam = 16, retracted = 17}
+-- The action that took a pending comment to its state: a history's first entry, made from the record.
+local firsts = {approved = 'approve', rejected = 'reject', spam = 'spam', retracted = 'retract'}
 -- The upper bounds (seconds) of the buckets a decision's time waited is counted in (`moderation.LATENCY_BUCKETS`).
 local buckets = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800}
 
 -- What is wrong with the keys a decision will write, or nil.
 local function damaged(K, action, target, state)
-  local checks = {K[2], 'list', 'history', K[12], 'stream', 'outbox', K[13], 'hash', 'stats'}
+  local checks = {K[2], 'list', 'history', K[11], 'stream', 'outbox', K[12], 'hash', 'stats'}
   for _, s in ipairs({state, target}) do
     if lists[s] then
       for _, c in ipairs({K[lists[s]], 'zset', 'state_list'}) do checks[#checks + 1] = c end
     end
   end
   if state == 'pending' then
-    for _, c in ipairs({K[19], 'hash', 'latency'}) do checks[#checks + 1] = c end
+    for _, c in ipairs({K[18], 'hash', 'latency'}) do checks[#checks + 1] = c end
   end
   local more = {}
   if action ~= 'retract' then
     more = {K[3], 'zset', 'pending', K[4], 'zset', 'ready', K[5], 'zset', 'leases', K[6], 'hash', 'holders',
-      K[7], 'hash', 'articles', K[14], 'zset', 'article_pending'}
+      K[7], 'hash', 'articles', K[13], 'zset', 'article_pending'}
   end
   local published = target == 'approved' or target == 'retracted' or state == 'approved'
   if published then
-    for _, c in ipairs({K[8], 'hash', 'article', K[9], 'zset', 'article_order', K[10], 'hash', 'article_public',
-      K[11], 'stream', 'feed'}) do more[#more + 1] = c end
+    for _, c in ipairs({K[8], 'hash', 'article', K[9], 'zset', 'article_order', K[10], 'stream', 'feed'}) do
+      more[#more + 1] = c
+    end
   end
   for _, c in ipairs(more) do checks[#checks + 1] = c end
   local damage = misfit(checks)
@@ -76,7 +84,7 @@ local function decide(K, A)
   local bad = misfit({K[1], 'hash', 'comment'})
   if bad then return {'corrupt', bad} end
   -- One read of what the step needs (each redis.call costs more than the command itself, here).
-  local row = redis.call('HMGET', K[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db', 'pub')
+  local row = redis.call('HMGET', K[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db', 'ap', 'dr')
   local state, article = row[1], row[4]
   if not state then return {'missing'} end
   if row[2] == A[8] then return {'ok', article, row[5], state, row[3], row[6], row[7], row[8]} end
@@ -84,14 +92,11 @@ local function decide(K, A)
   if not version or not article then return {'corrupt', 'damaged:comment'} end
   if A[5] ~= '' and tonumber(A[5]) ~= version then return {'stale', tostring(version)} end
 
-  local public
   if target == 'approved' and state == 'pending' then
-    -- Made before anything is written, so a record that cannot be read changes nothing.
-    -- The public view has exactly these fields; the email, the IP hash and the risk signals stay behind.
+    -- The public view is made from the record at every read (`records.public_view`): a record that cannot be
+    -- read is refused before anything is written, rather than published unreadable.
     local read, d = pcall(cjson.decode, row[6] or '')
     if not read or type(d) ~= 'table' then return {'corrupt', 'bad_json:comment'} end
-    public = cjson.encode({id = id, parent_id = d.parent_id, name = d.name, title = d.title, body = d.body,
-      created_at = d.created_at, approved_at = A[7], avatar = d.avatar})
   end
   if action == 'retract' then
     if state ~= 'approved' then return {'not_approved', state} end
@@ -113,7 +118,7 @@ local function decide(K, A)
     redis.call('ZADD', K[5], A[13], id)
     redis.call('HSET', K[6], id, moderator)
     redis.call('HSET', K[7], id, article)
-    redis.call('ZADD', K[14], row[5], id)
+    redis.call('ZADD', K[13], row[5], id)
   else
     if state ~= 'pending' then return {'decided', state} end
     bad = damaged(K, action, target, state)
@@ -128,17 +133,34 @@ local function decide(K, A)
     redis.call('ZREM', K[5], id)
     redis.call('HDEL', K[6], id)
     redis.call('HDEL', K[7], id)
-    redis.call('ZREM', K[14], id)
+    redis.call('ZREM', K[13], id)
   end
 
   version = version + 1
   local changed = {'s', target, 'v', tostring(version), 'did', A[8], 'dt', now, 'db', moderator}
   if action == 'undo' then
     changed = {'s', target, 'v', tostring(version), 'did', A[8]}
-    redis.call('HDEL', K[1], 'dt', 'db', 'ap', 'pub')
+    -- `pub`: the public view stored by versions before issue 19, gone with the approval it showed.
+    redis.call('HDEL', K[1], 'dt', 'db', 'ap', 'dr', 'pub')
   end
-  redis.call('RPUSH', K[2], cjson.encode({at = now, by = moderator, from = state, to = target,
-    action = action, reason = A[4], version = version}))
+  local entry = cjson.encode({at = now, by = moderator, from = state, to = target, action = action,
+    reason = A[4], version = version})
+  if redis.call('EXISTS', K[2]) == 1 then
+    redis.call('RPUSH', K[2], entry)
+    if row[10] then redis.call('HDEL', K[1], 'dr') end
+  elseif state == 'pending' then
+    -- The first change: the fields written below describe it (`dr` only for a reason).
+    if A[4] ~= '' then
+      changed[#changed + 1] = 'dr'
+      changed[#changed + 1] = A[4]
+    end
+  else
+    -- The second: the first entry, from the fields as they were, then this one.
+    local first = firsts[state] and row[7] and row[8] and cjson.encode({at = row[7], by = row[8],
+      from = 'pending', to = state, action = firsts[state], reason = row[10] or '', version = version - 1})
+    if first then redis.call('RPUSH', K[2], first, entry) else redis.call('RPUSH', K[2], entry) end
+    if row[10] then redis.call('HDEL', K[1], 'dr') end
+  end
   -- After the history's RPUSH: out of memory, Redis refuses a script's first write that needs memory, and a
   -- retraction's first write must be that one, not a ZREM that would go through.
   if lists[state] then redis.call('ZREM', K[lists[state]], id) end
@@ -148,18 +170,18 @@ local function decide(K, A)
     for _, bound in ipairs(buckets) do
       if waited <= bound then bucket = tostring(bound) break end
     end
-    if redis.call('HINCRBY', K[19], bucket, 1) == 1 then redis.call('EXPIRE', K[19], A[10]) end
+    if redis.call('HINCRBY', K[18], bucket, 1) == 1 then redis.call('EXPIRE', K[18], A[10]) end
   end
   -- The hour's stats expire a while after they were first counted.
-  if redis.call('HINCRBY', K[13], action .. ':' .. moderator, 1) == 1 then
-    redis.call('EXPIRE', K[13], A[10])
+  if redis.call('HINCRBY', K[12], action .. ':' .. moderator, 1) == 1 then
+    redis.call('EXPIRE', K[12], A[10])
   end
   -- An undo tells the outbox only of an unpublished approval: no event type says "queued again".
   local event = 'comment.' .. (target == 'spam' and 'rejected' or target)
   if action == 'undo' then event = state == 'approved' and 'comment.retracted' or nil end
   if event then
     -- The reason goes with it for the author's rejection notice (`service.mail`); webhooks leave it out.
-    redis.call('XADD', K[12], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
+    redis.call('XADD', K[11], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
       'at', now, 'action', action, 'reason', A[4])
   end
 
@@ -168,16 +190,14 @@ local function decide(K, A)
     redis.call('HINCRBY', K[8], 'count', 1)
     redis.call('HINCRBY', K[8], 'ver', 1)
     redis.call('ZADD', K[9], seq, id)
-    redis.call('HSET', K[10], id, public)
-    for _, value in ipairs({'ap', now, 'pub', public}) do changed[#changed + 1] = value end
-    redis.call('XADD', K[11], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'comment', public)
+    changed[#changed + 1] = 'ap'
+    changed[#changed + 1] = now
+    redis.call('XADD', K[10], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'ap', now)
   elseif target == 'retracted' or state == 'approved' then
     redis.call('ZREM', K[9], id)
-    redis.call('HDEL', K[10], id)
     redis.call('HINCRBY', K[8], 'count', -1)
     redis.call('HINCRBY', K[8], 'ver', 1)
-    redis.call('XADD', K[11], '*', 'type', 'comment.retracted', 'id', id, 'article', article,
-      'comment', row[9])
+    redis.call('XADD', K[10], '*', 'type', 'comment.retracted', 'id', id, 'article', article, 'ap', row[9])
   end
   redis.call('HSET', K[1], unpack(changed))
   if action == 'undo' then return {'ok', article, row[5], target, tostring(version), row[6], false, false} end
