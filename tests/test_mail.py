@@ -320,7 +320,9 @@ async def test_two_posts_of_one_link_at_once_decide_once(client: Client, redis: 
     statuses = sorted([r.status for r in await asyncio.gather(*(client.post(f"/mail/decide/{token}")
                                                                 for _ in range(5)))])
     assert statuses == [200, 410, 410, 410, 410]
-    assert await redis.llen(keys.history(submitted["id"])) == 1
+    # Decided once: the version went up once, and the one decision is the record's fields (no history list yet).
+    assert await redis.hmget(keys.comment(submitted["id"]), "s", "v", "db") == [b"rejected", b"2", "Hương".encode()]
+    assert await redis.exists(keys.history(submitted["id"])) == 0
 
 
 # -- unsubscribing -------------------------------------------------------------------------------------------
