@@ -51,12 +51,13 @@ def kind(key: bytes) -> str:
     if tag == "{g}":
         return "gate:" + rest[0]
     name = rest[0]
-    if name in ("c", "h", "w", "e", "i", "a", "ao", "ap", "aq", "st", "stats", "lat"):
+    if name in ("c", "h", "w", "e", "i", "b", "a", "ao", "ap", "aq", "st", "stats", "lat"):
         return {"c": "record", "h": "history", "w": "index:word", "e": "index:email", "i": "index:address",
-                "a": "article", "ao": "article:order", "ap": "article:public", "aq": "article:pending",
-                "st": f"state:{rest[1] if len(rest) > 1 else ''}", "stats": "stats", "lat": "stats"}[name]
-    if name == "all":
-        return "index:all"
+                "b": "index:bucket", "a": "article", "ao": "article:order", "ap": "article:public",
+                "aq": "article:pending", "st": f"state:{rest[1] if len(rest) > 1 else ''}", "stats": "stats",
+                "lat": "stats"}[name]
+    if name == "n":
+        return "index:ids" if len(rest) > 1 else "index:seq"
     if name in ("feed", "outbox") and len(rest) > 1:
         return f"{name}:{rest[1]}"
     return name

@@ -11,9 +11,12 @@ looks for:
   records); order entries of comments that are not approved; an article `count` that differs from its order set;
 - copies of the public view left by versions before issue 19 (`keys.py`): an article's public hash `ap:`
   (`legacy_public_hash`) and a record's `pub` field (`legacy_public_field`), deleted by a repair;
-- records missing from the search indexes (`not_in_search_index`: stored before them; the store writes all of
-  a comment's indexes in one step, so a comment in the partition's `all` index is in the others too) and decided
-  records missing from their state's list, or listed under another state (`state_list_*`).
+- records missing from the search index (`not_in_search_index`: stored before it, or their n's slot names
+  another comment), slots of the n -> comment map naming a comment that is gone (`search_slot_stale`), a comment
+  counter behind the map (`search_seq_behind`), search terms whose n's differ from the records' (unsorted, a
+  stale or missing n, in two places: `search_term_mismatch`, reported by the term's bucket and kind, never the
+  word or digest; a repair writes the term again as the store would), and decided records missing from their
+  state's list, or listed under another state (`state_list_*`).
 
 Each finding is one line: a kind code and the key (and comment id), never the text, names or emails of a
 comment. With `repair`, each mendable finding is mended by one command (re-added to a queue, a dangling entry
@@ -46,9 +49,13 @@ _LEGACY_PUBLIC: Final = next(code for code, name in keys.RETIRED_ARTICLE_KINDS.i
                              if name == "legacy_article_public")
 
 _STATS: Final = re.compile(r"(?:stats|lat):[0-9]{1,12}")
-#: Search indexes by a hash or a folded word (`keys.by_email`, `keys.by_ip`, `keys.word_index`).
-_INDEX_CODES: Final = {"e", "i", "w"}
+#: Search terms by a hash or a folded word (`keys.by_email`, `keys.by_ip`, `keys.word_index`): strings.
+_INDEX_CODES: Final = set(keys.SEARCH_TERM_KINDS)
+_SEARCH_IDS: Final = re.compile(r"n:[0-9]{1,7}")
+_SEARCH_BUCKET: Final = re.compile(r"b:[0-9a-f]{2,4}")
 _CHUNK: Final = 1000
+#: Bytes of n's a term keeps in its bucket (lib/terms.lua's SEARCH_SMALL).
+SEARCH_SMALL: Final = 96
 
 
 @dataclass
@@ -79,16 +86,17 @@ def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
     rest = key.removeprefix(f"{keys.PREFIX}:{{p{partition:02x}}}:")
     if rest in _FIXED:
         return _FIXED[rest], ""
-    if rest == keys.comments_index(partition).rsplit(":", 1)[1] or (
-            rest.startswith("st:") and rest[3:] in keys.DECIDED_STATES):
+    if rest.startswith("st:") and rest[3:] in keys.DECIDED_STATES:
         return "zset", ""
-    if _STATS.fullmatch(rest):
+    if _STATS.fullmatch(rest) or _SEARCH_BUCKET.fullmatch(rest):
         return "hash", ""
+    if rest == "n" or _SEARCH_IDS.fullmatch(rest):
+        return "string", ""
     code, _, value = rest.partition(":")
     if code in _BY_ID and COMMENT_ID_RE.fullmatch(value) and keys.partition_of_comment(value) == partition:
         return _BY_ID[code], ""
     if code in _INDEX_CODES and value:
-        return "zset", ""
+        return "string", ""
     name = keys.ARTICLE_KINDS.get(code)
     if name in _ARTICLE_TYPES and value and keys.partition_of_article(value) == partition:
         return _ARTICLE_TYPES[name], value
@@ -110,6 +118,26 @@ async def _each(redis: RedisClient, commands: Sequence[Sequence[Any]]) -> list[A
             pipe.execute_command(*command)
         out += await pipe.execute()
     return out
+
+
+def _indexed_terms(partition: int, raw: Any, submitted: Any) -> list[str] | None:
+    """The search terms of a record (`keys.comment_terms`), or None when it is too damaged to say."""
+    try:
+        data = orjson.loads(raw) if raw and submitted else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in (
+            "name", "title", "body", "email_hash", "ip_hash")) or not as_text(submitted).isdigit():
+        return None
+    return keys.comment_terms(partition, data["email_hash"], data["ip_hash"],
+                              search.index_words(data["name"], data["title"], data["body"]))
+
+
+def _pairs_raw(raw: Any) -> list[tuple[bytes, bytes]]:
+    """A HGETALL reply as (field, value) pairs, values as bytes."""
+    if isinstance(raw, dict):
+        return list(raw.items())
+    return [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
 
 
 def _pairs(flat: Any) -> dict[str, float]:
@@ -208,27 +236,123 @@ class Doctor:
         await self._state_lists(part, records)
 
     async def _search_indexes(self, part: _Partition, ids: list[str]) -> None:
-        """Records missing from the partition's `all` index get every search index (`keys.submit_keys`)."""
-        every = keys.comments_index(part.number)
-        indexed = await self._zset(part, every)
-        if indexed is None:
+        """The search index (`service.search`) against the records: every record has a number n whose slot names
+        it (`not_in_search_index`: a new n, its slot and its terms), no slot names a comment that is gone or has
+        another n (`search_slot_stale`: zeroed), the partition's counter is past every n (`search_seq_behind`),
+        and every term holds exactly the n's of the records that have it, ascending, in one place
+        (`search_term_mismatch`: written again, in the form the store would give it)."""
+        p = part.number
+        seq_key = keys.search_seq(p)
+        tag = seq_key[:-2]
+        terms_of = [k for k in part.types if k.startswith(tag + ":") and k[len(tag) + 1:].partition(":")[0]
+                    in _INDEX_CODES]
+        buckets = [k for k in part.types if _SEARCH_BUCKET.fullmatch(k[len(tag) + 1:])]
+        if seq_key in part.wrong or any(k.startswith(seq_key + ":") for k in part.wrong):
             return
-        missing = [i for i in ids if i not in indexed]
-        rows = await _each(self._redis, [("HMGET", keys.comment(i), "d", "t") for i in missing])
-        for cid, (raw, submitted) in zip(missing, rows, strict=True):
-            try:
-                data = orjson.loads(raw) if raw and submitted else None
-            except orjson.JSONDecodeError:
-                data = None
-            if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in (
-                    "name", "title", "body", "email_hash", "ip_hash")):
-                continue  # a damaged record: nothing to index it by
-            index_keys = keys.submit_keys(cid, "-", email_digest=data["email_hash"], ip_hash=data["ip_hash"],
-                                          words=search.index_words(data["name"], data["title"], data["body"]))[8:]
-            if any(key in part.wrong for key in index_keys):
+        raw_seq = await self._redis.execute_command("GET", seq_key)
+        seq = int(raw_seq) if raw_seq is not None and as_text(raw_seq).isdigit() else 0
+        slots = await self._search_slots(part)
+        rows = await _each(self._redis, [("HMGET", keys.comment(i), "d", "t", "n") for i in ids])
+        expected: dict[str, list[int]] = {}
+        numbered: dict[str, int] = {}
+        missing: list[tuple[str, int, list[str]]] = []
+        for cid, (raw, submitted, number) in zip(ids, rows, strict=True):
+            terms = _indexed_terms(p, raw, submitted)
+            n = int(number) if number is not None and as_text(number).isdigit() else 0
+            if n and slots.get(n, ("", 0))[0] == cid:
+                numbered[cid] = n
+            if terms is None:
+                continue  # a damaged record: nothing to index it by (its slot stays)
+            if numbered.get(cid) == n:
+                for term in terms:
+                    expected.setdefault(term, []).append(n)
+            else:
+                missing.append((cid, int(submitted), terms))
+        top = max([seq, *slots, *numbered.values()])
+        if top > seq:
+            await self._found("search_seq_behind", seq_key, "", ("SET", seq_key, top))
+        await self._stale_slots(p, slots, numbered)
+        for cid, submitted, terms in missing:
+            if any(t in part.wrong or keys.search_bucket(t) in part.wrong for t in terms):
                 continue
-            await self._found("not_in_search_index", every, cid,
-                              *[("ZADD", key, as_text(submitted), cid) for key in index_keys])
+            top += 1
+            n = int(await self._redis.execute_command("INCR", seq_key)) if self._repair else top
+            top = max(top, n)
+            chunk, offset = divmod(n - 1, keys.SEARCH_CHUNK)
+            await self._found("not_in_search_index", keys.comment(cid), cid,
+                              ("SETRANGE", keys.search_ids(p, chunk), offset * keys.SEARCH_SLOT,
+                               cid.encode() + submitted.to_bytes(6, "big")), ("HSET", keys.comment(cid), "n", n))
+            for term in terms:
+                expected.setdefault(term, []).append(n)
+        await self._search_terms(part, terms_of, buckets, expected, set(range(seq + 1, top + 1)) - set(slots))
+
+    async def _stale_slots(self, p: int, slots: dict[int, tuple[str, int]], numbered: dict[str, int]) -> None:
+        for n, (cid, _) in sorted(slots.items()):
+            if numbered.get(cid) != n:
+                chunk, offset = divmod(n - 1, keys.SEARCH_CHUNK)
+                await self._found("search_slot_stale", keys.search_ids(p, chunk), cid,
+                                  ("SETRANGE", keys.search_ids(p, chunk), offset * keys.SEARCH_SLOT,
+                                   bytes(keys.SEARCH_SLOT)))
+
+    async def _search_slots(self, part: _Partition) -> dict[int, tuple[str, int]]:
+        """The n -> comment map as stored: n -> (id, submitted ms)."""
+        seq_key = keys.search_seq(part.number)
+        chunks = sorted({int(k[len(seq_key) + 1:]) for k in part.types if k.startswith(seq_key + ":")})
+        slots: dict[int, tuple[str, int]] = {}
+        raws = await _each(self._redis, [("GET", keys.search_ids(part.number, c)) for c in chunks])
+        for chunk, raw in zip(chunks, raws, strict=True):
+            for offset in range(0, len(raw or b""), keys.SEARCH_SLOT):
+                found = search.slot(raw[offset:offset + keys.SEARCH_SLOT])
+                if found is not None:
+                    slots[chunk * keys.SEARCH_CHUNK + offset // keys.SEARCH_SLOT + 1] = found
+        return slots
+
+    async def _search_terms(self, part: _Partition, own: list[str], buckets: list[str],
+                            expected: dict[str, list[int]], fresh: set[int]) -> None:
+        """Each term as found against the records' (`fresh`: n's given now to records that had none: their terms
+        are written with them, part of `not_in_search_index`)."""
+        tag = keys.search_seq(part.number)[:-2]
+        found: dict[str, list[list[int]]] = {}  #: term -> the n's of each place it is found in
+        own_raw = await _each(self._redis, [("GET", k) for k in own])
+        for key, raw in zip(own, own_raw, strict=True):
+            raw = raw or b""
+            found.setdefault(key, []).append(search.bitmap_ns(raw) if search.is_bitmap(raw)
+                                             else search.decode_ns(raw) + ([-1] if len(raw) % 3 else []))
+        for bucket in buckets:
+            for name, raw in _pairs_raw(await self._redis.execute_command("HGETALL", bucket)):
+                term = f"{tag}:{as_text(name)}"
+                ns = search.decode_ns(raw) + ([-1] if len(raw) % 3 else [])
+                if keys.search_bucket(term) != bucket:
+                    ns = [-1, *ns]  # in a bucket it does not belong to
+                found.setdefault(term, []).append(ns)
+        for term in sorted(found.keys() | expected.keys()):
+            want = sorted(expected.get(term, []))
+            places = found.get(term, [])
+            if places == ([want] if want else []):
+                continue
+            if term in part.wrong or keys.search_bucket(term) in part.wrong:
+                continue
+            before = [n for n in want if n not in fresh]
+            if places == ([before] if before else []):
+                if self._repair:
+                    for command in self._rewrite_term(term, want, buckets):
+                        await self._redis.execute_command(*command)
+                continue
+            await self._found("search_term_mismatch", keys.search_bucket(term), keys.search_field(term)[0],
+                              *self._rewrite_term(term, want, buckets))
+
+    @staticmethod
+    def _rewrite_term(term: str, ns: list[int], buckets: list[str]) -> list[tuple[Any, ...]]:
+        """Commands that leave the term's n's in one place, as lib/terms.lua would have put them."""
+        field = keys.search_field(term)
+        commands: list[tuple[Any, ...]] = [("DEL", term), *(("HDEL", b, field) for b in buckets)]
+        if not ns:
+            return commands
+        if len(ns) * 3 <= SEARCH_SMALL:
+            return [*commands, ("HSET", keys.search_bucket(term), field, search.encode_ns(ns))]
+        if len(ns) * 24 > ns[-1]:
+            return [*commands, ("SET", term, search.bitmap_of(ns))]
+        return [*commands, ("SET", term, search.encode_ns(ns))]
 
     async def _state_lists(self, part: _Partition, records: dict[str, list[str | None]]) -> None:
         p = part.number

@@ -133,6 +133,7 @@ async def _comments(redis: RedisClient) -> AsyncIterator[bytes]:
                 if name in record:
                     record[name] = _json_or_text(record[name])
             record.pop("pub", None)  # a stored copy of before issue 19: made again below
+            record.pop("n", None)  # its number in the partition's search index: a restore gives it a new one
             approved_ms = stored_ms(record.get("ap"))
             if approved_ms is not None and record.get("er") != "delete" and isinstance(record.get("d"), dict):
                 record["pub"] = public_view(comment_id, record["d"], approved_ms)

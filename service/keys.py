@@ -55,10 +55,12 @@ is (the list, when present, is the history).
 | cm:{pXX}:stats:<hour>                | hash   | 8 days               | "<action>:<moderator>" -> decisions that hour |
 | cm:{pXX}:lat:<hour>                  | hash   | 8 days               | bucket (max s waited) -> decisions |
 | cm:{pXX}:st:<state>                  | zset   | none                 | ids in the state -> decided ms |
-| cm:{pXX}:all                         | zset   | none                 | search: ids -> submitted ms |
-| cm:{pXX}:e:<email digest>            | zset   | none                 | sender's ids -> submitted ms |
-| cm:{pXX}:i:<ip hash>                 | zset   | none                 | address's ids -> submitted ms |
-| cm:{pXX}:w:<folded word>             | zset   | none                 | search: ids -> submitted ms |
+| cm:{pXX}:n                           | string | none                 | search: the last comment number n (INCR) |
+| cm:{pXX}:n:<chunk>                   | string | none                 | search: n -> id and submitted ms (32 B slots) |
+| cm:{pXX}:w:<folded word>             | string | none                 | search: n's of a word (3 B each, or a bitmap) |
+| cm:{pXX}:e:<email digest>            | string | none                 | search: n's of a sender (as `w:`) |
+| cm:{pXX}:i:<ip hash>                 | string | none                 | search: n's of an address (as `w:`) |
+| cm:{pXX}:b:<bucket>                  | hash   | none                 | search: rare terms' n's: term -> 3 B n's |
 | cm:{pXX}:rp:<comment id>             | hash   | none                 | reports: client hash -> report (JSON) |
 | cm:{pXX}:reported                    | zset   | none                 | reports: open ones: id -> first report ms |
 | cm:{pXX}:rc                          | hash   | none                 | reports: id -> open reports |
@@ -278,22 +280,72 @@ def state_index(partition: int, state: str) -> str:
     return f"{_tag(partition)}:st:{state}"
 
 
-def comments_index(partition: int) -> str:
-    return f"{_tag(partition)}:all"
+# The moderators' search index (`service.search`, lua/lib/terms.lua): a comment number n per partition, the
+# n -> comment map, and per term (a word, a sender, an address) the n's of the comments that have it.
+
+#: Comments one string of the n -> comment map holds (`search_ids`), and the bytes each takes there: the id
+#: (26), then the submitted ms (6, big-endian); zero bytes where no comment is (purged, or never stored).
+SEARCH_CHUNK: Final = 65536
+SEARCH_SLOT: Final = 32
+#: Hashes per partition that hold rare terms' n's (`search_bucket`). Fixed for the life of a deployment, like
+#: `PARTITIONS`: a change moves terms to other buckets (`comments-service doctor --repair` rebuilds them).
+SEARCH_BUCKETS: Final = 256
+#: The kinds of search term: the code after the partition's tag, then the term, last.
+SEARCH_TERM_KINDS: Final = {"w": "word", "e": "email", "i": "address"}
+
+
+def search_seq(partition: int) -> str:
+    """The partition's last comment number n (INCR by the store and import.lua; the record's `n`)."""
+    return f"{_tag(partition)}:n"
+
+
+def search_ids(partition: int, chunk: int) -> str:
+    """Comments (n - 1) // SEARCH_CHUNK == chunk of the n -> comment map. The scripts make this name from the
+    `search_seq` key (its name, then `:<chunk>`): keep the two in step."""
+    return f"{search_seq(partition)}:{chunk}"
+
+
+def search_term(partition: int, kind: str, value: str) -> str:
+    """A term's own string (its n's, or its bitmap once dense): `kind` one of `SEARCH_TERM_KINDS`."""
+    return f"{_tag(partition)}:{kind}:{value}"
 
 
 def by_email(partition: int, email_digest: str) -> str:
     """Comments by a sender: by the keyed digest of the email (`clients.email_hash`), never the address."""
-    return f"{_tag(partition)}:e:{email_digest}"
+    return search_term(partition, "e", email_digest)
 
 
 def by_ip(partition: int, ip_hash: str) -> str:
-    return f"{_tag(partition)}:i:{ip_hash}"
+    return search_term(partition, "i", ip_hash)
 
 
 def word_index(partition: int, word: str) -> str:
     """Comments containing a folded word (client text: last, after `w:`; `\\w` has no `:` or `{`)."""
-    return f"{_tag(partition)}:w:{word}"
+    return search_term(partition, "w", word)
+
+
+def search_field(term_key: str) -> str:
+    """A term's field in its bucket hash: its key without the partition's tag (`w:<word>`, `e:<digest>`...)."""
+    return term_key[term_key.index("}:") + 2:]
+
+
+def search_bucket(term_key: str) -> str:
+    """The hash that holds the term's n's while they are few (lua/lib/terms.lua)."""
+    tag = term_key[:term_key.index("}:") + 1]
+    return f"{tag}:b:{zlib.crc32(search_field(term_key).encode()) % SEARCH_BUCKETS:02x}"
+
+
+def search_keys(partition: int, terms: Sequence[str]) -> list[str]:
+    """A script's search block (last in its KEYS): the partition's `search_seq`, then each term's key and its
+    bucket."""
+    return [search_seq(partition), *(key for term in dict.fromkeys(terms) for key in (term, search_bucket(term)))]
+
+
+def comment_terms(partition: int, email_digest: str, ip_hash: str, words: Sequence[str]) -> list[str]:
+    """The terms a comment is found by: its sender's email digest and address hash (when it has them), its
+    indexed words."""
+    return [*([by_email(partition, email_digest)] if email_digest else []),
+            *([by_ip(partition, ip_hash)] if ip_hash else []), *(word_index(partition, w) for w in words)]
 
 
 def reports(comment_id: str) -> str:
@@ -456,11 +508,11 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
 
 def submit_keys(comment_id: str, article_id: str, *, email_digest: str | None = None, ip_hash: str | None = None,
                 words: Sequence[str] = ()) -> list[str]:
-    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then the search indexes
-    the comment joins (lib/store.lua's K[9] and after)."""
+    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then the search block of
+    the terms the comment joins (lib/store.lua's K[9] and after: `search_keys`)."""
     p = partition_of_comment(comment_id)
-    indexes = [] if email_digest is None or ip_hash is None else [
-        comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), *(word_index(p, w) for w in words)]
+    indexes = [] if email_digest is None or ip_hash is None else search_keys(
+        p, comment_terms(p, email_digest, ip_hash, words))
     return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
             article_order(article_id), article_pending(article_id), *indexes]
 
@@ -498,10 +550,11 @@ def lease_keys(partition: int) -> list[str]:
 
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
                words: Sequence[str] = ()) -> list[str]:
-    """erase.lua's 22 keys, then the word indexes the comment leaves (`words`, folded)."""
+    """erase.lua's 19 keys, then the search block of the terms the comment leaves (`email_digest`, `ip_hash`:
+    "" when it keeps that term; `words`, folded)."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
             pending_articles(p), article(article_id), article_order(article_id),
             feed(p), outbox(p), article_pending(article_id), *(state_index(p, state) for state in DECIDED_STATES),
-            comments_index(p), by_email(p, email_digest), by_ip(p, ip_hash), reports(comment_id), reported(p),
-            report_counts(p), *(word_index(p, w) for w in words)]
+            reports(comment_id), reported(p), report_counts(p),
+            *search_keys(p, comment_terms(p, email_digest, ip_hash, words))]

@@ -38,6 +38,9 @@ from service.errors import (
 from service.models import ARTICLE_ID_PATTERN, iso, whole_string
 from service.records import HISTORY_FIELDS, history_of_row
 from service.scripts import Arg, Scripts, as_text, corrupt, scored
+from service.search import Entry as IndexEntry
+from service.search import Source as IndexSource
+from service.search import Stream as IndexStream
 from service.submissions import OUTBOX_MAXLEN
 from service.tokens import Principal, Role
 
@@ -63,6 +66,12 @@ LATENCY_BUCKETS: Final = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 1440
 LIST_SCAN_MAX: Final = 5000
 #: Candidates read per round trip while walking lists and search indexes.
 WALK_PAGE: Final = 200
+#: A search's cursor: every partition's place (`search.encode_cursor`).
+SEARCH_CURSOR_PATTERN: Final = r"^s1[A-Za-z0-9_-]{4,64}$"
+SEARCH_CURSOR_RE: Final = whole_string(SEARCH_CURSOR_PATTERN)
+#: An author's record counts earlier comments exactly while the sender's (or address's) terms hold at most this
+#: many comments in all.
+AUTHOR_COUNT_MAX: Final = 20_000
 #: ISO 8601 dates or instants a search takes for its date range (checked whole; `datetime` reads the rest).
 DATE_PATTERN: Final = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
                        r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$")
@@ -945,8 +954,14 @@ class Moderation:
                          scanned=scanned, complete=stopped is None)
 
     async def search(self, query: SearchQuery, limit: int, cursor: str | None) -> SearchPage:
-        partitions = [keys.partition_of_article(query.article_id)] if query.article_id else range(keys.PARTITIONS)
-        drivers = await self._search_drivers(query, list(partitions))
+        partitions = [keys.partition_of_article(query.article_id)] if query.article_id else list(range(keys.PARTITIONS))
+        places = [search.TOP] * len(partitions)
+        if cursor is not None:
+            read = search.decode_cursor(cursor, len(partitions)) if SEARCH_CURSOR_RE.fullmatch(cursor) else None
+            if read is None:
+                raise ValidationFailed("the cursor is not one this service gave out")
+            places = read
+        streams = await self._search_streams(query, partitions, places)
         email = query.email.casefold() if query.email else None
 
         def wanted(comment: ModeratorComment) -> bool:
@@ -961,33 +976,72 @@ class Moderation:
                 return all(word in words for word in query.words)
             return True
 
-        low = query.since_ms if query.since_ms is not None else "-inf"
-        found, scanned, stopped = await self._newest(drivers, _read_newest_cursor(cursor, query.until_ms), limit,
-                                                     wanted, search.SCAN_MAX, low)
-        return SearchPage(comments=found, next_cursor=None if stopped is None else _cursor(stopped),
-                          scanned=scanned, complete=stopped is None)
+        def dated(entry: IndexEntry) -> bool:
+            return ((query.since_ms is None or entry.t >= query.since_ms)
+                    and (query.until_ms is None or entry.t <= query.until_ms))
 
-    async def _search_drivers(self, query: SearchQuery, partitions: list[int]) -> list[str]:
-        """The index to walk in each partition: the sender's or the address's, else the rarest indexed word's,
-        else every comment's."""
-        if query.email is not None:
-            digest = email_hash(self._secret, query.email)
-            return [keys.by_email(p, digest) for p in partitions]
-        if query.ip_hash is not None:
-            return [keys.by_ip(p, query.ip_hash) for p in partitions]
-        candidates = {p: search.word_keys(p, query.words) for p in partitions}
-        if not any(candidates.values()):
-            return [keys.comments_index(p) for p in partitions]
-        batch = self._scripts.batch()
-        for p in partitions:
-            for key in candidates[p]:
-                batch.command("ZCARD", key)
-        sizes = iter(await batch.execute())
-        drivers = []
-        for p in partitions:
-            counted = [(int(next(sizes)), key) for key in candidates[p]]
-            drivers.append(min(counted)[1])
-        return drivers
+        found, scanned, more = await self._walk_index(streams, limit, dated, wanted, search.SCAN_MAX)
+        return SearchPage(comments=found, next_cursor=search.encode_cursor(streams) if more else None,
+                          scanned=scanned, complete=not more)
+
+    async def _search_streams(self, query: SearchQuery, partitions: list[int],
+                              places: list[int]) -> list[IndexStream]:
+        """Each partition's source: the sender's or the address's term, else the rarest indexed word's (none at
+        all when a word is in no comment of the partition), else every comment."""
+        index = search.Index(self._scripts)
+
+        async def source(p: int) -> IndexSource:
+            if query.email is not None:
+                return await index.term(keys.by_email(p, email_hash(self._secret, query.email)))
+            if query.ip_hash is not None:
+                return await index.term(keys.by_ip(p, query.ip_hash))
+            terms = search.word_keys(p, query.words)
+            if not terms:
+                return await index.every(p)
+            sources = await asyncio.gather(*(index.term(key) for key in terms))
+            sizes = await asyncio.gather(*(index.count(s) for s in sources))
+            return min(zip(sizes, range(len(sources)), sources, strict=True))[2]
+
+        found = await asyncio.gather(*(source(p) for p in partitions))
+        return [search.Stream(p, s, place) for p, s, place in zip(partitions, found, places, strict=True)]
+
+    async def _walk_index(self, streams: Sequence[IndexStream], limit: int,
+                          keep: Callable[[IndexEntry], bool], wanted: Callable[[ModeratorComment], bool],
+                          budget: int) -> tuple[list[ModeratorComment], int, bool]:
+        """The first `limit` comments `wanted` takes from the merge of `streams` (newest first), looking at map
+        entries `keep` takes only: the comments, how many entries were looked at, and whether any are left (each
+        stream's `position` then says where). At most `budget` records and `search.SLOT_SCAN_MAX` entries."""
+        index = search.Index(self._scripts)
+        found: list[ModeratorComment] = []
+        scanned = read = 0
+        while True:
+            places = [s.position for s in streams]
+            taken = await index.take(streams, min(WALK_PAGE, search.SLOT_SCAN_MAX - scanned))
+            kept = [(i, entry) for i, (_, entry) in enumerate(taken) if keep(entry)]
+            stop = len(taken)  # how many of `taken` this request looks at
+            if len(kept) > budget - read:
+                stop = kept[budget - read][0]
+                kept = kept[:budget - read]
+            records = {r.id: r for r in await self._records([entry.id for _, entry in kept])}
+            read += len(kept)
+            for i, entry in kept:
+                record = records.get(entry.id)
+                if record is not None and wanted(record):
+                    found.append(record)
+                    if len(found) == limit:
+                        stop = i + 1
+                        break
+            if stop < len(taken):  # back to just after the last entry looked at: the rest is not seen yet
+                for stream, place in zip(streams, places, strict=True):
+                    stream.position = place
+                for stream, entry in taken[:stop]:
+                    stream.position = entry.n
+                for stream, entry in reversed(taken[stop:]):
+                    stream.buffer.appendleft(entry)
+            scanned += stop
+            more = any(not s.finished for s in streams)
+            if len(found) == limit or not more or read >= budget or scanned >= search.SLOT_SCAN_MAX:
+                return found, scanned, more
 
     async def _newest(self, indexes: Sequence[str], before: Position, limit: int,
                       wanted: Callable[[ModeratorComment], bool], budget: int | None,
@@ -1049,23 +1103,35 @@ class Moderation:
             raise NotFound("no such comment")
         comment = records[0]
         submitted = await self._redis.hget(keys.comment(comment_id), "t")
-        before: Position = (float(submitted or 0), comment_id)
+        before = (int(submitted or 0), comment_id)
         digest = email_hash(self._secret, comment.email)
-        by_email = await self._earlier([keys.by_email(p, digest) for p in range(keys.PARTITIONS)], before, limit)
-        by_ip = await self._earlier([keys.by_ip(p, comment.ip_hash) for p in range(keys.PARTITIONS)], before, limit)
+        every = range(keys.PARTITIONS)
+        by_email = await self._earlier([(p, keys.by_email(p, digest)) for p in every] if comment.email else [],
+                                       before, limit)
+        by_ip = await self._earlier([(p, keys.by_ip(p, comment.ip_hash)) for p in every] if comment.ip_hash else [],
+                                    before, limit)
         return AuthorRecord(comment_id=comment_id, by_email=by_email, by_ip=by_ip)
 
-    async def _earlier(self, indexes: list[str], before: Position, limit: int) -> AuthorComments:
-        batch = self._scripts.batch()
-        for key in indexes:
-            batch.command("ZCOUNT", key, "-inf", f"({before[0]:.0f}")
-        total = sum(int(n) for n in await batch.execute())
-        entries, _ = await self._walk_newest(indexes, before, limit, "-inf")
+    async def _earlier(self, terms: list[tuple[int, str]], before: tuple[int, str], limit: int) -> AuthorComments:
+        """The comments of these terms (one a partition) submitted before `before` (ms, then id): how many (read
+        from the map when the terms hold at most `AUTHOR_COUNT_MAX` n's; beyond that, every other comment of
+        theirs, later ones included), and the newest `limit` of them."""
+        index = search.Index(self._scripts)
+        sources = await asyncio.gather(*(index.term(key) for _, key in terms))
+        sizes = await asyncio.gather(*(index.count(s) for s in sources))
+        partitions = [p for p, _ in terms]
+        if sum(sizes) <= AUTHOR_COUNT_MAX:
+            ns = await asyncio.gather(*(index.all_ns(s) for s in sources))
+            slots = await asyncio.gather(*(index.slots(p, n) for p, n in zip(partitions, ns, strict=True)))
+            total = sum(1 for found in slots for comment_id, t in found.values() if (t, comment_id) < before)
+        else:
+            total = max(0, sum(sizes) - 1)
+        streams = [search.Stream(p, s) for p, s in zip(partitions, sources, strict=True)]
+        entries, _, _ = await self._walk_index(streams, limit, lambda e: (e.t, e.id) < before, lambda _: True,
+                                               search.SCAN_MAX)
         listed = [AuthorComment(id=r.id, article_id=r.article_id, title=r.title, state=r.state,
-                                created_at=r.created_at, decided_at=r.decided_at)
-                  for r in await self._records([comment_id for _, comment_id in entries])]
+                                created_at=r.created_at, decided_at=r.decided_at) for r in entries]
         states: dict[str, int] = {}
         for item in listed:
             states[item.state.value] = states.get(item.state.value, 0) + 1
         return AuthorComments(total=total, comments=listed, states=states)
-

@@ -2,13 +2,14 @@
 anonymise, by email or by comment ids), and the privacy log, which records each erasure and retention run
 without personal data (who asked, who ran it, when, how many, which ids).
 
-Comments are found by the sender's keyed email digest (`keys.by_email`, written by the store with every comment),
-partition by partition, so this works on a Redis Cluster: each comment is erased by `lua/erase.lua`, atomically
-in its own partition's slot. The log and the self-service requests live under `{privacy}`.
+Comments are found by the sender's keyed email digest (`keys.by_email`: a search term the store writes with every
+comment, `service.search`), partition by partition, so this works on a Redis Cluster: each comment is erased by
+`lua/erase.lua`, atomically in its own partition's slot. The log and the self-service requests live under `{privacy}`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import secrets
@@ -196,10 +197,13 @@ class Privacy:
     # -- finding a person's data ------------------------------------------------------------------------
 
     async def _ids_by_email(self, digest: str) -> list[str]:
-        batch = self._scripts.batch()
-        for p in range(keys.PARTITIONS):
-            batch.command("ZRANGE", keys.by_email(p, digest), 0, -1)
-        return [as_text(i) for ids in await batch.execute() for i in ids]
+        """The comments of the digest's search term (`keys.by_email`) in every partition, by the n -> comment
+        map."""
+        index = search.Index(self._scripts)
+        sources = await asyncio.gather(*(index.term(keys.by_email(p, digest)) for p in range(keys.PARTITIONS)))
+        numbers = await asyncio.gather(*(index.all_ns(source) for source in sources))
+        found = await asyncio.gather(*(index.slots(p, ns) for p, ns in enumerate(numbers)))
+        return [comment_id for slots in found for comment_id, _ in slots.values()]
 
     async def _rows(self, ids: Sequence[str]) -> list[list[Any]]:
         if not ids:
@@ -304,7 +308,8 @@ class Privacy:
                 return "already"
             data = orjson.loads(private)
             record, words = self._rewrite(mode, data)
-            digest = data.get("email_hash") or ""
+            # The search terms it leaves: strip_ip keeps the sender's (`keys.erase_keys`).
+            digest = "" if mode == "strip_ip" else data.get("email_hash") or ""
             result = await self._scripts.run(
                 "erase", keys.erase_keys(comment_id, as_text(article), digest, data.get("ip_hash") or "", words),
                 [comment_id, mode, as_text(version), self.clock(), run_by, OUTBOX_MAXLEN, record, cutoff_ms])

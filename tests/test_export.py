@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from import_fixtures import ARTICLE, disqus_xml
 from redis.asyncio import Redis
 from support import RedisServer
 
-from service import keys
+from service import keys, search
 from service.doctor import doctor
 from service.exporting import export
 from service.importing.importer import Importer, Options, Report
@@ -76,7 +77,8 @@ def _value(raw: Any) -> Any:
             return raw
         return parsed if isinstance(parsed, dict | list) else raw
     if isinstance(raw, dict):
-        return {k: _value(v) for k, v in raw.items() if k != b"ver"}  # an article's cache version
+        # An article's cache version; a record's number in the search index (`search_view` compares that).
+        return {k: _value(v) for k, v in raw.items() if k not in (b"ver", b"n")}
     if isinstance(raw, list):
         return [_value(v) for v in raw]
     return raw
@@ -87,7 +89,7 @@ async def _stored(redis: Redis) -> dict[bytes, Any]:
     differently), less what an export does not carry."""
     out: dict[bytes, Any] = {}
     async for key in redis.scan_iter(count=1000):
-        if any(part.encode() in key for part in _NOT_EXPORTED):
+        if any(part.encode() in key for part in _NOT_EXPORTED) or _SEARCH_INDEX.search(key):
             continue
         found: bytes = await redis.type(key)  # type: ignore[assignment,unused-ignore]
         kind = found.decode()
@@ -99,6 +101,44 @@ async def _stored(redis: Redis) -> dict[bytes, Any]:
             out[key] = await redis.zrange(key, 0, -1, withscores=True)
         else:
             out[key] = kind
+    out[b"search"] = await search_view(redis)
+    return out
+
+
+#: The search index's keys (`keys.search_seq`...): a restore numbers comments anew, so they are compared by what
+#: they say (`search_view`), not byte for byte.
+_SEARCH_INDEX: Final = re.compile(rb"^cm:\{p[0-9a-f]{2}\}:(n|n:[0-9]+|[wei]:.*|b:[0-9a-f]+)$")
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else b""
+
+
+async def search_view(redis: Redis) -> dict[str, list[str]]:
+    """Every search term (its field: `w:<word>`, `e:<digest>`...) of every partition -> the ids it finds."""
+    out: dict[str, list[str]] = {}
+    for p in range(keys.PARTITIONS):
+        tag = keys.search_seq(p)[:-2]
+        slots: dict[int, str] = {}
+        async for chunk_key in redis.scan_iter(f"{tag}:n:*"):
+            chunk = int(_bytes(chunk_key).decode().rsplit(":", 1)[1])
+            raw = _bytes(await redis.get(chunk_key))
+            for offset in range(0, len(raw), keys.SEARCH_SLOT):
+                found = search.slot(raw[offset:offset + keys.SEARCH_SLOT])
+                if found is not None:
+                    slots[chunk * keys.SEARCH_CHUNK + offset // keys.SEARCH_SLOT + 1] = found[0]
+        terms: dict[str, list[int]] = {}
+        for code in keys.SEARCH_TERM_KINDS:
+            async for key in redis.scan_iter(f"{tag}:{code}:*"):
+                raw = _bytes(await redis.get(key))
+                terms[keys.search_field(_bytes(key).decode())] = (search.bitmap_ns(raw) if search.is_bitmap(raw)
+                                                          else search.decode_ns(raw))
+        async for bucket in redis.scan_iter(f"{tag}:b:*"):
+            for name, value in (await redis.hgetall(bucket)).items():  # type: ignore[misc,unused-ignore]
+                terms[_bytes(name).decode()] = search.decode_ns(_bytes(value))
+        for name, ns in terms.items():
+            out[f"{p}:{name}"] = sorted(slots[n] for n in ns)
+        out[f"{p}:every"] = sorted(slots.values())
     return out
 
 

@@ -289,8 +289,13 @@ async def test_doctor_indexes_comments_stored_before_the_search_indexes(client: 
     assert (await decide(client, ADMIN, old, "reject"))[0] == 200
     partition = keys.partition_of_article(article)
     assert await doctor(redis, repair=False) == []
-    await redis.delete(keys.comments_index(partition), keys.word_index(partition, "duong"),
-                       keys.state_index(partition, "rejected"))
+    # As stored before the search index: no number, no map, no terms.
+    await redis.hdel(keys.comment(old), "n")
+    tag = keys.search_seq(partition)[:-2]
+    index = [k for pattern in ("n", "n:*", "w:*", "e:*", "i:*", "b:*")
+             for k in [key async for key in redis.scan_iter(f"{tag}:{pattern}")]]
+    assert keys.search_seq(partition).encode() in index and keys.word_index(partition, "duong").encode() not in index
+    await redis.delete(*index, keys.state_index(partition, "rejected"))
     assert await get_json(client, "/v1/moderation/search", ADMIN, q="duong") == {
         "comments": [], "next_cursor": None, "scanned": 0, "complete": True}
     found = await doctor(redis, repair=True)

@@ -33,6 +33,7 @@ from service.moderation import (
     IP_HASH_RE,
     QUEUE_CURSOR_PATTERN,
     QUEUE_CURSOR_RE,
+    SEARCH_CURSOR_PATTERN,
     UNDO_WINDOW_SECONDS,
     ArticleState,
     AuthorRecord,
@@ -301,13 +302,16 @@ def _search_query(request: web.Request) -> SearchQuery:
                    Param("until", "query", {"type": "string", "pattern": DATE_PATTERN},
                          description="Only comments submitted at or before this instant, or on or before this "
                                      "date."),
-                   _limit(20, 100), CURSOR),
+                   _limit(20, 100),
+                   Param("cursor", "query", {"type": "string", "pattern": SEARCH_CURSOR_PATTERN},
+                         description="The `next_cursor` of the previous page (with the same criteria); the first "
+                                     "page when absent.")),
            errors=(*AUTH_ERRORS, 422))
 async def search_comments(request: web.Request) -> web.Response:
     await require_role(request, Role.MODERATOR)
     query = _search_query(request)
     page = await request.app[MODERATION].search(query, int_query(request, "limit", 20, 1, 100),
-                                                _cursor_query(request))
+                                                request.query.get("cursor"))
     return json_response(page)
 
 

@@ -56,7 +56,7 @@ from service.importing.htmltext import html_to_text
 from service.importing.isso import IssoReader
 from service.importing.source import Format, Skip, SourceComment
 from service.importing.wordpress import WordPressReader
-from service.importing.writer import BATCH, Answer, Entry, index_keys, write, write_article
+from service.importing.writer import BATCH, Answer, Entry, index_keys, search_keys, write, write_article
 from service.models import BODY_MAX, NAME_MAX, TITLE_MAX, Email, iso
 from service.scripts import Scripts
 
@@ -412,11 +412,12 @@ class Importer:
                        ("dr", f"imported from {source_format} ({item.source_state})")]
         if state == "approved":
             fields.append(("ap", str(created)))
-        indexes = index_keys(comment_id, state, created, decided, email_digest, ip_hash, ours._words(
+        indexes = index_keys(comment_id, state, created, decided, email_digest, ip_hash, [])
+        search = search_keys(comment_id, email_digest, ip_hash, ours._words(
             {"name": words.name, "title": words.title, "body": words.body}))
         return Entry(
             id=comment_id, article=article, state=state, submitted_ms=created, fields=fields,
-            indexes=indexes, check_parent=parent_id if state == "approved" and parent_id else "",
+            indexes=indexes, search=search, check_parent=parent_id if state == "approved" and parent_id else "",
             feed=self.options.feed and state == "approved", source_id=item.source_id,
             orphan=(lambda: self._entry(item, article, words, public, orphan=True)) if parent_id else None)
 

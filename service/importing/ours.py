@@ -20,7 +20,7 @@ import orjson
 from service import keys, records
 from service.exporting import FORMAT, HEADER, JSON_FIELDS, VERSION
 from service.importing.source import FileRefused, Skip
-from service.importing.writer import Entry, index_keys
+from service.importing.writer import Entry, index_keys, search_keys
 from service.models import ARTICLE_ID_RE, COMMENT_ID_RE
 
 _STATES = frozenset({"pending", "approved", "rejected", "spam", "retracted"})
@@ -132,8 +132,9 @@ def entry(item: Any) -> Entry | Skip:
     words = _words(data)
     indexes = index_keys(comment_id, state, int(submitted), int(decided) if _digits(decided) else None,
                          str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
+    search = search_keys(comment_id, str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
     return Entry(id=comment_id, article=article_id, state=state, submitted_ms=int(submitted), fields=fields,
-                 history=history, indexes=indexes, order=order if isinstance(order, int) else None,
+                 history=history, indexes=indexes, search=search, order=order if isinstance(order, int) else None,
                  source_id=comment_id)
 
 

@@ -29,6 +29,8 @@ class Entry:
     history: list[str] = field(default_factory=list)
     #: The indexes the comment joins (zset key, score).
     indexes: list[tuple[str, int]] = field(default_factory=list)
+    #: The search block of the terms it is found by (`keys.search_keys`; `search_keys` here), last in KEYS.
+    search: list[str] = field(default_factory=list)
     #: A restored approved comment's place in its article's order set; None: from its approval time.
     order: int | None = None
     #: An approved reply's parent id, which must be public in the article (else the answer is "bad_parent").
@@ -42,27 +44,26 @@ class Entry:
 
 def index_keys(comment_id: str, state: str, submitted_ms: int, decided_ms: int | None, email_digest: str,
                ip_hash: str, words: Sequence[str]) -> list[tuple[str, int]]:
-    """The indexes decide.lua and the store put a comment of this state in (where this version of `keys` has
-    them): its decided state's list by decision time, and the search indexes by submission time."""
+    """The sorted sets decide.lua puts a comment of this state in (where this version of `keys` has them): its
+    decided state's list by decision time. (The search terms: `search_keys`.)"""
     p = keys.partition_of_comment(comment_id)
     out: list[tuple[str, int]] = []
     state_index = getattr(keys, "state_index", None)
     if state_index is not None and state != "pending" and decided_ms is not None:
         out.append((state_index(p, state), decided_ms))
-    comments_index = getattr(keys, "comments_index", None)
-    if comments_index is not None:
-        out.append((comments_index(p), submitted_ms))
-        if email_digest:
-            out.append((keys.by_email(p, email_digest), submitted_ms))  # type: ignore[attr-defined,unused-ignore]
-        if ip_hash:
-            out.append((keys.by_ip(p, ip_hash), submitted_ms))  # type: ignore[attr-defined,unused-ignore]
-        out += [(keys.word_index(p, w), submitted_ms) for w in words]  # type: ignore[attr-defined,unused-ignore]
     return out
+
+
+def search_keys(comment_id: str, email_digest: str, ip_hash: str, words: Sequence[str]) -> list[str]:
+    """The search block the store writes for a comment (its sender, its address, its words): import.lua gives it
+    the partition's next comment number."""
+    p = keys.partition_of_comment(comment_id)
+    return keys.search_keys(p, keys.comment_terms(p, email_digest, ip_hash, words))
 
 
 def script_call(entry: Entry) -> tuple[list[str], list[Arg]]:
     """import.lua's KEYS and ARGV for an entry."""
-    script_keys = [*keys.import_keys(entry.id, entry.article), *(key for key, _ in entry.indexes)]
+    script_keys = [*keys.import_keys(entry.id, entry.article), *(key for key, _ in entry.indexes), *entry.search]
     args: list[Arg] = [entry.id, entry.article, entry.state, entry.submitted_ms,
                        "" if entry.order is None else entry.order, entry.check_parent, "1" if entry.feed else "0",
                        len(entry.fields), len(entry.history)]

@@ -1,17 +1,18 @@
---! uses: check
+--! uses: check terms
 -- Erase one comment's personal data, in one atomic step (`privacy.Privacy`, `retention.Retention`). Modes:
 --   delete     the record keeps no personal data: name, email, IP hash, avatar, title and text are replaced by
 --              a tombstone (A[7]); reasons in its history are blanked; it leaves the queues, the article's
 --              public list and count (the version goes up: cached pages go stale), its reports and the
---              sender's indexes; pending -> rejected, approved -> retracted; the feed and the outbox carry a
+--              search terms of its sender, address and words (it stays in the n -> comment map: a tombstone); pending -> rejected, approved -> retracted; the feed and the outbox carry a
 --              comment.erased event (the feed renders the record then: a tombstone, id, parent, times).
---   anonymise  the text stays; the author becomes "Bạn đọc", email, IP hash and avatar go (A[7] is the
+--   anonymise  the text stays; the author becomes "Bạn đọc", email, IP hash and avatar go (and their search
+--              terms, and the name's words the text does not have: the caller's search block; A[7] is the
 --              new record, and so the public view made from it); when approved, its public list's version goes
 --              up and the feed and the outbox carry comment.anonymised.
 --   purge      retention of a rejected or spam comment decided at or before A[8] ms: the record, its history
---              and reports are deleted, and it leaves every list and index.
+--              and reports are deleted, and it leaves every list and index (its n -> comment slot is zeroed).
 --   strip_ip   retention of a decided comment's IP hash: A[7] is the record without it; it leaves the address's
---              index. The version does not change (no moderator sees a difference that matters).
+--              search term. The version does not change (no moderator sees a difference that matters).
 -- Feed events carry the id, the article and the approval's ms (`ap`); the feed renders the comment from the
 -- record when it is read, so no copy of the erased text is left in them. A `pub` field (the public view stored
 -- by versions before issue 19) goes with a delete or an anonymisation.
@@ -22,10 +23,10 @@
 -- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset   K[5] leases zset
 -- K[6] holders hash   K[7] pending->article hash   K[8] article hash   K[9] article order zset
 -- K[10] feed stream   K[11] outbox stream   K[12] article pending zset
--- K[13] approved zset   K[14] rejected zset   K[15] spam zset   K[16] retracted zset   K[17] every comment zset
--- K[18] sender's email digest zset   K[19] address hash zset   K[20] the comment's reports hash
--- K[21] the partition's reported zset   K[22] the partition's open report counts hash
--- K[23...] word index zsets the comment leaves
+-- K[13] approved zset   K[14] rejected zset   K[15] spam zset   K[16] retracted zset
+-- K[17] the comment's reports hash   K[18] the partition's reported zset
+-- K[19] the partition's open report counts hash
+-- then, last: the search block of the terms the comment leaves (lib/terms.lua; `keys.erase_keys`), by mode
 -- A[1] id   A[2] mode   A[3] the version the caller read (the rewrite A[7] was made from that record)
 -- A[4] now ms   A[5] who ran it (for the history)   A[6] outbox max length
 -- A[7] the rewritten record JSON (delete, anonymise, strip_ip)   A[8] purge: the cutoff ms
@@ -37,6 +38,7 @@
 local lists = {approved = 13, rejected = 14, spam = 15, retracted = 16}
 -- The action that took a pending comment to its state (decide.lua's `firsts`).
 local firsts = {approved = 'approve', rejected = 'reject', spam = 'spam', retracted = 'retract'}
+local SB = split_search(KEYS)
 local K, A = KEYS, ARGV
 local id, mode = A[1], A[2]
 
@@ -62,13 +64,15 @@ local checks = {K[2], 'list', 'history', K[3], 'zset', 'pending', K[4], 'zset', 
   K[6], 'hash', 'holders', K[7], 'hash', 'articles', K[8], 'hash', 'article', K[9], 'zset', 'article_order',
   K[10], 'stream', 'feed', K[11], 'stream', 'outbox', K[12], 'zset',
   'article_pending', K[13], 'zset', 'state_list', K[14], 'zset', 'state_list', K[15], 'zset', 'state_list',
-  K[16], 'zset', 'state_list', K[17], 'zset', 'search_index', K[18], 'zset', 'search_index', K[19], 'zset',
-  'search_index', K[20], 'hash', 'reports', K[21], 'zset', 'reported', K[22], 'hash', 'report_counts'}
-for i = 23, #K do
-  for _, c in ipairs({K[i], 'zset', 'search_index'}) do checks[#checks + 1] = c end
-end
+  K[16], 'zset', 'state_list', K[17], 'hash', 'reports', K[18], 'zset', 'reported', K[19], 'hash', 'report_counts'}
 bad = misfit(checks)
 if bad then return {'corrupt', bad} end
+-- The comment's number in the search index (none: stored before it, and not indexed yet).
+local number = tonumber(redis.call('HGET', K[1], 'n') or '')
+if number then
+  bad = search_damage(SB, number)
+  if bad then return {'corrupt', bad} end
+end
 local published = state == 'approved'
 if published and (mode == 'delete' or mode == 'anonymise') then
   local counters = redis.call('HMGET', K[8], 'count', 'ver')
@@ -77,25 +81,22 @@ if published and (mode == 'delete' or mode == 'anonymise') then
   end
 end
 
--- Leaves the sender's and the address's indexes (every mode), and the words it no longer has.
+-- Leaves the search terms of the caller's block (the sender, the address, the words it no longer has).
 local function leave_indexes()
-  redis.call('ZREM', K[18], id)
-  redis.call('ZREM', K[19], id)
-  for i = 23, #K do redis.call('ZREM', K[i], id) end
+  search_remove(SB, number, mode == 'purge')
 end
 
 if mode == 'strip_ip' then
   redis.call('HSET', K[1], 'd', A[7])
-  redis.call('ZREM', K[19], id)
+  leave_indexes()
   return {'ok', state}
 end
 
 if mode == 'purge' then
-  redis.call('DEL', K[1], K[2], K[20])
+  redis.call('DEL', K[1], K[2], K[17])
   redis.call('ZREM', K[lists[state]], id)
-  redis.call('ZREM', K[17], id)
-  redis.call('ZREM', K[21], id)
-  redis.call('HDEL', K[22], id)
+  redis.call('ZREM', K[18], id)
+  redis.call('HDEL', K[19], id)
   leave_indexes()
   return {'ok', 'purged'}
 end
@@ -146,9 +147,9 @@ local fields = {'d', A[7], 'v', tostring(new_version), 'er', mode, 's', target}
 redis.call('HDEL', K[1], 'rs', 'dr', 'pub')
 local event = false
 if mode == 'delete' then
-  redis.call('DEL', K[20])
-  redis.call('ZREM', K[21], id)
-  redis.call('HDEL', K[22], id)
+  redis.call('DEL', K[17])
+  redis.call('ZREM', K[18], id)
+  redis.call('HDEL', K[19], id)
   if published then
     redis.call('ZREM', K[9], id)
     redis.call('HINCRBY', K[8], 'count', -1)

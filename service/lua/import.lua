@@ -1,4 +1,4 @@
---! uses: check
+--! uses: check terms
 -- Store one imported (or restored) comment as the service itself would have stored it: the record, its history,
 -- and for its state what submission and decision would have written: a pending comment's places in the queues
 -- (pending, ready, the pending->article hash, the article's pending index); an approved comment's place in the
@@ -9,8 +9,10 @@
 -- K[1] comment hash        K[2] history list         K[3] pending zset     K[4] ready zset
 -- K[5] pending->article    K[6] article hash         K[7] article order zset
 -- K[8] article pending zset K[9] feed stream
--- K[10 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list and the search
--- indexes (`importing.writer`), one score each in ARGV's last part
+-- K[10 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
+-- one score each in ARGV's last part
+-- then, last and optional: the search block of the terms it joins (lib/terms.lua; `keys.search_keys`): it gets
+-- the partition's next comment number (the record's `n`, whatever `n` the fields held) and its slot
 -- A[1] id   A[2] article id   A[3] state (pending|approved|rejected|spam|retracted)   A[4] submitted ms
 -- A[5] approved comments: the order score, or "" for "approval ms (the record's `ap`) x 1000, the next free one"
 -- A[6] approved comments: the parent id that must be public in the article, or "" for no check
@@ -42,6 +44,7 @@ if ARGV[1] == 'article' then
   return {'ok'}
 end
 
+local SB = split_search(KEYS)
 local id, article, state, submitted = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local valid = {pending = true, approved = true, rejected = true, spam = true, retracted = true}
 if not valid[state] then return {'invalid', 'state'} end
@@ -61,6 +64,8 @@ for i = 10, #KEYS do
 end
 if damage then return {'corrupt', damage} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+damage = search_damage(SB)
+if damage then return {'corrupt', damage} end
 
 local fields, approved = {}, nil
 for i = 10, first_history - 1, 2 do
@@ -99,6 +104,7 @@ if state == 'approved' then
 end
 
 redis.call('HSET', KEYS[1], unpack(fields))
+search_add(SB, KEYS[1], id, submitted)
 if nhistory > 0 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, first_history, first_score - 1))
 end

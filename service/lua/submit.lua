@@ -1,4 +1,4 @@
---! uses: check gate store
+--! uses: check terms gate store
 -- A submission on one server (or Sentinel): the gate and the store in one atomic step, one round trip.
 -- KEYS: the gate's keys (lib/gate.lua), then the store's (lib/store.lua).
 -- ARGV[1] number of gate keys   ARGV[2] number of gate arguments   then the gate's arguments, then the store's.

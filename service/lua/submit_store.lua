@@ -1,4 +1,4 @@
---! uses: check store
+--! uses: check terms store
 -- The store alone, on a Redis Cluster, after the gate passed.
 -- KEYS and ARGV[1..7]: as lib/store.lua; ARGV[8] the gate's risk signals, comma-separated.
 local risks = {}

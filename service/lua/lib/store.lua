@@ -5,8 +5,8 @@
 -- K[4] pending->article    K[5] article hash     K[6] outbox stream
 -- K[7] article order zset (approved comments, to check a reply's parent)
 -- K[8] article pending zset (the article's own queue, for filters and claims kept to the article)
--- K[9...] optional: the search indexes the comment joins (zsets: every comment, its sender's email digest, its
--- address's hash, each indexed word: `keys.submit_keys`), each with the submission ms as its score
+-- K[9...] optional, last: the search block (lib/terms.lua: the partition's `n` key, then a (term, bucket) pair for
+-- the sender's email digest, the address hash and each indexed word: `keys.submit_keys`)
 -- A[1] comment id   A[2] article id   A[3] submitted ms   A[4] record JSON, ending with its "risk" list (the
 -- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint
 -- A[7] outbox max length
@@ -20,10 +20,7 @@
 local function store_damage(K)
   local checks = {K[1], 'hash', 'comment', K[2], 'zset', 'pending', K[3], 'zset', 'ready', K[4], 'hash', 'articles',
     K[5], 'hash', 'article', K[6], 'stream', 'outbox', K[7], 'zset', 'article_order', K[8], 'zset', 'article_pending'}
-  for i = 9, #K do
-    for _, c in ipairs({K[i], 'zset', 'search_index'}) do checks[#checks + 1] = c end
-  end
-  return misfit(checks)
+  return misfit(checks) or search_damage((search_keys_of(K)))
 end
 
 -- checked: true when the caller has already run `store_damage` on these keys.
@@ -54,7 +51,7 @@ local function store(K, A, risks, checked)
   redis.call('ZADD', K[3], A[3], id)
   redis.call('HSET', K[4], id, A[2])
   redis.call('ZADD', K[8], A[3], id)
-  for i = 9, #K do redis.call('ZADD', K[i], A[3], id) end
+  search_add((search_keys_of(K)), K[1], id, A[3])
   redis.call('XADD', K[6], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
     'article', A[2], 'at', A[3])
   return {'ok'}
