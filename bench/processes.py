@@ -85,6 +85,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessMemory:
     pid: int
@@ -161,6 +170,24 @@ class Service:
             if found is not None and "redis-server" in found.name:
                 return found
         return None
+
+    def settle(self, *, idle_share: float = 0.05, window: float = 0.5, timeout: float = 20.0) -> float:
+        """Wait until the service's processes (workers, captcha renderers, Redis) use less than `idle_share` of a
+        CPU over `window` seconds, at most `timeout`; returns the seconds waited.
+
+        What a scenario's preparation set going in the background (the captcha pictures rendered again after a
+        harvest of captchas drained the pool) then runs before the timer starts, not during the next timed run,
+        where it took the CPU from the requests being measured (and from the ceiling measured after it)."""
+        if self.process is None or self.process.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            pids = [self.process.pid, *descendants(self.process.pid)]
+            before = sum(map(cpu_seconds, pids))
+            time.sleep(window)
+            if sum(map(cpu_seconds, pids)) - before < idle_share * window:
+                break
+        return time.monotonic() - started
 
     def worker_count(self) -> int:
         """Worker processes `comments-service run` starts: COMMENTS_WORKERS, 0 meaning one per core."""

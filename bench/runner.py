@@ -105,6 +105,8 @@ class Bench:
     # -- timing ---------------------------------------------------------------------------------------------
 
     def _time(self, series: Series, load: Load) -> Run:
+        for service in self.services:  # the background work of the last preparation done before the timer starts
+            service.settle()
         result = wrk.run(load.url, connections=series.concurrency, seconds=self.options.seconds,
                          script=load.script, args=load.args)
         rate = result.ok_per_second

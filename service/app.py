@@ -204,7 +204,7 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     settings = settings.with_secret_key()
-    app = web.Application(middlewares=[middleware.observe, middleware.cors, middleware.problems],
+    app = web.Application(middlewares=[middleware.serve],
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

@@ -6,8 +6,11 @@ prometheus_client; each worker then writes its samples there and `/metrics` in a
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
-from typing import Any
+from bisect import bisect_left
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -33,6 +36,9 @@ class _Counter(Counter):
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The histogram's upper bounds as prometheus_client keeps them (+Inf last): an observation counts in the first
+#: bucket whose bound is at least its value, which is what `bisect_left` finds.
+_UPPER_BOUNDS: Final = (*LATENCY_BUCKETS, math.inf)
 
 
 class Metrics:
@@ -69,6 +75,10 @@ class Metrics:
         self.outbox_lag = Gauge("comments_outbox_lag_seconds",
                                 "Age of the oldest outbox entry a consumer group has not handled yet (0: caught up)",
                                 ["group"], registry=r, multiprocess_mode="mostrecent")
+        self.search_index_lag = Gauge("comments_search_index_lag",
+                                      "Comments stored whose search terms are not written yet (`service.indexer`; "
+                                      "searches read them from the records meanwhile)", registry=r,
+                                      multiprocess_mode="mostrecent")
         self.jobs = _Counter("comments_jobs_total", "Job attempts by queue and outcome (delivered, retrying, failed)",
                              ["queue", "outcome"], registry=r)
         self.mail = _Counter("comments_mail_total",
@@ -114,19 +124,61 @@ class Metrics:
                                           ["what"], registry=r)
 
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        #: Requests observed in this turn of the event loop, by (method, route, status): count, sum of seconds
+        #: and a count per latency bucket; written to the metrics once per turn (`flush`).
+        self._pending: dict[tuple[str, str, int], list[Any]] = {}
+        self._flush_armed = False
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count and time one request; label children are looked up once per (method, route, status)."""
+        """Count and time one request.
+
+        Counted here and written to prometheus_client once per turn of the event loop: with several workers each
+        write is an mmap'ed file's (a lock, a getpid, a struct pack), three per request (the counter, the
+        histogram's sum and bucket), more than the rest of a 304's middleware work (docs/benchmarks.md). Under
+        load a turn handles many requests, so they share the writes; alone a request is written one turn later,
+        before any scrape can ask (`render` writes what is pending too).
+        """
         key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
-            if len(self._request_children) < 10_000:
-                self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = [0, 0.0, [0] * len(_UPPER_BOUNDS)]
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2][bisect_left(_UPPER_BOUNDS, seconds)] += 1
+        if not self._flush_armed:
+            self._arm_flush()
+
+    def _arm_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): written at once
+            self.flush()
+            return
+        self._flush_armed = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the requests observed since the last flush to the counter and the histogram."""
+        self._flush_armed = False
+        pending, self._pending = self._pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            children = self._request_children.get(key)
+            if children is None:
+                method, route, status = key
+                children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+                if len(self._request_children) < 10_000:
+                    self._request_children[key] = children
+            counter, histogram = children
+            counter.inc(count)
+            # What `Histogram.observe` does for one observation (its sum, then the first bucket whose bound is at
+            # least the value), for many at once; tests/test_metrics.py checks both agree.
+            histogram._sum.inc(seconds)
+            for index, observed in enumerate(buckets):
+                if observed:
+                    histogram._buckets[index].inc(observed)
 
     def render(self) -> bytes:
+        self.flush()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

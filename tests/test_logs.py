@@ -1,4 +1,4 @@
-"""Structured logs (`service.logs`, the `observe` middleware): one JSON line per request with a request id, never
+"""Structured logs (`service.logs`, the `serve` middleware): one JSON line per request with a request id, never
 an email, a captcha answer or a token; the level from settings. In-process over real HTTP, and from
 `comments-service run` on stderr."""
 

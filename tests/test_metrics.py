@@ -1,4 +1,4 @@
-"""`GET /metrics` over real HTTP after real flows against a real redis-server (`service.metrics`, the `observe`
+"""`GET /metrics` over real HTTP after real flows against a real redis-server (`service.metrics`, the `serve`
 middleware, the counters in the API handlers and the webhook hook), and with several worker processes of
 `comments-service run` sharing one port."""
 

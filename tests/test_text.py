@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Final
@@ -69,6 +70,52 @@ def test_fold_removes_diacritics_and_maps_d_stroke(raw: str, folded: str) -> Non
 
 def test_folded_words_split_on_punctuation() -> None:
     assert text.folded_words("Thật là… đồ-ngốc!") == ["that", "la", "do", "ngoc"]
+
+
+# -- folding: the fast paths agree with the plain definition ---------------------------------------------------
+
+_MARKS_REFERENCE: Final = re.compile("[\u0300-\u036f]+")
+
+
+def reference_fold(value: str) -> str:
+    """What `text.fold` is defined as (and was, before its fast paths)."""
+    return _MARKS_REFERENCE.sub("", unicodedata.normalize("NFD", value.lower().replace("đ", "d")))
+
+
+def reference_folded_words(value: str) -> list[str]:
+    return re.findall(r"\w+", reference_fold(value))
+
+
+#: Every character the fast paths take: those that lower-case and decompose into ASCII and marks of
+#: U+0300-U+036F (Vietnamese's letters among them), and the marks themselves.
+FAST_PATH_CHARACTERS: Final = "".join(
+    c for c in map(chr, range(0x80, 0x10000))
+    if not 0xD800 <= ord(c) <= 0xDFFF
+    and all(ord(d) < 0x80 or 0x300 <= ord(d) <= 0x36F for d in unicodedata.normalize("NFD", c.lower()))
+)
+
+
+def test_every_fast_path_character_folds_as_the_definition_says() -> None:
+    assert "ệ" in FAST_PATH_CHARACTERS and "Ư" in FAST_PATH_CHARACTERS and "\u0301" in FAST_PATH_CHARACTERS
+    for c in FAST_PATH_CHARACTERS + "đĐ":
+        for value in (c, f"A{c}b-{c}\u0323 {c}đ"):
+            assert text.fold(value) == reference_fold(value), ascii(value)
+            assert text.folded_words(value) == reference_folded_words(value), ascii(value)
+
+
+VIETNAMESE: Final = "Đđ ƯưƠơ ÂâĂăÊêÔô àáảãạ ằắẳẵặ ầấẩẫậ ềếểễệ ồốổỗộ ờớởỡợ ừứửữự ỳýỷỹỵ"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(st.one_of(
+    st.sampled_from(VIETNAMESE + FAST_PATH_CHARACTERS[:200]),  # the fast paths
+    st.characters(max_codepoint=0x7F),  # ASCII: punctuation, digits, _, controls
+    st.sampled_from("\u0300\u0301\u0303\u0309\u0323\u031b\u0306\u0302 \t\n…“”–"),  # marks, spaces, punctuation
+    st.characters(),  # anything else: the general path
+), max_size=60))
+def test_fold_and_folded_words_agree_with_the_definition(value: str) -> None:
+    assert text.fold(value) == reference_fold(value)
+    assert text.folded_words(value) == reference_folded_words(value)
 
 
 #: Long runs of what each expression looks for, of what it skips, and of their alternation.

@@ -8,8 +8,8 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -105,7 +105,7 @@ _HTTP_ERRORS: Final[dict[int, ServiceError]] = {
 @_handles(web.HTTPException)
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response | None:
     if exc.status < 400:
-        return None
+        return None  # not an error: `serve` lets it go on
     known = _HTTP_ERRORS.get(exc.status)
     response = problem(request, known) if known is not None else \
         problem(request, ServiceError(exc.reason), status=exc.status)
@@ -140,70 +140,86 @@ def _redis_refuses_writes(request: web.Request, exc: Exception) -> web.Response:
                                                       retry_after=5))
 
 
+#: Path prefixes of the routes that are not for readers' browsers: no CORS, and no `Vary: Origin`.
+_PRIVATE_PREFIXES: Final = ("/v1/moderation", "/v1/feed", "/v1/webhooks", "/v1/tokens", "/v1/accounts", "/v1/session",
+                            "/moderation")
+_PREFLIGHT_HEADERS: Final = {
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Headers": "Content-Type, Accept-Language, Authorization, Idempotency-Key",
+    "Access-Control-Max-Age": "600",
+}
+_EXPOSED: Final = "ETag, Retry-After, X-Request-ID"
+
+
 @web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: request id, access log, metrics, and the catch-all for anything unexpected."""
-    incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if 0 < len(incoming) <= 128 and incoming.isascii() and incoming.isprintable() \
+async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware: request id, CORS, problems, access log and metrics.
+
+    One middleware rather than a chain of three (`observe`, `cors`, `problems` before): each layer is one more
+    coroutine per request, and on the public GETs the chain cost more than the handler (docs/benchmarks.md,
+    "Figures behind the code's reasons"). What each did, in the order they nested, is below.
+    """
+    headers = request.headers
+    incoming = headers.get("X-Request-ID")
+    request_id = incoming if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable() \
         else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
     request[REQUEST_ID] = request_id
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:  # the catch-all: log with the traceback, tell the client nothing about it
+    started = perf_counter()
+    origin = headers.get("Origin")
+    public = not request.path.startswith(_PRIVATE_PREFIXES)
+    allowed = public and bool(origin) and origin in request.app[SETTINGS].allowed_origins
+    method = request.method
+    if method == "OPTIONS" and origin and headers.get("Access-Control-Request-Method"):
+        # A CORS preflight: answered here, the handler never runs.
+        response: web.StreamResponse = web.Response(status=204)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.extend(_PREFLIGHT_HEADERS)
+        response.headers["Vary"] = "Origin"
+        allowed = public = False  # said already
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # a redirect goes on as aiohttp's own response, with our headers
+                _finish(request, exc, request_id, method, started, public, allowed, origin)
+                raise
+            response = _problem_of(request, exc, request_id)
+        except Exception as exc:
+            response = _problem_of(request, exc, request_id)
+    _finish(request, response, request_id, method, started, public, allowed, origin)
+    return response
+
+
+def _problem_of(request: web.Request, exc: Exception, request_id: str) -> web.StreamResponse:
+    """What `problems` did (the handler of the nearest class in the exception's MRO), and the catch-all for
+    anything unexpected: logged with its traceback, the client told nothing about it."""
+    exception_handler = _handler_of(exc)
+    response = exception_handler(request, exc) if exception_handler is not None else None
+    if response is None:
         errors_log.exception("unhandled error", extra={"request_id": request_id})
         response = problem(request, InternalError("an unexpected error occurred; it has been logged"))
-    elapsed = time.perf_counter() - started
-    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _finish(request: web.Request, response: web.StreamResponse, request_id: str, method: str, started: float,
+            public: bool, allowed: bool, origin: str | None) -> None:
+    elapsed = perf_counter() - started
+    response_headers = response.headers
+    response_headers["X-Request-ID"] = request_id
+    if public:
+        if allowed and origin:
+            response_headers["Access-Control-Allow-Origin"] = origin
+            response_headers["Access-Control-Expose-Headers"] = _EXPOSED
+        vary = response_headers.get("Vary")
+        response_headers["Vary"] = "Origin" if vary is None else vary + ", Origin"
     resource = request.match_info.route.resource  # None for a 404 or 405 (a resource's truth is its length)
     route = resource.canonical if resource is not None else "unmatched"
-    request.app[METRICS].observe_request(request.method, route, response.status, elapsed)
+    status = response.status
+    request.app[METRICS].observe_request(method, route, status, elapsed)
     if log.isEnabledFor(logging.INFO):
-        log.info("request", extra={"request_id": request_id, "method": request.method, "route": route,
-                                   "status": response.status, "ms": round(elapsed * 1000, 2)})
-    return response
-
-
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Exception as exc:
-        exception_handler = _handler_of(exc)
-        response = exception_handler(request, exc) if exception_handler is not None else None
-        if response is None:
-            raise
-        return response
-
-
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Exact origins from COMMENTS_ALLOWED_ORIGINS, for the public routes; never with credentials."""
-    origin = request.headers.get("Origin", "")
-    allowed = bool(origin) and origin in request.app[SETTINGS].allowed_origins
-    public = not request.path.startswith(("/v1/moderation", "/v1/feed", "/v1/webhooks", "/v1/tokens", "/v1/accounts",
-                                          "/v1/session", "/moderation"))
-    if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
-        response: web.StreamResponse = web.Response(status=204)
-        if allowed and public:
-            response.headers.update({
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type, Accept-Language, Authorization, Idempotency-Key",
-                "Access-Control-Max-Age": "600",
-            })
-        response.headers["Vary"] = "Origin"
-        return response
-    response = await handler(request)
-    if allowed and public:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After, X-Request-ID"
-    if public:
-        response.headers["Vary"] = "Origin" if "Vary" not in response.headers else \
-            response.headers["Vary"] + ", Origin"
-    return response
+        log.info("request", extra={"request_id": request_id, "method": method, "route": route,
+                                   "status": status, "ms": round(elapsed * 1000, 2)})
 
 
 #: For our own HTML pages (the demo article, the problem pages). The demo page's newspaper CSS is an inline
@@ -222,7 +238,10 @@ CONSOLE_CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """`on_response_prepare`: every response the app sends, errors raised past the middlewares included, is
     declared as the type it says (nosniff); HTML gets a Content-Security-Policy, the console's the strict one."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if response.content_type == "text/html":
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # `response.content_type` parses the header: looked at only when it can be HTML at all.
+    declared = headers.get("Content-Type")
+    if declared is not None and "text/html" in declared.lower() and response.content_type == "text/html":
         strict = request.path == "/moderation" or request.path.startswith("/moderation/")
-        response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP if strict else HTML_CSP)
+        headers.setdefault("Content-Security-Policy", CONSOLE_CSP if strict else HTML_CSP)

@@ -3,12 +3,15 @@ counts, and an author's receipt-based status."""
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from typing import Final, Literal
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from service.api.clientinfo import client_ip_hash
 from service.api.common import (
+    JSON,
     int_query,
     json_response,
     not_modified,
@@ -38,6 +41,7 @@ from service.models import (
     Counts,
     SubmissionAccepted,
 )
+from service.publication import Publication
 from service.submissions import Client
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
@@ -128,16 +132,76 @@ async def submit_comment(request: web.Request) -> web.Response:
            errors=(404, 422, 503))
 async def list_comments(request: web.Request) -> web.StreamResponse:
     article_id = path_article_id(request)
+    raw_query = request.rel_url.raw_query_string
+    params = _LIST_PARAMS.get(raw_query)
+    if params is None:
+        params = _list_params(request)
+        if len(_LIST_PARAMS) >= LIST_PARAMS_CACHED:
+            _LIST_PARAMS.clear()
+        _LIST_PARAMS[raw_query] = params
+    # One Redis read for all the requests that find the page stale at once. When an article's cached version
+    # expires (every `public_cache_seconds`), each request arriving before Redis answers would read the
+    # article's meta itself, on a Redis connection of its own: at 64 connections about 60 reads a second and as
+    # many new connections (each ~2 ms of redis-py set-up; docs/benchmarks.md). The first waits for Redis; the
+    # others wait for it, then find the page in the cache it filled (or try themselves, if it failed). A read
+    # from memory completes without suspending, so nobody ever waits behind one.
+    publication = request.app[PUBLICATION]
+    key = (publication, article_id, params)
+    loading = _LOADING.get(key)
+    if loading is not None:
+        await asyncio.shield(loading)
+        page, _ = await publication.page(article_id, *params)
+    else:
+        _LOADING[key] = done = asyncio.get_running_loop().create_future()
+        try:
+            page, _ = await publication.page(article_id, *params)
+        finally:
+            del _LOADING[key]
+            done.set_result(None)
+    etag = page.etag
+    headers = _PAGE_HEADERS.get(etag)
+    if headers is None:
+        headers = _page_headers(etag)
+    asked = request.headers.get("If-None-Match")
+    # The header as the widget sends it back is the ETag itself: one comparison; anything else is parsed.
+    if asked is not None and (asked == etag or not_modified(request, etag)):
+        return web.Response(status=304, headers=headers[0])
+    return web.Response(body=page.body, headers=headers[1])
+
+
+ListParams = tuple[Literal["oldest", "newest"], int, str | None]
+#: The list's query parameters, read and checked once per query string (readers of an article send the same
+#: few): `request.query` builds a multidict per request, more than the rest of the handler on a 304
+#: (docs/benchmarks.md). Only valid queries are kept; the cache is emptied when full.
+_LIST_PARAMS: Final[dict[str, ListParams]] = {}
+LIST_PARAMS_CACHED: Final = 1024
+#: The headers of a page (304, 200) by its ETag, built once: the response copies them.
+_PAGE_HEADERS: Final[dict[str, tuple[CIMultiDict[str], CIMultiDict[str]]]] = {}
+PAGE_CACHE_CONTROL: Final = "public, max-age=5, stale-while-revalidate=30"
+
+
+#: Page reads waiting for Redis, by publication, article and parameters (see `list_comments`).
+_LOADING: Final[dict[tuple[Publication, str, ListParams], asyncio.Future[None]]] = {}
+
+
+def _list_params(request: web.Request) -> ListParams:
     order = request.query.get("order", "oldest")
     if order not in ("oldest", "newest"):
         raise ValidationFailed("order must be oldest or newest")
     limit = int_query(request, "limit", 50, 1, 100)
-    page, _ = await request.app[PUBLICATION].page(
-        article_id, "newest" if order == "newest" else "oldest", limit, request.query.get("cursor"))
-    headers = {"ETag": page.etag, "Cache-Control": "public, max-age=5, stale-while-revalidate=30"}
-    if not_modified(request, page.etag):
-        return web.Response(status=304, headers=headers)
-    return json_response(page.body, headers=headers)
+    return "newest" if order == "newest" else "oldest", limit, request.query.get("cursor")
+
+
+def _page_headers(etag: str) -> tuple[CIMultiDict[str], CIMultiDict[str]]:
+    # nosniff is what `middleware.security_headers` would add to each; set here, it finds it there.
+    not_modified_headers = CIMultiDict({"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL,
+                                        "X-Content-Type-Options": "nosniff"})
+    page_headers = CIMultiDict(not_modified_headers)
+    page_headers["Content-Type"] = JSON
+    if len(_PAGE_HEADERS) >= LIST_PARAMS_CACHED:
+        _PAGE_HEADERS.clear()
+    _PAGE_HEADERS[etag] = found = (not_modified_headers, page_headers)
+    return found
 
 
 @operation(summary="Approved comment counts for up to 100 articles", tag="comments", responses={200: Counts},
