@@ -2,9 +2,11 @@
 
 For what HTTP would take too long to fill (a million approved comments, a queue of 200,000): each comment goes
 through `lua/submit_store.lua` (the store the service runs after its gate; the gate's short-lived markers are
-left out) and, to approve it, `lua/decide.lua`, several decisions a call as `scripts.Coalescer` sends them. The
-keys come from `service.keys` and the record is built as `Submissions._gate_and_store` builds it, so what is
-stored is what the service stores; `bench.memory` checks that by measuring both ways at 20,000 comments.
+left out) and, to approve it, `lua/decide.lua`, several decisions a call as `scripts.Coalescer` sends them; the
+search terms are then written as the service's indexer writes them (`service.indexer.plan_batch`,
+`lua/index_batch.lua`), so seeded data ends fully indexed and memory figures include the index. The keys come from
+`service.keys` and the record is built as `Submissions._gate_and_store` builds it, so what is stored is what the
+service stores; `bench.memory` checks that by measuring both ways at 20,000 comments.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import orjson
 from redis import Redis
 
 from bench.api import NAME, TITLE, long_body
-from service import keys, scripts, search
+from service import indexer, keys, scripts, search
 from service.clients import email_hash, keyed_hash
 from service.models import iso
 from service.submissions import OUTBOX_MAXLEN, new_comment_id
@@ -45,7 +47,8 @@ class Seeder:
     def __init__(self, redis: Redis, moderator: str = "bench-seed") -> None:
         self.redis = redis
         self.moderator = moderator
-        self.sha = {name: str(redis.script_load(scripts._source(name))) for name in ("submit_store", "decide")}
+        self.sha = {name: str(redis.script_load(scripts._source(name)))
+                    for name in ("submit_store", "decide", "index_batch")}
 
     def _store_call(self, serial: int, article_id: str, now_ms: int) -> tuple[str, list[str], list[Any]]:
         email = f"reader{serial}@example.vn"
@@ -57,14 +60,15 @@ class Seeder:
                                "ip_hash": ip_hash, "email_hash": digest,
                                "avatar": keyed_hash(SECRET, "avatar", email, 16), "created_at": iso(now_ms),
                                "risk": []})
-        store_keys = keys.submit_keys(comment_id, article_id, email_digest=digest, ip_hash=ip_hash,
-                                      words=search.index_words(NAME, TITLE, body))
+        store_keys = keys.submit_keys(comment_id, article_id, indexed=True)
         fingerprint = hashlib.sha256(record).hexdigest()
         args = [comment_id, article_id, now_ms, record, "", fingerprint, OUTBOX_MAXLEN, ""]
         return comment_id, store_keys, args
 
-    def submit(self, articles: Sequence[str], count: int, first_serial: int = 0) -> list[Seeded]:
-        """`count` pending comments spread over `articles` in turn, each with its own text and sender."""
+    def submit(self, articles: Sequence[str], count: int, first_serial: int = 0, *,
+               index: bool = True) -> list[Seeded]:
+        """`count` pending comments spread over `articles` in turn, each with its own text and sender; `index`:
+        their search terms written too (`catch_up`), as the service's indexer would soon after."""
         seeded: list[Seeded] = []
         for start in range(0, count, PIPELINE):
             pipe = self.redis.pipeline(transaction=False)
@@ -79,7 +83,43 @@ class Seeder:
                 if answer[0] != b"ok":
                     raise RuntimeError(f"submit_store answered {answer!r} for {item.comment_id}")
             seeded += batch
+        if index:
+            self.catch_up()
         return seeded
+
+    def catch_up(self) -> None:
+        """Every partition's search terms written up to its last n, by index_batch.lua (`service.indexer`)."""
+        for p in range(keys.PARTITIONS):
+            while True:
+                done, last = (int(v or 0) for v in self.redis.mget(keys.search_done(p), keys.search_seq(p)))
+                if done >= last:
+                    break
+                top = min(last, done + indexer.BATCH)
+                slots = self._slots(p, done + 1, top)
+                pipe = self.redis.pipeline(transaction=False)
+                for comment_id, _ in slots.values():
+                    pipe.hmget(keys.comment(comment_id), "d", "er", "n")
+                script_keys, args = indexer.plan_batch(p, done, top, slots, pipe.execute() if slots else [])
+                answer = self.redis.evalsha(self.sha["index_batch"], len(script_keys), *script_keys, *args)
+                if answer[0] == b"corrupt":
+                    raise RuntimeError(f"index_batch answered {answer!r}")
+
+    def _slots(self, partition: int, first: int, last: int) -> dict[int, tuple[str, int]]:
+        """The n -> comment map's entries first..last (`search.Index.slots`, read without asyncio)."""
+        out: dict[int, tuple[str, int]] = {}
+        size = keys.SEARCH_SLOT
+        for chunk in range((first - 1) // keys.SEARCH_CHUNK, (last - 1) // keys.SEARCH_CHUNK + 1):
+            low = max(first, chunk * keys.SEARCH_CHUNK + 1)
+            high = min(last, (chunk + 1) * keys.SEARCH_CHUNK)
+            raw = self.redis.getrange(keys.search_ids(partition, chunk), (low - 1) % keys.SEARCH_CHUNK * size,
+                                      ((high - 1) % keys.SEARCH_CHUNK + 1) * size - 1)
+            raw_bytes = raw if isinstance(raw, bytes) else raw.encode()
+            for n in range(low, high + 1):
+                found = search.slot(raw_bytes[(n - low) * size:(n - low + 1) * size])
+                if found is not None:
+                    out[n] = found
+        return out
+
 
     def approve(self, comments: Sequence[Seeded]) -> None:
         """Approve each comment through decide.lua, `DECISIONS_PER_CALL` decisions a call."""

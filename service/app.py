@@ -58,6 +58,7 @@ from service.appkeys import (
 from service.captcha import Captchas
 from service.connections import create_redis
 from service.feed import Feed
+from service.indexer import Indexer
 from service.live import Live
 from service.mail.mailer import Mail
 from service.metrics import Metrics
@@ -155,6 +156,15 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop(tasks)
 
 
+async def indexer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The search indexer (`service.indexer`): every worker runs one; its task joins the app's background tasks."""
+    indexer = Indexer(app[SCRIPTS], metrics=app[METRICS])
+    task = asyncio.create_task(indexer.run())
+    app[BACKGROUND].append(task)
+    yield
+    await stop([task])
+
+
 async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     """People's accounts and sessions, with the threads that hash their passwords."""
     settings = app[SETTINGS]
@@ -209,7 +219,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.on_response_prepare.append(middleware.security_headers)
-    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, accounts_ctx, mail_ctx, privacy_ctx])
+    app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, indexer_ctx, accounts_ctx, mail_ctx,
+                            privacy_ctx])
     for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, mail, privacy, reports,
                    problems):
         module.setup_routes(app)

@@ -263,14 +263,15 @@ async def _users(settings: Settings, args: argparse.Namespace, url: str) -> int:
 
 async def _doctor(url: str, *, repair: bool) -> int:
     from service.connections import create_redis
-    from service.doctor import doctor, report
+    from service.doctor import Doctor, report
 
     redis = create_redis(url, timeout=30)
     try:
-        findings = await doctor(redis, repair=repair)
+        examined = Doctor(redis, repair=repair)
+        findings = await examined.examine()
     finally:
         await redis.aclose()
-    print(report(findings))
+    print(report(findings, lag=sum(examined.lag.values())))
     return 1 if findings else 0
 
 

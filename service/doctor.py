@@ -15,8 +15,11 @@ looks for:
   another comment), slots of the n -> comment map naming a comment that is gone (`search_slot_stale`), a comment
   counter behind the map (`search_seq_behind`), search terms whose n's differ from the records' (unsorted, a
   stale or missing n, in two places: `search_term_mismatch`, reported by the term's bucket and kind, never the
-  word or digest; a repair writes the term again as the store would), and decided records missing from their
-  state's list, or listed under another state (`state_list_*`).
+  word or digest; a repair writes the term again as the indexer would), a watermark past the last n
+  (`search_done_ahead`), and decided records missing from their state's list, or listed under another state
+  (`state_list_*`). Terms are checked for the n's the indexer has passed (`keys.search_done`); the comments it has
+  not reached yet are its lag, reported apart (`Doctor.lag`: not damage). A repair first runs the indexer to the
+  end (`Indexer.catch_up`) and again after giving records their missing numbers, so it ends fully indexed.
 
 Each finding is one line: a kind code and the key (and comment id), never the text, names or emails of a
 comment. With `repair`, each mendable finding is mended by one command (re-added to a queue, a dangling entry
@@ -27,17 +30,18 @@ decision made between the scan and a repair can make that repair stale (a later 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
-
 from service import keys, search
 from service.connections import RedisClient
+from service.errors import StorageCorrupt
+from service.indexer import Indexer
 from service.models import COMMENT_ID_RE
-from service.scripts import as_text, scored
+from service.scripts import Scripts, as_text, scored
 
 #: The type each kind of key must have.
 _FIXED: Final = {"pending": "zset", "ready": "zset", "leases": "zset", "holders": "hash", "articles": "hash",
@@ -90,7 +94,7 @@ def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
         return "zset", ""
     if _STATS.fullmatch(rest) or _SEARCH_BUCKET.fullmatch(rest):
         return "hash", ""
-    if rest == "n" or _SEARCH_IDS.fullmatch(rest):
+    if rest in ("n", "n:done") or _SEARCH_IDS.fullmatch(rest):
         return "string", ""
     code, _, value = rest.partition(":")
     if code in _BY_ID and COMMENT_ID_RE.fullmatch(value) and keys.partition_of_comment(value) == partition:
@@ -121,16 +125,11 @@ async def _each(redis: RedisClient, commands: Sequence[Sequence[Any]]) -> list[A
 
 
 def _indexed_terms(partition: int, raw: Any, submitted: Any) -> list[str] | None:
-    """The search terms of a record (`keys.comment_terms`), or None when it is too damaged to say."""
-    try:
-        data = orjson.loads(raw) if raw and submitted else None
-    except orjson.JSONDecodeError:
+    """The search terms of a record (`search.record_terms`, as the indexer writes them), or None when it is too
+    damaged to say."""
+    if not raw or not submitted or not as_text(submitted).isdigit():
         return None
-    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in (
-            "name", "title", "body", "email_hash", "ip_hash")) or not as_text(submitted).isdigit():
-        return None
-    return keys.comment_terms(partition, data["email_hash"], data["ip_hash"],
-                              search.index_words(data["name"], data["title"], data["body"]))
+    return search.record_terms(partition, raw)
 
 
 def _pairs_raw(raw: Any) -> list[tuple[bytes, bytes]]:
@@ -159,7 +158,10 @@ class Doctor:
     def __init__(self, redis: RedisClient, *, repair: bool) -> None:
         self._redis = redis
         self._repair = repair
+        self._indexer = Indexer(Scripts(redis))
         self.findings: list[Finding] = []
+        #: Comments stored and not indexed yet, by partition (those behind: the indexer's lag, not damage).
+        self.lag: dict[int, int] = {}
 
     async def examine(self) -> list[Finding]:
         for partition in range(keys.PARTITIONS):
@@ -175,7 +177,15 @@ class Doctor:
             finding.mended = bool(mend)
         self.findings.append(finding)
 
+    async def _catch_up(self, number: int) -> None:
+        """With repair, the partition's search terms written up to its last n (a damaged key stops that: it is
+        reported as such)."""
+        if self._repair:
+            with contextlib.suppress(StorageCorrupt):
+                await self._indexer.catch_up([number])
+
     async def _partition(self, number: int) -> None:
+        await self._catch_up(number)
         part = _Partition(number)
         names = [as_text(k) async for k in self._redis.scan_iter(match=f"{keys.PREFIX}:{{p{number:02x}}}:*",
                                                               count=1000)]
@@ -197,6 +207,7 @@ class Doctor:
             if article:
                 part.articles.add(article)
         await self._queues(part)
+        await self._catch_up(number)  # the records given a number by the repair: their terms
 
     async def _zset(self, part: _Partition, key: str) -> dict[str, float] | None:
         """Members and scores; None for a key of the wrong type (the checks that need it are skipped)."""
@@ -249,8 +260,9 @@ class Doctor:
         buckets = [k for k in part.types if _SEARCH_BUCKET.fullmatch(k[len(tag) + 1:])]
         if seq_key in part.wrong or any(k.startswith(seq_key + ":") for k in part.wrong):
             return
-        raw_seq = await self._redis.execute_command("GET", seq_key)
+        raw_seq, raw_done = await _each(self._redis, [("GET", seq_key), ("GET", keys.search_done(p))])
         seq = int(raw_seq) if raw_seq is not None and as_text(raw_seq).isdigit() else 0
+        done = int(raw_done) if raw_done is not None and as_text(raw_done).isdigit() else 0
         slots = await self._search_slots(part)
         rows = await _each(self._redis, [("HMGET", keys.comment(i), "d", "t", "n") for i in ids])
         expected: dict[str, list[int]] = {}
@@ -264,17 +276,23 @@ class Doctor:
             if terms is None:
                 continue  # a damaged record: nothing to index it by (its slot stays)
             if numbered.get(cid) == n:
-                for term in terms:
-                    expected.setdefault(term, []).append(n)
+                if n <= done:  # past the watermark: the indexer writes its terms
+                    for term in terms:
+                        expected.setdefault(term, []).append(n)
             else:
                 missing.append((cid, int(submitted), terms))
         top = max([seq, *slots, *numbered.values()])
         if top > seq:
             await self._found("search_seq_behind", seq_key, "", ("SET", seq_key, top))
+        if done > top:
+            await self._found("search_done_ahead", keys.search_done(p), "", ("SET", keys.search_done(p), top))
+            done = top
+        self.lag[p] = top - done
         await self._stale_slots(p, slots, numbered)
         for cid, submitted, terms in missing:
             if any(t in part.wrong or keys.search_bucket(t) in part.wrong for t in terms):
                 continue
+            # A new number past the watermark: its terms are the indexer's (the repair's `_catch_up`).
             top += 1
             n = int(await self._redis.execute_command("INCR", seq_key)) if self._repair else top
             top = max(top, n)
@@ -282,9 +300,7 @@ class Doctor:
             await self._found("not_in_search_index", keys.comment(cid), cid,
                               ("SETRANGE", keys.search_ids(p, chunk), offset * keys.SEARCH_SLOT,
                                cid.encode() + submitted.to_bytes(6, "big")), ("HSET", keys.comment(cid), "n", n))
-            for term in terms:
-                expected.setdefault(term, []).append(n)
-        await self._search_terms(part, terms_of, buckets, expected, set(range(seq + 1, top + 1)) - set(slots))
+        await self._search_terms(part, terms_of, buckets, expected, done)
 
     async def _stale_slots(self, p: int, slots: dict[int, tuple[str, int]], numbered: dict[str, int]) -> None:
         for n, (cid, _) in sorted(slots.items()):
@@ -297,7 +313,8 @@ class Doctor:
     async def _search_slots(self, part: _Partition) -> dict[int, tuple[str, int]]:
         """The n -> comment map as stored: n -> (id, submitted ms)."""
         seq_key = keys.search_seq(part.number)
-        chunks = sorted({int(k[len(seq_key) + 1:]) for k in part.types if k.startswith(seq_key + ":")})
+        chunks = sorted({int(k[len(seq_key) + 1:]) for k in part.types
+                         if k.startswith(seq_key + ":") and k[len(seq_key) + 1:].isdigit()})
         slots: dict[int, tuple[str, int]] = {}
         raws = await _each(self._redis, [("GET", keys.search_ids(part.number, c)) for c in chunks])
         for chunk, raw in zip(chunks, raws, strict=True):
@@ -308,9 +325,9 @@ class Doctor:
         return slots
 
     async def _search_terms(self, part: _Partition, own: list[str], buckets: list[str],
-                            expected: dict[str, list[int]], fresh: set[int]) -> None:
-        """Each term as found against the records' (`fresh`: n's given now to records that had none: their terms
-        are written with them, part of `not_in_search_index`)."""
+                            expected: dict[str, list[int]], done: int) -> None:
+        """Each term as found against the records' (those at or below the watermark `done`: n's above it that
+        an indexer wrote since it was read are not looked at)."""
         tag = keys.search_seq(part.number)[:-2]
         found: dict[str, list[list[int]]] = {}  #: term -> the n's of each place it is found in
         own_raw = await _each(self._redis, [("GET", k) for k in own])
@@ -327,23 +344,17 @@ class Doctor:
                 found.setdefault(term, []).append(ns)
         for term in sorted(found.keys() | expected.keys()):
             want = sorted(expected.get(term, []))
-            places = found.get(term, [])
+            places = [kept for kept in ([n for n in ns if n <= done] for ns in found.get(term, [])) if kept]
             if places == ([want] if want else []):
                 continue
             if term in part.wrong or keys.search_bucket(term) in part.wrong:
-                continue
-            before = [n for n in want if n not in fresh]
-            if places == ([before] if before else []):
-                if self._repair:
-                    for command in self._rewrite_term(term, want, buckets):
-                        await self._redis.execute_command(*command)
                 continue
             await self._found("search_term_mismatch", keys.search_bucket(term), keys.search_field(term)[0],
                               *self._rewrite_term(term, want, buckets))
 
     @staticmethod
     def _rewrite_term(term: str, ns: list[int], buckets: list[str]) -> list[tuple[Any, ...]]:
-        """Commands that leave the term's n's in one place, as lib/terms.lua would have put them."""
+        """Commands that leave the term's n's in one place, as lib/terms.lua puts them."""
         field = keys.search_field(term)
         commands: list[tuple[Any, ...]] = [("DEL", term), *(("HDEL", b, field) for b in buckets)]
         if not ns:
@@ -431,8 +442,12 @@ class Doctor:
                               ("HINCRBY", article_key, "ver", 1))
 
 
-def report(findings: list[Finding]) -> str:
+def report(findings: list[Finding], lag: int = 0) -> str:
+    """One line a finding, then the count; `lag`: comments the search indexer has not reached yet (not damage:
+    searches read them from their records meanwhile)."""
     lines = [f.line() for f in findings]
+    if lag:
+        lines.append(f"search index: {lag} comment(s) not indexed yet (the indexer's lag; --repair indexes them)")
     mended = sum(1 for f in findings if f.mended)
     unmended = sum(1 for f in findings if f.mended is False)
     summary = f"{len(findings)} finding(s)" + (f", {mended} mended, {unmended} not mended"

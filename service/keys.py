@@ -56,6 +56,7 @@ is (the list, when present, is the history).
 | cm:{pXX}:lat:<hour>                  | hash   | 8 days               | bucket (max s waited) -> decisions |
 | cm:{pXX}:st:<state>                  | zset   | none                 | ids in the state -> decided ms |
 | cm:{pXX}:n                           | string | none                 | search: the last comment number n (INCR) |
+| cm:{pXX}:n:done                      | string | none                 | search: terms written up to this n (indexer) |
 | cm:{pXX}:n:<chunk>                   | string | none                 | search: n -> id and submitted ms (32 B slots) |
 | cm:{pXX}:w:<folded word>             | string | none                 | search: n's of a word (3 B each, or a bitmap) |
 | cm:{pXX}:e:<email digest>            | string | none                 | search: n's of a sender (as `w:`) |
@@ -281,7 +282,9 @@ def state_index(partition: int, state: str) -> str:
 
 
 # The moderators' search index (`service.search`, lua/lib/terms.lua): a comment number n per partition, the
-# n -> comment map, and per term (a word, a sender, an address) the n's of the comments that have it.
+# n -> comment map, and per term (a word, a sender, an address) the n's of the comments that have it. The store
+# gives a comment its n and slot; the indexer (`service.indexer`) writes its terms later, in batches, and moves the
+# partition's watermark (`search_done`).
 
 #: Comments one string of the n -> comment map holds (`search_ids`), and the bytes each takes there: the id
 #: (26), then the submitted ms (6, big-endian); zero bytes where no comment is (purged, or never stored).
@@ -297,6 +300,13 @@ SEARCH_TERM_KINDS: Final = {"w": "word", "e": "email", "i": "address"}
 def search_seq(partition: int) -> str:
     """The partition's last comment number n (INCR by the store and import.lua; the record's `n`)."""
     return f"{_tag(partition)}:n"
+
+
+def search_done(partition: int) -> str:
+    """The partition's indexed watermark: every n at or below it has its terms written (or had no record left to
+    index); written by index_batch.lua only. Readers take the n's above it from the map and the records. erase.lua
+    makes this name from the `search_seq` key (its name, then `:done`): keep the two in step."""
+    return f"{search_seq(partition)}:done"
 
 
 def search_ids(partition: int, chunk: int) -> str:
@@ -506,15 +516,13 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
             *rate_limits]
 
 
-def submit_keys(comment_id: str, article_id: str, *, email_digest: str | None = None, ip_hash: str | None = None,
-                words: Sequence[str] = ()) -> list[str]:
-    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then the search block of
-    the terms the comment joins (lib/store.lua's K[9] and after: `search_keys`)."""
+def submit_keys(comment_id: str, article_id: str, *, indexed: bool = False) -> list[str]:
+    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then, `indexed`, the
+    search block: the partition's `search_seq` alone (lib/store.lua's K[9]: the comment's n and slot; its terms
+    are the indexer's, `service.indexer`)."""
     p = partition_of_comment(comment_id)
-    indexes = [] if email_digest is None or ip_hash is None else search_keys(
-        p, comment_terms(p, email_digest, ip_hash, words))
     return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
-            article_order(article_id), article_pending(article_id), *indexes]
+            article_order(article_id), article_pending(article_id), *([search_seq(p)] if indexed else [])]
 
 
 def claim_keys(partition: int) -> list[str]:
@@ -543,6 +551,13 @@ def import_keys(comment_id: str, article_id: str) -> list[str]:
             article_order(article_id), article_pending(article_id), feed(p)]
 
 
+def index_batch_keys(partition: int, record_ids: Sequence[str], terms: Sequence[str]) -> list[str]:
+    """index_batch.lua's keys: the partition's `search_done`, the records of the batch, then each term's key and
+    its bucket (`terms`: distinct)."""
+    return [search_done(partition), *(comment(i) for i in record_ids),
+            *(key for term in terms for key in (term, search_bucket(term)))]
+
+
 def lease_keys(partition: int) -> list[str]:
     """lease.lua's keys: renewal and release of one partition's leases."""
     return [leases(partition), holders(partition), ready(partition), pending(partition)]
@@ -551,7 +566,7 @@ def lease_keys(partition: int) -> list[str]:
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
                words: Sequence[str] = ()) -> list[str]:
     """erase.lua's 19 keys, then the search block of the terms the comment leaves (`email_digest`, `ip_hash`:
-    "" when it keeps that term; `words`, folded)."""
+    "" when it keeps that term; `words`, folded): left alone when the indexer has not reached the comment yet."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
             pending_articles(p), article(article_id), article_order(article_id),

@@ -981,29 +981,35 @@ class Moderation:
                     and (query.until_ms is None or entry.t <= query.until_ms))
 
         found, scanned, more = await self._walk_index(streams, limit, dated, wanted, search.SCAN_MAX)
+        # A partition whose unindexed tail was longer than a reader reads (`search.TAIL_MAX`): its older
+        # unindexed comments were not looked at.
+        cut = any(not s.whole for s in streams)
         return SearchPage(comments=found, next_cursor=search.encode_cursor(streams) if more else None,
-                          scanned=scanned, complete=not more)
+                          scanned=scanned, complete=not more and not cut)
 
     async def _search_streams(self, query: SearchQuery, partitions: list[int],
                               places: list[int]) -> list[IndexStream]:
         """Each partition's source: the sender's or the address's term, else the rarest indexed word's (none at
-        all when a word is in no comment of the partition), else every comment."""
+        all when a word is in no comment of the partition), else every comment. A term's source takes in the
+        partition's unindexed tail (`search.Index.tail`), so a comment is found the moment it is stored."""
         index = search.Index(self._scripts)
 
-        async def source(p: int) -> IndexSource:
-            if query.email is not None:
-                return await index.term(keys.by_email(p, email_hash(self._secret, query.email)))
-            if query.ip_hash is not None:
-                return await index.term(keys.by_ip(p, query.ip_hash))
-            terms = search.word_keys(p, query.words)
+        async def source(p: int) -> tuple[IndexSource, bool]:
+            terms = ([keys.by_email(p, email_hash(self._secret, query.email))] if query.email is not None
+                     else [keys.by_ip(p, query.ip_hash)] if query.ip_hash is not None
+                     else search.word_keys(p, query.words))
             if not terms:
-                return await index.every(p)
-            sources = await asyncio.gather(*(index.term(key) for key in terms))
+                return await index.every(p), True
+            tail = await index.tail(p)
+            sources = await asyncio.gather(*(index.term(key, tail) for key in terms))
+            if len(sources) == 1:
+                return sources[0], tail.complete
             sizes = await asyncio.gather(*(index.count(s) for s in sources))
-            return min(zip(sizes, range(len(sources)), sources, strict=True))[2]
+            return min(zip(sizes, range(len(sources)), sources, strict=True))[2], tail.complete
 
         found = await asyncio.gather(*(source(p) for p in partitions))
-        return [search.Stream(p, s, place) for p, s, place in zip(partitions, found, places, strict=True)]
+        return [search.Stream(p, s, place, whole=whole)
+                for p, (s, whole), place in zip(partitions, found, places, strict=True)]
 
     async def _walk_index(self, streams: Sequence[IndexStream], limit: int,
                           keep: Callable[[IndexEntry], bool], wanted: Callable[[ModeratorComment], bool],
@@ -1117,7 +1123,8 @@ class Moderation:
         from the map when the terms hold at most `AUTHOR_COUNT_MAX` n's; beyond that, every other comment of
         theirs, later ones included), and the newest `limit` of them."""
         index = search.Index(self._scripts)
-        sources = await asyncio.gather(*(index.term(key) for _, key in terms))
+        tails = await asyncio.gather(*(index.tail(p) for p, _ in terms))
+        sources = await asyncio.gather(*(index.term(key, tail) for (_, key), tail in zip(terms, tails, strict=True)))
         sizes = await asyncio.gather(*(index.count(s) for s in sources))
         partitions = [p for p, _ in terms]
         if sum(sizes) <= AUTHOR_COUNT_MAX:

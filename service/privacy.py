@@ -2,9 +2,10 @@
 anonymise, by email or by comment ids), and the privacy log, which records each erasure and retention run
 without personal data (who asked, who ran it, when, how many, which ids).
 
-Comments are found by the sender's keyed email digest (`keys.by_email`: a search term the store writes with every
-comment, `service.search`), partition by partition, so this works on a Redis Cluster: each comment is erased by
-`lua/erase.lua`, atomically in its own partition's slot. The log and the self-service requests live under `{privacy}`.
+Comments are found by the sender's keyed email digest (`keys.by_email`: a search term the indexer writes for every
+comment, `service.search`; run to the end before each look-up, so none is missed), partition by partition, so this
+works on a Redis Cluster: each comment is erased by `lua/erase.lua`, atomically in its own partition's slot. The log
+and the self-service requests live under `{privacy}`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from service import keys, records, search
 from service.clients import email_hash
 from service.clock import now_ms
 from service.errors import Conflict, NotFound
+from service.indexer import Indexer
 from service.models import CommentId, Email, iso
 from service.moderation import HistoryEntry, State
 from service.scripts import Scripts, as_text, corrupt
@@ -193,14 +195,19 @@ class Privacy:
         self._scripts = scripts
         self._redis = scripts.redis
         self._secret = secret
+        self._indexer = Indexer(scripts)
 
     # -- finding a person's data ------------------------------------------------------------------------
 
     async def _ids_by_email(self, digest: str) -> list[str]:
         """The comments of the digest's search term (`keys.by_email`) in every partition, by the n -> comment
-        map."""
+        map. Exact: the indexer is run to the end first (`Indexer.catch_up`), and what was stored since is read
+        from the records (the tail)."""
+        await self._indexer.catch_up()
         index = search.Index(self._scripts)
-        sources = await asyncio.gather(*(index.term(keys.by_email(p, digest)) for p in range(keys.PARTITIONS)))
+        tails = await asyncio.gather(*(index.tail(p) for p in range(keys.PARTITIONS)))
+        sources = await asyncio.gather(*(index.term(keys.by_email(p, digest), tails[p])
+                                         for p in range(keys.PARTITIONS)))
         numbers = await asyncio.gather(*(index.all_ns(source) for source in sources))
         found = await asyncio.gather(*(index.slots(p, ns) for p, ns in enumerate(numbers)))
         return [comment_id for slots in found for comment_id, _ in slots.values()]

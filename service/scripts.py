@@ -28,7 +28,8 @@ from service.errors import StorageCorrupt
 
 ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
                      "trim_feed", "job_enqueue", "job_lease", "job_record", "account_accept",
-                     "session_start", "session_touch", "lease", "import", "erase", "report", "reports_resolve"]
+                     "session_start", "session_touch", "lease", "import", "erase", "report", "reports_resolve",
+                     "index_batch"]
 #: Every script, named once (in `ScriptName`); tests/test_scripts.py checks that each lua/*.lua file is named.
 NAMES: Final[tuple[ScriptName, ...]] = get_args(ScriptName)
 #: ARGV of one decision: decide.lua's header lists them (`moderation.Moderation.decide` builds them).

@@ -2,8 +2,12 @@
 email, address hash, article, state and submission dates, newest first, with pages.
 
 How it scales, honestly. Each partition numbers its comments as they are stored (`keys.search_seq`: n, the
-record's `n`) and keeps a compact index (lua/lib/terms.lua writes it with the store, import.lua with an import,
-erase.lua takes comments out of it; `comments-service doctor --repair` rebuilds it):
+record's `n`) and keeps a compact index (`comments-service doctor --repair` rebuilds it). The store and
+import.lua give a comment its n and its slot in the map, cheaply, in the submission's own step; its terms are
+written after it by the indexer (`service.indexer`, lua/index_batch.lua, lua/lib/terms.lua), a batch of comments
+at a time, a term's n's of the batch in one command, and the partition's watermark (`keys.search_done`) says how
+far: every n at or below it has its terms. erase.lua takes an indexed comment out of its terms (one past the
+watermark has none yet: the indexer indexes what its record then holds).
 
 - the n -> comment map (`keys.search_ids`): 32 bytes a comment, its id and submitted ms; "every comment" is this
   map, walked from the top n down;
@@ -13,6 +17,12 @@ erase.lua takes comments out of it; `comments-service doctor --repair` rebuilds 
   its own: a key costs about 100 bytes, more than most terms' n's); past 96 bytes the term gets its own string
   (3-byte n's, ascending: read newest first from the end, a cursor found by bisection); once more than one
   comment in 24 has it, a bitmap (bit n), which then costs less than 3 bytes a comment.
+
+Readers take the n's at or below the watermark from the terms, and the rest, the unindexed tail (done, n], from
+the map and the records themselves (`Index.tail`: each record's terms computed as the indexer computes them,
+`record_terms`), so a comment is found the moment it is stored. The tail read is bounded (`TAIL_MAX` a partition,
+the newest): a term's search past that lag says `complete: false`. Privacy's by-email export and erasure run the
+indexer to the end first (`Indexer.catch_up`), so they are exact whatever the lag.
 
 A query drives each partition by its most selective term (the email's or the address's, else the rarest of its
 indexed words, by count; a word no comment of the partition has answers nothing there, exactly), else by every
@@ -41,7 +51,9 @@ import bisect
 import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
+
+import orjson
 
 from service import keys, text
 from service.scripts import Scripts
@@ -58,6 +70,8 @@ SLOT_SCAN_MAX: Final = 50_000
 PAGE: Final = 200
 #: Bitmap bytes a walk reads per round trip.
 BITMAP_PAGE: Final = 4096
+#: Unindexed comments (above the watermark) a reader judges on their records, a partition, at most.
+TAIL_MAX: Final = 2000
 #: The cursor's place of a partition not started yet (n's are below 2^23: lib/terms.lua).
 TOP: Final = (1 << 24) - 1
 #: Words too common to select anything (folded): Vietnamese function words and a few English ones.
@@ -77,6 +91,22 @@ def index_words(*parts: str) -> list[str]:
             if len(seen) == WORDS_PER_COMMENT:
                 break
     return list(seen)
+
+
+def record_terms(partition: int, raw: Any) -> list[str] | None:
+    """The terms a record's `d` (JSON) is found by (`keys.comment_terms`): what the indexer writes for it and what
+    a reader matches the unindexed tail against; None when it cannot be read (nothing to index it by)."""
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    fields = [data.get(f) or "" for f in ("name", "title", "body", "email_hash", "ip_hash")]
+    if not all(isinstance(f, str) for f in fields):
+        return None
+    name, title, body, email_digest, ip_hash = fields
+    return keys.comment_terms(partition, email_digest, ip_hash, index_words(name, title, body))
 
 
 def query_words(query: str) -> list[str]:
@@ -254,6 +284,47 @@ class Every:
         return list(range(top, low - 1, -1)), low if low > 1 else 0
 
 
+class WithTail:
+    """A term's n's: those of the unindexed tail whose records have it (above `done`), then the term's own (at or
+    below `done`: what the term may hold beyond is left to the tail, so no n comes twice)."""
+
+    def __init__(self, indexed: Source, tail: Sequence[int], done: int) -> None:
+        self.indexed, self.recent, self.done = indexed, Listed(tail), done
+
+    def size(self) -> int:
+        return self.indexed.size() + self.recent.size()
+
+    async def below(self, position: int, count: int) -> tuple[list[int], int]:
+        out: list[int] = []
+        if position > self.done + 1:
+            out, following = await self.recent.below(position, count)
+            if following:
+                return out, following
+            if len(out) == count:
+                return out, self.done + 1 if self.done else 0
+        more, following = await self.indexed.below(min(position, self.done + 1), count - len(out))
+        return out + more, following
+
+
+@dataclass
+class Tail:
+    """A partition's comments above its watermark, as read: their n's and each record's terms."""
+
+    done: int
+    last: int  #: the partition's last n
+    first: int  #: the lowest n read (done + 1 unless the tail was longer than `TAIL_MAX`)
+    terms: dict[int, set[str]] = field(default_factory=dict)  #: n -> its record's terms
+
+    @property
+    def complete(self) -> bool:
+        """Whether every n above the watermark was read."""
+        return self.first <= self.done + 1
+
+    def ns(self, term: str) -> list[int]:
+        """The tail's n's whose records have this term, ascending."""
+        return sorted(n for n, terms in self.terms.items() if term in terms)
+
+
 @dataclass(slots=True)
 class Entry:
     t: int  #: submitted ms
@@ -268,6 +339,8 @@ class Stream:
     partition: int
     source: Source
     position: int = TOP
+    #: False when the source left out unindexed comments (a tail longer than `TAIL_MAX`): not every match is seen.
+    whole: bool = True
     fetched: int = TOP  #: where the next read starts
     buffer: collections.deque[Entry] = field(default_factory=collections.deque)
 
@@ -310,16 +383,39 @@ class Index:
                     out[n] = found
         return out
 
-    async def term(self, key: str) -> Source:
-        """A term's n's, wherever they are (its bucket's field, its own string, its bitmap)."""
+    async def term(self, key: str, tail: Tail | None = None) -> Source:
+        """A term's n's, wherever they are (its bucket's field, its own string, its bitmap); with the partition's
+        `tail`, those of the unindexed comments too (`WithTail`)."""
         head, length, small = await asyncio.gather(
             self._scripts.command_soon("GETRANGE", key, 0, 0), self._scripts.command_soon("STRLEN", key),
             self._scripts.command_soon("HGET", keys.search_bucket(key), keys.search_field(key)))
+        source: Source
         if is_bitmap(head):
-            return Bitmap(self._scripts, key, int(length))
-        if int(length):
-            return Postings(self._scripts, key, int(length))
-        return Listed(decode_ns(small or b""))
+            source = Bitmap(self._scripts, key, int(length))
+        elif int(length):
+            source = Postings(self._scripts, key, int(length))
+        else:
+            source = Listed(decode_ns(small or b""))
+        return source if tail is None else WithTail(source, tail.ns(key), tail.done)
+
+    async def tail(self, partition: int, limit: int | None = None) -> Tail:
+        """The partition's comments above its watermark (the newest `limit` of them), each record's terms computed
+        as the indexer computes them; a slot whose record is gone, or names another n, is left out."""
+        last_raw, done_raw = await asyncio.gather(
+            self._scripts.command_soon("GET", keys.search_seq(partition)),
+            self._scripts.command_soon("GET", keys.search_done(partition)))
+        last, done = int(last_raw or 0), int(done_raw or 0)
+        first = max(done + 1, last - (TAIL_MAX if limit is None else limit) + 1)
+        tail = Tail(done, last, first)
+        if first > last:
+            return tail
+        found = await self.slots(partition, range(first, last + 1))
+        rows = await asyncio.gather(*(self._scripts.command_soon("HMGET", keys.comment(comment_id), "d", "n")
+                                      for comment_id, _ in found.values()))
+        for n, (raw, number) in zip(found, rows, strict=True):
+            if number is not None and number.isdigit() and int(number) == n:
+                tail.terms[n] = set(record_terms(partition, raw) or ())
+        return tail
 
     async def count(self, source: Source) -> int:
         """How many n's a source has (a bitmap's counted)."""

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from service import clock, keys, risk, search
+from service import clock, keys, risk
 from service.captcha import Captchas, Token
 from service.clients import email_hash, keyed_hash
 from service.errors import (
@@ -189,9 +189,9 @@ class Submissions:
                                "parent_id": form.parent_id, "ip_hash": client.ip_hash, "email_hash": email_digest,
                                "avatar": avatar, "created_at": iso(now_ms), "lang": form.lang or "vi",
                                "notify": form.notify, "risk": risks})
-        # The search indexes the comment joins (`service.search`), written by the store in the same step.
-        store_keys = keys.submit_keys(comment_id, article_id, email_digest=email_digest, ip_hash=client.ip_hash,
-                                      words=search.index_words(form.name, form.title, form.body))
+        # The store gives the comment its number in the search index (`service.search`); its terms are written
+        # after it by the indexer (`service.indexer`), in batches.
+        store_keys = keys.submit_keys(comment_id, article_id, indexed=True)
         store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
                                  OUTBOX_MAXLEN]
 

@@ -107,7 +107,7 @@ async def _stored(redis: Redis) -> dict[bytes, Any]:
 
 #: The search index's keys (`keys.search_seq`...): a restore numbers comments anew, so they are compared by what
 #: they say (`search_view`), not byte for byte.
-_SEARCH_INDEX: Final = re.compile(rb"^cm:\{p[0-9a-f]{2}\}:(n|n:[0-9]+|[wei]:.*|b:[0-9a-f]+)$")
+_SEARCH_INDEX: Final = re.compile(rb"^cm:\{p[0-9a-f]{2}\}:(n|n:[0-9]+|n:done|[wei]:.*|b:[0-9a-f]+)$")
 
 
 def _bytes(value: Any) -> bytes:
@@ -120,7 +120,7 @@ async def search_view(redis: Redis) -> dict[str, list[str]]:
     for p in range(keys.PARTITIONS):
         tag = keys.search_seq(p)[:-2]
         slots: dict[int, str] = {}
-        async for chunk_key in redis.scan_iter(f"{tag}:n:*"):
+        async for chunk_key in redis.scan_iter(f"{tag}:n:[0-9]*"):
             chunk = int(_bytes(chunk_key).decode().rsplit(":", 1)[1])
             raw = _bytes(await redis.get(chunk_key))
             for offset in range(0, len(raw), keys.SEARCH_SLOT):

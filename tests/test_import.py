@@ -137,6 +137,11 @@ async def test_each_format_imports_the_scenario_as_the_service_stores_it(
 
     # The doctor finds nothing wrong.
     assert await doctor(redis, repair=False) == []
+    # The import ends fully indexed (its catch-up): a word of a text is found through the terms.
+    partition = keys.partition_of_article(ARTICLE)
+    assert await redis.get(keys.search_done(partition)) == await redis.get(keys.search_seq(partition))
+    found = await client.get("/v1/moderation/search", params={"q": "huu ich"}, headers=ADMIN)
+    assert sid("1") in [c["id"] for c in (await found.json())["comments"]]
 
     # The public list and counts over HTTP show the approved comments, nothing else, and no email.
     listed = await (await client.get(f"/v1/articles/{ARTICLE}/comments?limit=50")).json()

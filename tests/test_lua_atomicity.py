@@ -26,6 +26,7 @@ from service.app import BACKGROUND, create_app
 from service.appkeys import CAPTCHAS, SCRIPTS, SETTINGS
 from service.errors import StorageCorrupt
 from service.feed import Feed
+from service.indexer import Indexer
 from service.settings import Settings
 from service.submissions import idempotent_comment_id
 from service.tasks import stop
@@ -228,6 +229,25 @@ async def _erase(client: Client, mode: str) -> int:
         "comment_ids": [comment_id(client)], "mode": mode, "requested_by": "test"}))
 
 
+async def _indexed(client: Client) -> None:
+    await _submitted(client)
+    await Indexer(client.app[SCRIPTS]).catch_up()
+
+
+async def _index(client: Client) -> int:
+    """The search indexer's batch (index_batch.lua): the comment's terms and the partition's watermark."""
+    try:
+        await Indexer(client.app[SCRIPTS]).catch_up()
+    except StorageCorrupt:
+        return 500
+    return 0
+
+
+async def _index_reads(client: Client, redis: Redis) -> dict[str, str]:
+    """The batch checks the record it read is still as read."""
+    return {keys.comment(comment_id(client)): "hash"}
+
+
 OPERATIONS: Final = [
     Operation("submit", _captcha_issued, _submit_act, _submit_reads),
     Operation("approve", _submitted, lambda client: _decide(client, "approve"), _first_decision_reads),
@@ -248,6 +268,9 @@ OPERATIONS: Final = [
     # before the script (an internal error, nothing written: not this test's check).
     Operation("erase (delete)", _submitted, lambda client: _erase(client, "delete"), not_scripted=(":log", ":c:")),
     Operation("erase (anonymise)", _approved, lambda client: _erase(client, "anonymise"),
+              not_scripted=(":log", ":c:")),
+    Operation("index a batch", _submitted, _index, _index_reads),
+    Operation("erase (delete) an indexed comment", _indexed, lambda client: _erase(client, "delete"),
               not_scripted=(":log", ":c:")),
 ]
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from service import keys, search
 from service.doctor import doctor
+from service.indexer import Indexer
 from service.scripts import Scripts
 from service.submissions import OUTBOX_MAXLEN, new_comment_id
 
@@ -24,9 +25,7 @@ async def _store(scripts: Scripts, serial: int, words: list[str]) -> str:
     record = orjson.dumps({"name": "Lan", "email": f"r{serial % 3}@example.vn", "title": "", "body": " ".join(words),
                            "parent_id": None, "ip_hash": ip_hash, "email_hash": digest, "avatar": "",
                            "created_at": "2023-11-14T22:13:20Z", "risk": []})
-    indexed = search.index_words("Lan", "", " ".join(words))
-    answer = await scripts.run("submit_store", keys.submit_keys(comment_id, ARTICLE, email_digest=digest,
-                                                                ip_hash=ip_hash, words=indexed),
+    answer = await scripts.run("submit_store", keys.submit_keys(comment_id, ARTICLE, indexed=True),
                                [comment_id, ARTICLE, 1_700_000_000_000 + serial, record, "",
                                 hashlib.sha256(record).hexdigest(), OUTBOX_MAXLEN, ""])
     assert answer == [b"ok"], answer
@@ -45,6 +44,8 @@ async def test_terms_grow_through_their_forms_and_erasure_leaves_every_one(redis
     scripts = Scripts(redis)
     ids = [await _store(scripts, serial, ["duong", f"rieng{serial}"] + (["hiem"] if serial % 10 == 0 else []))
            for serial in range(120)]
+    # Batches of 16 (the forms move on within a batch and between batches).
+    assert await Indexer(scripts, batch=16).catch_up() == 120
     common, rare, sender = keys.word_index(P, "duong"), keys.word_index(P, "hiem"), keys.by_email(P, f"{1:024x}")
     # "duong" is in every comment, sender 1 in one of 3: bitmaps; "hiem" in 12 of 120: still in its bucket.
     assert search.is_bitmap(await redis.getrange(common, 0, 0))  # type: ignore[arg-type,unused-ignore]
@@ -80,6 +81,7 @@ async def test_terms_grow_through_their_forms_and_erasure_leaves_every_one(redis
 async def test_a_damaged_term_is_found_and_mended(redis: Redis) -> None:
     scripts = Scripts(redis)
     ids = [await _store(scripts, serial, ["duong"]) for serial in range(40)]
+    await Indexer(scripts).catch_up()
     common = keys.word_index(P, "duong")
     await redis.set(common, search.encode_ns([5, 3, 1, 999]))  # unsorted, and an n no comment has
     found = await doctor(redis, repair=True)

@@ -132,7 +132,7 @@ def entry(item: Any) -> Entry | Skip:
     words = _words(data)
     indexes = index_keys(comment_id, state, int(submitted), int(decided) if _digits(decided) else None,
                          str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
-    search = search_keys(comment_id, str(data.get("email_hash") or ""), str(data.get("ip_hash") or ""), words)
+    search = search_keys(comment_id)
     return Entry(id=comment_id, article=article_id, state=state, submitted_ms=int(submitted), fields=fields,
                  history=history, indexes=indexes, search=search, order=order if isinstance(order, int) else None,
                  source_id=comment_id)

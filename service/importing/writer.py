@@ -29,7 +29,7 @@ class Entry:
     history: list[str] = field(default_factory=list)
     #: The indexes the comment joins (zset key, score).
     indexes: list[tuple[str, int]] = field(default_factory=list)
-    #: The search block of the terms it is found by (`keys.search_keys`; `search_keys` here), last in KEYS.
+    #: The search block (`search_keys` here: the partition's `n` key, which gives it its number), last in KEYS.
     search: list[str] = field(default_factory=list)
     #: A restored approved comment's place in its article's order set; None: from its approval time.
     order: int | None = None
@@ -54,11 +54,10 @@ def index_keys(comment_id: str, state: str, submitted_ms: int, decided_ms: int |
     return out
 
 
-def search_keys(comment_id: str, email_digest: str, ip_hash: str, words: Sequence[str]) -> list[str]:
-    """The search block the store writes for a comment (its sender, its address, its words): import.lua gives it
-    the partition's next comment number."""
-    p = keys.partition_of_comment(comment_id)
-    return keys.search_keys(p, keys.comment_terms(p, email_digest, ip_hash, words))
+def search_keys(comment_id: str) -> list[str]:
+    """The search block the store gives a comment: import.lua gives it the partition's next comment number and
+    its slot; its terms are the indexer's (`service.indexer`: `Importer.run` catches it up at the end)."""
+    return [keys.search_seq(keys.partition_of_comment(comment_id))]
 
 
 def script_call(entry: Entry) -> tuple[list[str], list[Arg]]:

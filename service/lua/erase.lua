@@ -26,7 +26,8 @@
 -- K[13] approved zset   K[14] rejected zset   K[15] spam zset   K[16] retracted zset
 -- K[17] the comment's reports hash   K[18] the partition's reported zset
 -- K[19] the partition's open report counts hash
--- then, last: the search block of the terms the comment leaves (lib/terms.lua; `keys.erase_keys`), by mode
+-- then, last: the search block of the terms the comment leaves (lib/terms.lua; `keys.erase_keys`), by mode;
+-- left alone while the comment is past the partition's indexed watermark (`n:done`, read from the block's name)
 -- A[1] id   A[2] mode   A[3] the version the caller read (the rewrite A[7] was made from that record)
 -- A[4] now ms   A[5] who ran it (for the history)   A[6] outbox max length
 -- A[7] the rewritten record JSON (delete, anonymise, strip_ip)   A[8] purge: the cutoff ms
@@ -67,10 +68,14 @@ local checks = {K[2], 'list', 'history', K[3], 'zset', 'pending', K[4], 'zset', 
   K[16], 'zset', 'state_list', K[17], 'hash', 'reports', K[18], 'zset', 'reported', K[19], 'hash', 'report_counts'}
 bad = misfit(checks)
 if bad then return {'corrupt', bad} end
--- The comment's number in the search index (none: stored before it, and not indexed yet).
+-- The comment's number in the search index (none: stored before it). Its terms are written once the indexer
+-- passed it (`indexed`: n <= the partition's `n:done`); before that it has none to leave, and the indexer
+-- indexes what the record then holds (a purged one: nothing).
 local number = tonumber(redis.call('HGET', K[1], 'n') or '')
+local indexed = false
 if number then
-  bad = search_damage(SB, number)
+  indexed, bad = search_indexed(SB, number)
+  if not bad then bad = search_damage(indexed and SB or {SB[1]}, number) end
   if bad then return {'corrupt', bad} end
 end
 local published = state == 'approved'
@@ -81,9 +86,14 @@ if published and (mode == 'delete' or mode == 'anonymise') then
   end
 end
 
--- Leaves the search terms of the caller's block (the sender, the address, the words it no longer has).
+-- Leaves the search terms of the caller's block (the sender, the address, the words it no longer has), when
+-- the indexer has written them; a purge zeroes its slot either way.
 local function leave_indexes()
-  search_remove(SB, number, mode == 'purge')
+  if indexed then
+    search_remove(SB, number, mode == 'purge')
+  elseif mode == 'purge' then
+    search_remove({SB[1]}, number, true)
+  end
 end
 
 if mode == 'strip_ip' then

@@ -11,8 +11,9 @@
 -- K[8] article pending zset K[9] feed stream
 -- K[10 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
 -- one score each in ARGV's last part
--- then, last and optional: the search block of the terms it joins (lib/terms.lua; `keys.search_keys`): it gets
--- the partition's next comment number (the record's `n`, whatever `n` the fields held) and its slot
+-- then, last and optional: the search block, the partition's `n` key (lib/terms.lua; `importing.writer`): it gets
+-- the partition's next comment number (the record's `n`, whatever `n` the fields held) and its slot; its terms
+-- are written by the indexer (`service.indexer`: the importer catches it up at the end)
 -- A[1] id   A[2] article id   A[3] state (pending|approved|rejected|spam|retracted)   A[4] submitted ms
 -- A[5] approved comments: the order score, or "" for "approval ms (the record's `ap`) x 1000, the next free one"
 -- A[6] approved comments: the parent id that must be public in the article, or "" for no check

@@ -5,8 +5,9 @@
 -- K[4] pending->article    K[5] article hash     K[6] outbox stream
 -- K[7] article order zset (approved comments, to check a reply's parent)
 -- K[8] article pending zset (the article's own queue, for filters and claims kept to the article)
--- K[9...] optional, last: the search block (lib/terms.lua: the partition's `n` key, then a (term, bucket) pair for
--- the sender's email digest, the address hash and each indexed word: `keys.submit_keys`)
+-- K[9] optional, last: the search block (lib/terms.lua), the partition's `n` key alone (`keys.submit_keys`): the
+-- comment gets its number n and its slot in the n -> comment map; its terms (the sender's email digest, the
+-- address hash, its words) are written after it by the indexer (`service.indexer`, index_batch.lua)
 -- A[1] comment id   A[2] article id   A[3] submitted ms   A[4] record JSON, ending with its "risk" list (the
 -- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint
 -- A[7] outbox max length

@@ -1,5 +1,8 @@
 -- The moderators' search index (service/search.py documents it; keys.py names its keys), per partition:
 --   `cm:{pXX}:n`          the comment number n: INCR once per stored (or imported) comment; the record's `n`;
+--   `cm:{pXX}:n:done`     the watermark: every n at or below it has its terms written (or had no record left to
+--                         index); written only by index_batch.lua (`service.indexer`); its name is the `n` key's,
+--                         then `:done`;
 --   `cm:{pXX}:n:<chunk>`  the n -> comment map: SLOT bytes per n at ((n - 1) % CHUNK) * SLOT of chunk
 --                         (n - 1) // CHUNK: the id (26 bytes), then the submitted ms (6 bytes, big-endian);
 --                         zero bytes: no comment (never stored, or purged). Its name is the `n` key's, then
@@ -12,6 +15,8 @@
 --     dense: once more than 1 comment in 24 has the term (bits then cost less), a bitmap in the term's own key:
 --            bit n for comment n, bit 0 set as the bitmap's mark (a list of n's starts with a byte below 128,
 --            since n < 2^23).
+-- The store and import.lua give a comment its n and its slot only; the indexer (index_batch.lua) adds the n's
+-- of (done, done + batch] to their terms later, many a term in one command (`terms_add`), and moves `done`.
 -- A search block in a script's KEYS: the partition's `n` key, then (term key, its bucket) pairs
 -- (`keys.search_keys`), last in KEYS. Uses lib/check.lua.
 
@@ -38,6 +43,7 @@ local function split_search(K)
   return block
 end
 
+local function done_key(block) return block[1] .. ':done' end
 local function slot_key(block, n) return block[1] .. ':' .. math.floor((n - 1) / SEARCH_CHUNK) end
 local function slot_offset(n) return ((n - 1) % SEARCH_CHUNK) * SEARCH_SLOT end
 local function term_field(term) return string.match(term, '^[^}]*}:(.*)$') end
@@ -72,17 +78,16 @@ local function search_damage(block, n)
   return misfit(checks)
 end
 
--- 3-byte n's `s` and n, as a bitmap (bit 0: the mark).
-local function bitmap_of(s, n)
+-- 3-byte n's `s` (ascending), as a bitmap (bit 0: the mark).
+local function bitmap_of(s)
   local bytes = {}
-  for i = 1, math.floor(n / 8) + 1 do bytes[i] = 0 end
+  for i = 1, math.floor(at3(s, #s - 2) / 8) + 1 do bytes[i] = 0 end
   bytes[1] = 128
-  local function set(m)
-    local i = math.floor(m / 8) + 1
-    bytes[i] = bit.bor(bytes[i], bit.rshift(128, m % 8))
+  for i = 1, #s - 2, 3 do
+    local m = at3(s, i)
+    local b = math.floor(m / 8) + 1
+    bytes[b] = bit.bor(bytes[b], bit.rshift(128, m % 8))
   end
-  for i = 1, #s - 2, 3 do set(at3(s, i)) end
-  set(n)
   local parts = {}
   for i = 1, #bytes, 4000 do parts[#parts + 1] = string.char(unpack(bytes, i, math.min(i + 3999, #bytes))) end
   return table.concat(parts)
@@ -90,33 +95,44 @@ end
 
 local function is_bitmap(head) return head ~= '' and string.byte(head) >= 128 end
 
--- Comment n joins a term (n is above every n the term has).
-local function term_add(term, bucket, n)
+-- Comments join a term: `add`, their 3-byte n's, ascending, each above every n the term has. One write for
+-- them all: a bitmap's bits in one BITFIELD, a string's in one APPEND, a bucket field in one HSET; the form
+-- moves on as a comment at a time would move it (past SMALL bytes: its own string; more than 1 comment in 24:
+-- a bitmap), judged on the term's n's after the batch.
+local function terms_add(term, bucket, add)
+  local k, top = #add / 3, at3(add, #add - 2)
   local head = redis.call('GETRANGE', term, 0, 0)
   if is_bitmap(head) then
-    redis.call('SETBIT', term, n, 1)
+    local args = {}
+    for i = 1, #add - 2, 3 do
+      args[#args + 1] = 'SET'
+      args[#args + 1] = 'u1'
+      args[#args + 1] = at3(add, i)
+      args[#args + 1] = 1
+    end
+    redis.call('BITFIELD', term, unpack(args))
     return
   end
   local s
   if head ~= '' then
-    if (redis.call('STRLEN', term) / 3 + 1) * 24 <= n then
-      redis.call('APPEND', term, n3(n))
+    if (redis.call('STRLEN', term) / 3 + k) * 24 <= top then
+      redis.call('APPEND', term, add)
       return
     end
     s = redis.call('GET', term)
   else
     local field = term_field(term)
     s = redis.call('HGET', bucket, field) or ''
-    if #s + 3 <= SEARCH_SMALL then
-      redis.call('HSET', bucket, field, s .. n3(n))
+    if #s + #add <= SEARCH_SMALL then
+      redis.call('HSET', bucket, field, s .. add)
       return
     end
-    redis.call('HDEL', bucket, field)
+    if s ~= '' then redis.call('HDEL', bucket, field) end
   end
-  if (#s / 3 + 1) * 24 > n then
-    redis.call('SET', term, bitmap_of(s, n))
+  if (#s / 3 + k) * 24 > top then
+    redis.call('SET', term, bitmap_of(s .. add))
   else
-    redis.call('SET', term, s .. n3(n))
+    redis.call('SET', term, s .. add)
   end
 end
 
@@ -156,13 +172,21 @@ local function term_remove(term, bucket, n)
   end
 end
 
--- A new comment in the index: its number (the record's `n`), its slot, its terms. After `search_damage`.
+-- A new comment in the index: its number (the record's `n`) and its slot; its terms are the indexer's
+-- (index_batch.lua), after it. After `search_damage`.
 local function search_add(block, record, id, submitted)
   if #block == 0 then return end
   local n = redis.call('INCR', block[1])
   redis.call('SETRANGE', slot_key(block, n), slot_offset(n), id .. ms6(tonumber(submitted)))
   redis.call('HSET', record, 'n', n)
-  for i = 2, #block, 2 do term_add(block[i], block[i + 1], n) end
+end
+
+-- Whether comment n has its terms written (n at or below the watermark), or nil and the damage.
+local function search_indexed(block, n)
+  if #block == 0 then return false end
+  local done, bad = read_counter(done_key(block), 'search_done')
+  if bad then return nil, bad end
+  return n <= tonumber(done or '0')
 end
 
 -- Comment n leaves the block's terms; `blank`: its slot too (nothing then names it). After `search_damage`.

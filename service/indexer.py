@@ -1,0 +1,184 @@
+"""The search indexer: writes the terms of stored comments into the compact search index, in batches, after the
+submission (`service.search` documents the index).
+
+A submission's store gives its comment a number n and a slot in the partition's n -> comment map, in its own
+atomic step, and nothing more: writing its ~50 terms there cost ten times the rest of the store. Here, in every
+worker, a background loop (`run`, every `INTERVAL_SECONDS` or when woken) looks at each partition's last n and
+its watermark `done` (`keys.search_done`), and for a partition behind reads the slots of (done, done + BATCH], the
+records, computes each record's terms in Python (`search.record_terms`, as readers compute them) and groups them
+by term; lua/index_batch.lua then adds each term's n's in one command and moves `done`, atomically.
+
+Several indexers (workers, `catch_up` callers) may run at once: the script refuses a batch whose `done` is no
+longer the one read (another went first) or one of whose records changed since it was read (an erasure: its
+`d` and `er`), and the batch is read again. A damaged key refuses the batch with nothing written
+(`StorageCorrupt`); that partition stays behind (readers still find its comments through the tail, bounded) and
+the others go on. Readers never wait for this: they read the unindexed tail from the map and the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from redis.exceptions import RedisError, ResponseError
+
+from service import keys, search
+from service.errors import StorageCorrupt
+from service.scripts import Arg, Scripts, as_text, corrupt
+from service.tasks import raise_if_cancelled
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Comments one index_batch.lua call covers: enough that a common term's n's of the batch go in one command, few
+#: enough that the script stays short (Redis answers nobody else meanwhile): about 240 µs of Redis a comment of
+#: ~50 terms (most of them rare), so 64 comments hold it for about 15 ms.
+BATCH: Final = 64
+#: How often each worker looks for comments to index when it found none.
+INTERVAL_SECONDS: Final = 0.2
+ERROR_PAUSE_SECONDS: Final = 2.0
+
+
+def plan_batch(partition: int, done: int, top: int, slots: dict[int, tuple[str, int]],
+               rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[Arg]]:
+    """index_batch.lua's KEYS and ARGV for the comments (done, top] of a partition: `slots`, their map entries
+    (n -> (id, submitted ms), empty slots left out), `rows`, each slot's record as HMGET d er n (in `slots`'
+    order). A record that is gone is checked to stay gone; one whose `n` is another (a stale slot) is left out."""
+    record_ids: list[str] = []
+    states: list[Arg] = []
+    by_term: dict[str, list[int]] = {}
+    for (n, (comment_id, _)), (raw, erased, number) in zip(slots.items(), rows, strict=True):
+        if raw is None and erased is None and number is None:
+            record_ids.append(comment_id)
+            states.append("")
+            continue
+        if number is None or not as_text(number).isdigit() or int(number) != n:
+            continue
+        record_ids.append(comment_id)
+        states.append(f"{len(raw or b'')}:{as_text(erased) if erased is not None else ''}")
+        for term in dict.fromkeys(search.record_terms(partition, raw) or ()):
+            by_term.setdefault(term, []).append(n)
+    terms = list(by_term)
+    script_keys = keys.index_batch_keys(partition, record_ids, terms)
+    args: list[Arg] = [done, top, len(record_ids), *states, *(search.encode_ns(sorted(by_term[t])) for t in terms)]
+    return script_keys, args
+
+
+class Indexer:
+    def __init__(self, scripts: Scripts, *, batch: int = BATCH, metrics: Metrics | None = None,
+                 interval_seconds: float = INTERVAL_SECONDS) -> None:
+        self._scripts = scripts
+        self._batch = batch
+        self._metrics = metrics
+        self._interval = interval_seconds
+        self._woken = asyncio.Event()
+
+    async def positions(self, partitions: Sequence[int]) -> list[tuple[int, int]]:
+        """Each partition's (done, last n), in one round trip."""
+        batch = self._scripts.batch()
+        for p in partitions:
+            batch.command("GET", keys.search_done(p))
+            batch.command("GET", keys.search_seq(p))
+        try:
+            raw = await batch.execute()
+        except ResponseError as exc:
+            raise corrupt("wrong_type:search_seq") from exc
+        out = []
+        for i in range(len(partitions)):
+            done, last = raw[2 * i], raw[2 * i + 1]
+            if not all(v is None or as_text(v).isdigit() for v in (done, last)):
+                raise corrupt("not_integer:search_seq")
+            out.append((int(done or 0), int(last or 0)))
+        return out
+
+    async def lag(self) -> int:
+        """Comments stored and not indexed yet, over every partition."""
+        return sum(max(0, last - done) for done, last in await self.positions(range(keys.PARTITIONS)))
+
+    async def index_batch(self, partition: int, done: int, last: int) -> int:
+        """Index the partition's comments (done, min(last, done + batch)]: how many n's that covered; 0 when
+        another indexer moved `done` first or a record changed meanwhile (the caller reads again)."""
+        top = min(last, done + self._batch)
+        if top <= done:
+            return 0
+        slots = await search.Index(self._scripts).slots(partition, range(done + 1, top + 1))
+        batch = self._scripts.batch()
+        for comment_id, _ in slots.values():
+            batch.command("HMGET", keys.comment(comment_id), "d", "er", "n")
+        try:
+            rows = await batch.execute() if slots else []
+        except ResponseError as exc:  # a record of the wrong type: the script would refuse it too
+            raise corrupt("wrong_type:comment") from exc
+        script_keys, args = plan_batch(partition, done, top, slots, rows)
+        result = await self._scripts.run("index_batch", script_keys, args)
+        status = as_text(result[0])
+        if status == "ok":
+            return top - done
+        if status == "corrupt":
+            raise corrupt(result[1])
+        return 0  # "moved" or "changed"
+
+    async def catch_up(self, partitions: Iterable[int] | None = None) -> int:
+        """Index every comment stored in these partitions (all: None) before this call: when it returns, their
+        watermarks are at least each partition's last n as it read it. Comments indexed (by this call)."""
+        chosen = list(range(keys.PARTITIONS) if partitions is None else partitions)
+
+        async def one(p: int, done: int, goal: int) -> int:
+            indexed = 0
+            while done < goal:
+                indexed += await self.index_batch(p, done, goal)
+                done = (await self.positions([p]))[0][0]
+            return indexed
+
+        goals = await self.positions(chosen)
+        counts = await asyncio.gather(*(one(p, done, last) for p, (done, last) in zip(chosen, goals, strict=True)))
+        return sum(counts)
+
+    async def step(self) -> int:
+        """One round over the partitions: a batch in each that is behind (in turn, from a random one, so that
+        workers meet less). Comments indexed; a partition with a damaged key is logged and left behind."""
+        start = random.randrange(keys.PARTITIONS)
+        order = [(start + i) % keys.PARTITIONS for i in range(keys.PARTITIONS)]
+        positions = await self.positions(order)
+        if self._metrics is not None:
+            self._metrics.search_index_lag.set(sum(max(0, last - done) for done, last in positions))
+        indexed = 0
+        for p, (done, last) in zip(order, positions, strict=True):
+            if done >= last:
+                continue
+            try:
+                indexed += await self.index_batch(p, done, last)
+            except StorageCorrupt as exc:
+                log.error("search indexer: partition %02x has a damaged key (%s); run comments-service doctor", p,
+                          exc)
+        return indexed
+
+    def wake(self) -> None:
+        """Look for work now rather than at the next interval."""
+        self._woken.set()
+
+    async def run(self) -> None:
+        """Index until cancelled: round after round while there is work, else every `interval` (with jitter, so
+        that workers spread out) or when woken. Redis failures are waited out."""
+        while True:
+            raise_if_cancelled()
+            try:
+                indexed = await self.step()
+            except (RedisError, StorageCorrupt) as exc:
+                log.warning("search indexer: %s; retrying in %.0f s", exc, ERROR_PAUSE_SECONDS)
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                continue
+            except Exception:
+                log.exception("search indexer failed; retrying in %.0f s", ERROR_PAUSE_SECONDS)
+                await asyncio.sleep(ERROR_PAUSE_SECONDS)
+                continue
+            if not indexed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self._interval * random.uniform(0.75, 1.25))
+                self._woken.clear()
