@@ -70,14 +70,14 @@ def _queue_middle(redis: Redis) -> str:
 
 
 def _pending_ids(redis: Redis, wanted: int) -> list[str]:
-    """Pending ids to approve, each partition's newest first (the claims take the oldest), as many as wanted:
-    articles spread unevenly over the partitions, so a partition gives what the others lack."""
+    """Pending ids to approve, each partition's newest first (the claims take the oldest: these are not leased),
+    as many as wanted: articles spread unevenly over the partitions, so a partition gives what the others lack."""
     found: list[str] = []
     for partition in range(keys.PARTITIONS):
         missing = wanted - len(found)
         if missing <= 0:
             break
-        members: Any = redis.zrevrange(keys.ready(partition), 0, missing - 1)
+        members: Any = redis.zrevrange(keys.pending(partition), 0, missing - 1)
         found += [m.decode() for m in members]
     return found
 

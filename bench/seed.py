@@ -25,7 +25,7 @@ from bench.api import NAME, TITLE, long_body
 from service import indexer, keys, scripts, search
 from service.clients import email_hash, keyed_hash
 from service.models import iso
-from service.submissions import OUTBOX_MAXLEN, new_comment_id
+from service.submissions import OUTBOX_MAXLEN, RECORD_FINGERPRINT_HEX, new_comment_id
 
 SECRET: Final = b"bench-seed-secret-0123456789abcdef"
 #: Script calls a pipeline carries (submissions), decisions a decide.lua call carries, calls a pipeline carries.
@@ -61,7 +61,7 @@ class Seeder:
                                "avatar": keyed_hash(SECRET, "avatar", email, 16), "created_at": iso(now_ms),
                                "risk": []})
         store_keys = keys.submit_keys(comment_id, article_id, indexed=True)
-        fingerprint = hashlib.sha256(record).hexdigest()
+        fingerprint = hashlib.sha256(record).hexdigest()[:RECORD_FINGERPRINT_HEX]
         args = [comment_id, article_id, now_ms, record, "", fingerprint, OUTBOX_MAXLEN, ""]
         return comment_id, store_keys, args
 
@@ -119,7 +119,6 @@ class Seeder:
                 if found is not None:
                     out[n] = found
         return out
-
 
     def approve(self, comments: Sequence[Seeded]) -> None:
         """Approve each comment through decide.lua, `DECISIONS_PER_CALL` decisions a call."""

@@ -4,9 +4,11 @@ For every partition (a SCAN with the partition's match, which a Redis Cluster cl
 looks for:
 
 - keys of the wrong type for their kind (`wrong_type`), and keys of no kind `keys` builds (`unknown_key`);
-- pending records missing from the pending or ready queues, from the pending->article hash or from their
-  article's pending index; queue, hash and index entries without a pending record;
-- leases without a holder and holders without a lease;
+- pending records missing from the pending queue or from their article's pending index; queue and index entries
+  without a pending record (a lease included: a lease of a comment that is not pending);
+- leases without a holder (a repair drops the lease: the comment is claimable again) and holders without a lease;
+- the queue keys of before (`keys.legacy_ready`, `keys.legacy_pending_articles`: claimable is now pending without
+  a live lease, and the record names its article): `legacy_queue_key`, deleted by a repair;
 - approved records missing from their article's order set (the article's public list: pages are made from the
   records); order entries of comments that are not approved; an article `count` that differs from its order set;
 - copies of the public view left by versions before issue 19 (`keys.py`): an article's public hash `ap:`
@@ -44,8 +46,11 @@ from service.models import COMMENT_ID_RE
 from service.scripts import Scripts, as_text, scored
 
 #: The type each kind of key must have.
-_FIXED: Final = {"pending": "zset", "ready": "zset", "leases": "zset", "holders": "hash", "articles": "hash",
+_FIXED: Final = {"pending": "zset", "leases": "zset", "holders": "hash",
                  "feed": "stream", "feed:trimmed": "string", "outbox": "stream"}
+#: The partition's queue keys of before, no longer written or read (`keys.legacy_ready`,
+#: `keys.legacy_pending_articles`): reported and, by a repair, deleted.
+_LEGACY_QUEUE: Final = {keys.legacy_ready(0).rpartition(":")[2], keys.legacy_pending_articles(0).rpartition(":")[2]}
 _BY_ID: Final = {"c": "hash", "h": "list"}
 _ARTICLE_TYPES: Final = {"article": "hash", "article_order": "zset", "article_pending": "zset"}
 #: The code of the article's public hash of before issue 19 (`keys.RETIRED_ARTICLE_KINDS`).
@@ -148,10 +153,8 @@ class _Queues:
     """A partition's queues as read (None: the key has the wrong type, so the checks that need it are skipped)."""
 
     pending: dict[str, float] | None
-    ready: dict[str, float] | None
     leases: dict[str, float] | None
     holders: dict[str, str] | None
-    links: dict[str, str] | None  #: the pending->article hash
 
 
 class Doctor:
@@ -194,6 +197,9 @@ class Doctor:
             if _legacy_public(number, name):
                 await self._found("legacy_public_hash", name, "", ("DEL", name))
                 continue
+            if name.removeprefix(f"{keys.PREFIX}:{{p{number:02x}}}:") in _LEGACY_QUEUE:
+                await self._found("legacy_queue_key", name, "", ("DEL", name))
+                continue
             kind = _kind_of(number, name)
             if kind is None:
                 await self._found("unknown_key", name)
@@ -234,9 +240,8 @@ class Doctor:
         for cid in sorted(i for i, r in records.items() if r[3] is not None):
             await self._found("legacy_public_field", keys.comment(cid), cid, ("HDEL", keys.comment(cid), "pub"))
         part.articles |= {r[1] for r in records.values() if r[1] and keys.partition_of_article(r[1]) == p}
-        queues = _Queues(await self._zset(part, keys.pending(p)), await self._zset(part, keys.ready(p)),
-                         await self._zset(part, keys.leases(p)), await self._hash(part, keys.holders(p)),
-                         await self._hash(part, keys.pending_articles(p)))
+        queues = _Queues(await self._zset(part, keys.pending(p)), await self._zset(part, keys.leases(p)),
+                         await self._hash(part, keys.holders(p)))
         index_of = getattr(keys, "article_pending", None)  # the per-article pending index, where it exists
         for cid, record in pending_ids.items():
             await self._pending_record(part, cid, record, queues, index_of)
@@ -382,17 +387,10 @@ class Doctor:
 
     async def _pending_record(self, part: _Partition, cid: str, record: list[str | None], queues: _Queues,
                               index_of: Any) -> None:
-        """A pending record is in the pending and ready (or leases) queues, the pending->article hash and its
-        article's index."""
+        """A pending record is in the pending queue and its article's index."""
         p, article, submitted = part.number, record[1], record[2]
         if queues.pending is not None and cid not in queues.pending:
             await self._found("pending_not_in_queue", keys.pending(p), cid, ("ZADD", keys.pending(p), submitted, cid))
-        if queues.ready is not None and queues.leases is not None and cid not in queues.ready \
-                and cid not in queues.leases:
-            await self._found("pending_not_claimable", keys.ready(p), cid, ("ZADD", keys.ready(p), submitted, cid))
-        if queues.links is not None and queues.links.get(cid) != article:
-            await self._found("pending_article_missing", keys.pending_articles(p), cid,
-                              ("HSET", keys.pending_articles(p), cid, article))
         if index_of is not None:
             index = index_of(article)
             if index not in part.indexes:
@@ -402,17 +400,17 @@ class Doctor:
                 await self._found("pending_not_in_article_index", index, cid, ("ZADD", index, submitted, cid))
 
     async def _dangling(self, p: int, pending_ids: dict[str, list[str | None]], queues: _Queues) -> None:
-        """Queue entries without a pending record; leases without a holder, holders without a lease."""
-        for key, entries, drop in ((keys.pending(p), queues.pending, "ZREM"), (keys.ready(p), queues.ready, "ZREM"),
-                                   (keys.leases(p), queues.leases, "ZREM"), (keys.holders(p), queues.holders, "HDEL"),
-                                   (keys.pending_articles(p), queues.links, "HDEL")):
+        """Queue entries without a pending record (a lease of a comment that is not pending); leases without a
+        holder, holders without a lease."""
+        for key, entries, drop in ((keys.pending(p), queues.pending, "ZREM"), (keys.leases(p), queues.leases, "ZREM"),
+                                   (keys.holders(p), queues.holders, "HDEL")):
             for cid in sorted(set(entries or ()) - set(pending_ids)):
                 await self._found("queue_entry_without_record", key, cid, (drop, key, cid))
         if queues.holders is None or queues.leases is None:
             return
         for cid in sorted(set(queues.leases) & set(pending_ids) - set(queues.holders)):
-            await self._found("lease_without_holder", keys.leases(p), cid, ("ZREM", keys.leases(p), cid),
-                              ("ZADD", keys.ready(p), pending_ids[cid][2], cid))
+            # Without its lease the comment is claimable again (pending, not leased).
+            await self._found("lease_without_holder", keys.leases(p), cid, ("ZREM", keys.leases(p), cid))
         for cid in sorted(set(queues.holders) & set(pending_ids) - set(queues.leases)):
             await self._found("holder_without_lease", keys.holders(p), cid, ("HDEL", keys.holders(p), cid))
 

@@ -30,6 +30,14 @@ hold the text, `comments-service doctor` reports the hashes and fields (`legacy_
 events age out with the feed's retention. A decided record's history list of one entry from before is read as it
 is (the list, when present, is the history).
 
+The queue is `pending` (and the article's `aq:`) with the leases: a pending comment is claimable when it has no
+live lease (none in `leases`, or one that ran out; claim.lua takes those over). Two keys of before that are no
+longer written or read: the partition's claimable queue `cm:{pXX}:ready` (`legacy_ready`) and its pending id ->
+article hash `cm:{pXX}:articles` (`legacy_pending_articles`: the record's `a` says it). `comments-service doctor`
+reports them (`legacy_queue_key`) and `--repair` deletes them; until then they are left alone, unread. A record's
+fingerprint `f` is 32 hex digits since then; a record of before holds 64, and is recognised by either
+(`submissions.same_request`).
+
 | key                                  | type   | TTL                  | owner / purpose |
 |--------------------------------------|--------|----------------------|-----------------|
 | cm:{g}:cap:<captcha nonce>           | string | rest of captcha life | captcha: tried once (ids are signed tokens) |
@@ -40,11 +48,9 @@ is (the list, when present, is the history).
 | cm:{g}:idem:<key digest>             | string | idempotency TTL      | submissions: the request fingerprint |
 | cm:{pXX}:c:<id>                      | hash   | none                 | the comment record (see `submissions`) |
 | cm:{pXX}:h:<id>                      | list   | none                 | history of state changes (JSON), from the 2nd |
-| cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (queue listing) |
-| cm:{pXX}:ready                       | zset   | none                 | claimable ids -> submitted ms |
+| cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (the queue) |
 | cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms |
 | cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator |
-| cm:{pXX}:articles                    | hash   | none                 | pending id -> article id (filters read `aq:`) |
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
 | cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
 | cm:{pXX}:aq:<article>                | zset   | none                 | pending ids -> submitted ms (article filters) |
@@ -114,7 +120,7 @@ readers make the one entry from the fields while the list is absent (`records.hi
 | t     | submitted ms (its score in the queues and indexes) | store.lua |
 | s     | state: pending, approved, rejected, spam, retracted (`moderation.State`) | store.lua, decide.lua |
 | v     | version: 1 when stored, one more with every decision (optimistic concurrency) | store.lua, decide.lua |
-| f     | fingerprint of the submitting request (an idempotent retry is recognised by it) | store.lua |
+| f     | request fingerprint, 32 hex (64 in records of before): an idempotent retry is known by it | store.lua |
 | did   | id of the latest decision (a retried decision is recognised by it) | decide.lua |
 | dt    | ms of the latest decision (the undo window; the history's first entry); removed by an undo | decide.lua |
 | db    | moderator of the latest decision (who may undo it); removed by an undo | decide.lua |
@@ -193,7 +199,9 @@ def pending(partition: int) -> str:
     return f"{_tag(partition)}:pending"
 
 
-def ready(partition: int) -> str:
+def legacy_ready(partition: int) -> str:
+    """The claimable queue of before (claimable ids -> submitted ms): never written or read, only found and
+    deleted (`doctor`): claimable is now pending without a live lease."""
     return f"{_tag(partition)}:ready"
 
 
@@ -205,7 +213,9 @@ def holders(partition: int) -> str:
     return f"{_tag(partition)}:holders"
 
 
-def pending_articles(partition: int) -> str:
+def legacy_pending_articles(partition: int) -> str:
+    """The pending id -> article hash of before: never written or read (the record's `a` holds the article),
+    only found and deleted (`doctor`)."""
     return f"{_tag(partition)}:articles"
 
 
@@ -517,37 +527,45 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
 
 
 def submit_keys(comment_id: str, article_id: str, *, indexed: bool = False) -> list[str]:
-    """The store's eight keys (the article's order set, K[7], checks a reply's parent), then, `indexed`, the
-    search block: the partition's `search_seq` alone (lib/store.lua's K[9]: the comment's n and slot; its terms
+    """The store's six keys (the article's order set, K[5], checks a reply's parent), then, `indexed`, the
+    search block: the partition's `search_seq` alone (lib/store.lua's K[7]: the comment's n and slot; its terms
     are the indexer's, `service.indexer`)."""
     p = partition_of_comment(comment_id)
-    return [comment(comment_id), pending(p), ready(p), pending_articles(p), article(article_id), outbox(p),
+    return [comment(comment_id), pending(p), article(article_id), outbox(p),
             article_order(article_id), article_pending(article_id), *([search_seq(p)] if indexed else [])]
 
 
 def claim_keys(partition: int) -> list[str]:
-    return [ready(partition), leases(partition), holders(partition), pending(partition), pending_articles(partition)]
+    """claim.lua's three keys of a partition (given for every partition of a claim on one server)."""
+    return [leases(partition), holders(partition), pending(partition)]
 
 
 def claim_article_keys(article_id: str) -> list[str]:
-    """A claim kept to one article: its partition's keys, then the article's pending index."""
+    """A claim kept to one article: its partition's three keys, then the article's pending index."""
     return [*claim_keys(partition_of_article(article_id)), article_pending(article_id)]
+
+
+#: decide.lua's keys of one decision, by name, in their order: the script reads them as `K[KI.<name>]`, where
+#: `KI` is made from this tuple (`scripts.py` puts it before the script's text), so the two cannot drift. The
+#: comment's own two keys come first (`moderation.Moderation._decide_keys` keeps the others per article).
+DECIDE_KEYS: Final = ("comment", "history", "pending", "leases", "holders", "article", "article_order", "feed",
+                      "outbox", "stats", "article_pending", *DECIDED_STATES, "latency")
 
 
 def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
     p = partition_of_comment(comment_id)
-    return [
-        comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
-        pending_articles(p), article(article_id), article_order(article_id),
-        feed(p), outbox(p), stats(p, hour), article_pending(article_id),
-        *(state_index(p, state) for state in DECIDED_STATES), decision_latency(p, hour),
-    ]
+    named = {"comment": comment(comment_id), "history": history(comment_id), "pending": pending(p),
+             "leases": leases(p), "holders": holders(p), "article": article(article_id),
+             "article_order": article_order(article_id), "feed": feed(p), "outbox": outbox(p),
+             "stats": stats(p, hour), "article_pending": article_pending(article_id),
+             **{state: state_index(p, state) for state in DECIDED_STATES}, "latency": decision_latency(p, hour)}
+    return [named[name] for name in DECIDE_KEYS]
 
 
 def import_keys(comment_id: str, article_id: str) -> list[str]:
-    """import.lua's nine keys (an imported or restored comment); the indexes it joins follow them."""
+    """import.lua's seven keys (an imported or restored comment); the indexes it joins follow them."""
     p = partition_of_comment(comment_id)
-    return [comment(comment_id), history(comment_id), pending(p), ready(p), pending_articles(p), article(article_id),
+    return [comment(comment_id), history(comment_id), pending(p), article(article_id),
             article_order(article_id), article_pending(article_id), feed(p)]
 
 
@@ -560,16 +578,16 @@ def index_batch_keys(partition: int, record_ids: Sequence[str], terms: Sequence[
 
 def lease_keys(partition: int) -> list[str]:
     """lease.lua's keys: renewal and release of one partition's leases."""
-    return [leases(partition), holders(partition), ready(partition), pending(partition)]
+    return [leases(partition), holders(partition), pending(partition)]
 
 
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,
                words: Sequence[str] = ()) -> list[str]:
-    """erase.lua's 19 keys, then the search block of the terms the comment leaves (`email_digest`, `ip_hash`:
+    """erase.lua's 17 keys, then the search block of the terms the comment leaves (`email_digest`, `ip_hash`:
     "" when it keeps that term; `words`, folded): left alone when the indexer has not reached the comment yet."""
     p = partition_of_comment(comment_id)
-    return [comment(comment_id), history(comment_id), pending(p), ready(p), leases(p), holders(p),
-            pending_articles(p), article(article_id), article_order(article_id),
+    return [comment(comment_id), history(comment_id), pending(p), leases(p), holders(p),
+            article(article_id), article_order(article_id),
             feed(p), outbox(p), article_pending(article_id), *(state_index(p, state) for state in DECIDED_STATES),
             reports(comment_id), reported(p), report_counts(p),
             *search_keys(p, comment_terms(p, email_digest, ip_hash, words))]

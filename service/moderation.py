@@ -677,22 +677,38 @@ class Moderation:
 
     async def _oldest_claimable(self, now: int, limit: int) -> dict[int, int]:
         """How many comments to lease from each partition so the claim takes the `limit` oldest claimable ones
-        over all partitions (unleased, or with a lease that ran out), partitions ordered by their oldest."""
-        batch = self._scripts.batch()
-        for partition in range(keys.PARTITIONS):
-            batch.command("ZRANGE", keys.ready(partition), 0, limit - 1, "WITHSCORES")
-            batch.command("ZRANGEBYSCORE", keys.leases(partition), "-inf", now, "LIMIT", 0, limit)
-        heads = await batch.execute()
-        candidates = [(score, partition) for partition in range(keys.PARTITIONS)
-                      for _, score in scored(heads[2 * partition])]
-        expired = [(partition, member) for partition in range(keys.PARTITIONS) for member in heads[2 * partition + 1]]
-        if expired:
+        over all partitions (pending without a live lease, as claim.lua takes them), partitions ordered by their
+        oldest.
+
+        One round trip reads each partition's oldest `limit` pending and its live leases (the comments moderators
+        hold now: few, whatever the queue's length); a partition whose oldest were partly leased is read further,
+        by as many as were skipped, until it gave `limit` claimable ones or ended."""
+        partitions = range(keys.PARTITIONS)
+        live: list[set[bytes]] = [set() for _ in partitions]
+        found: list[list[float]] = [[] for _ in partitions]
+        offsets = [0] * keys.PARTITIONS
+        todo = list(partitions)
+        first = True
+        while todo:
             batch = self._scripts.batch()
-            for partition, member in expired:
-                batch.command("ZSCORE", keys.pending(partition), member)
-            for (partition, _), score in zip(expired, await batch.execute(), strict=True):
-                if score is not None:
-                    candidates.append((float(score), partition))
+            wants = {partition: limit - len(found[partition]) for partition in todo}
+            for partition in todo:
+                batch.command("ZRANGE", keys.pending(partition), offsets[partition],
+                              offsets[partition] + wants[partition] - 1, "WITHSCORES")
+                if first:
+                    batch.command("ZRANGEBYSCORE", keys.leases(partition), f"({now}", "+inf")
+            results = iter(await batch.execute())
+            again = []
+            for partition in todo:
+                read = scored(next(results))
+                if first:
+                    live[partition] = set(next(results))
+                offsets[partition] += len(read)
+                found[partition] += [score for member, score in read if member not in live[partition]]
+                if len(read) == wants[partition] and len(found[partition]) < limit:
+                    again.append(partition)
+            todo, first = again, False
+        candidates = [(score, partition) for partition in partitions for score in found[partition]]
         quotas: dict[int, int] = {}
         for _, partition in heapq.nsmallest(limit, candidates):
             quotas[partition] = quotas.get(partition, 0) + 1

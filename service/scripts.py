@@ -41,6 +41,9 @@ DECIDE_ARGS: Final = 13
 LAYOUTS: Final[dict[ScriptName, tuple[int, int]]] = {
     "decide": (len(keys.decide_keys("00", "a", 0)), DECIDE_ARGS),
 }
+#: Scripts that read their keys by name: a line `local KI = {name = index, ...}` is put before their text (after
+#: `NK, NA`), made from the names' tuple in `keys`, whose builder lists the keys in that order.
+KEY_NAMES: Final[dict[ScriptName, tuple[str, ...]]] = {"decide": keys.DECIDE_KEYS}
 _USES: Final = "--! uses:"
 #: How a script that answers no tagged list says that a key it was given is damaged (lua/lib/check.lua).
 _CORRUPT: Final = "CORRUPT "
@@ -52,6 +55,9 @@ def _source(name: ScriptName) -> str:
     lua = resources.files("service").joinpath("lua")
     text = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     layout = [f"local NK, NA = {LAYOUTS[name][0]}, {LAYOUTS[name][1]}"] if name in LAYOUTS else []
+    if name in KEY_NAMES:
+        layout.append("local KI = {" + ", ".join(f"{key} = {index}" for index, key in
+                                                 enumerate(KEY_NAMES[name], start=1)) + "}")
     first = text.partition("\n")[0]
     uses = first[len(_USES):].split() if first.startswith(_USES) else []
     libraries = [lua.joinpath("lib", f"{lib}.lua").read_text(encoding="utf-8") for lib in uses]

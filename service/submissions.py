@@ -41,6 +41,15 @@ from service.settings import Settings
 _CROCKFORD: Final = "0123456789abcdefghjkmnpqrstvwxyz"
 OUTBOX_MAXLEN: Final = 100_000
 SEEN_TEXT_SECONDS: Final = 86_400
+#: Hex digits of the request's fingerprint a record keeps (`f`): 128 bits tell an idempotent retry from another
+#: request as surely as the whole SHA-256 (the gate's short-lived idempotency key keeps all 64).
+RECORD_FINGERPRINT_HEX: Final = 32
+
+
+def same_request(stored: str, fingerprint: str) -> bool:
+    """Whether a record's fingerprint `f` is this request's: the short form (`RECORD_FINGERPRINT_HEX`), or the
+    whole one that records of before kept."""
+    return stored == fingerprint or (bool(fingerprint) and stored == fingerprint[:RECORD_FINGERPRINT_HEX])
 
 
 def _base32(data: bytes, length: int) -> str:
@@ -153,7 +162,7 @@ class Submissions:
         if fingerprint:
             calls.append(self._scripts.command_soon("HGET", keys.comment(comment_id), "f"))
         results = await asyncio.gather(*calls)
-        return bool(fingerprint) and results[-1] is not None and as_text(results[-1]) == fingerprint
+        return bool(fingerprint) and results[-1] is not None and same_request(as_text(results[-1]), fingerprint)
 
     async def _gate_and_store(self, token: Token, comment_id: str, article_id: str, form: CommentSubmission,
                               client: Client, idempotency_key: str | None, fingerprint: str, now_ms: int) -> None:
@@ -192,8 +201,8 @@ class Submissions:
         # The store gives the comment its number in the search index (`service.search`); its terms are written
         # after it by the indexer (`service.indexer`), in batches.
         store_keys = keys.submit_keys(comment_id, article_id, indexed=True)
-        store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "", fingerprint,
-                                 OUTBOX_MAXLEN]
+        store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "",
+                                 fingerprint[:RECORD_FINGERPRINT_HEX], OUTBOX_MAXLEN]
 
         if self._scripts.one_server:
             result, acks = await self._run("submit", [*gate_keys, *store_keys],
@@ -238,7 +247,7 @@ class Submissions:
                                   retry_after=1)
             return
         if status == "exists":
-            if as_text(result[1]) != fingerprint:
+            if not same_request(as_text(result[1]), fingerprint):
                 raise IdempotencyInProgress("a different request holds this id")  # practically unreachable
             return
         if status == "captcha_used":

@@ -69,16 +69,18 @@ DAMAGE: Final[dict[str, tuple[Damage, str, str]]] = {
     # name: (how, the finding's kind, its key)
     "pending record out of the pending queue": (
         lambda r, c: r.zrem(keys.pending(P), c.pending[1]), "pending_not_in_queue", keys.pending(P)),
-    "pending record neither ready nor leased": (
-        lambda r, c: r.zrem(keys.ready(P), c.pending[1]), "pending_not_claimable", keys.ready(P)),
-    "pending record without its article link": (
-        lambda r, c: r.hdel(keys.pending_articles(P), c.pending[1]), "pending_article_missing",
-        keys.pending_articles(P)),
+    "leased record out of the pending queue": (
+        lambda r, c: r.zrem(keys.pending(P), c.pending[0]), "pending_not_in_queue", keys.pending(P)),
     "queue entry without a record": (
-        lambda r, c: r.zadd(keys.ready(P), {GHOST: 1}), "queue_entry_without_record", keys.ready(P)),
-    "article link without a record": (
-        lambda r, c: r.hset(keys.pending_articles(P), GHOST, ARTICLE), "queue_entry_without_record",
-        keys.pending_articles(P)),
+        lambda r, c: r.zadd(keys.pending(P), {GHOST: 1}), "queue_entry_without_record", keys.pending(P)),
+    "lease of a comment that is not pending": (
+        lambda r, c: r.zadd(keys.leases(P), {c.approved: 2**40}), "queue_entry_without_record", keys.leases(P)),
+    # The queue keys of before (claimable: pending without a live lease; the record names its article).
+    "the ready queue of an older version": (
+        lambda r, c: r.zadd(keys.legacy_ready(P), {c.pending[1]: 1}), "legacy_queue_key", keys.legacy_ready(P)),
+    "the pending->article hash of an older version": (
+        lambda r, c: r.hset(keys.legacy_pending_articles(P), c.pending[1], ARTICLE), "legacy_queue_key",
+        keys.legacy_pending_articles(P)),
     "lease without a holder": (
         lambda r, c: r.hdel(keys.holders(P), c.pending[0]), "lease_without_holder", keys.leases(P)),
     "holder without a lease": (
@@ -173,11 +175,11 @@ async def _cli(redis_server: RedisServer, tmp_path: Path, *args: str) -> tuple[i
 
 async def test_the_command(client: Client, redis: Redis, redis_server: RedisServer, tmp_path: Path) -> None:
     comments = await _comments(client)
-    await redis.zrem(keys.ready(P), comments.pending[1])
+    await redis.zrem(keys.pending(P), comments.pending[1])
     await redis.hset(keys.article(ARTICLE), "count", 7)
     code, out = await _cli(redis_server, tmp_path)
     assert code == 1, out
-    assert f"pending_not_claimable {keys.ready(P)} {comments.pending[1]}" in out
+    assert f"pending_not_in_queue {keys.pending(P)} {comments.pending[1]}" in out
     assert f"count_mismatch {keys.article(ARTICLE)}" in out
     assert "lan@example.com" not in out and "Lan" not in out
     code, out = await _cli(redis_server, tmp_path, "--repair")

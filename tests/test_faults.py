@@ -23,6 +23,7 @@ from support import RedisServer, comment_form
 from tcp_proxy import ServedService, TcpProxy
 
 from service import keys
+from service.scripts import as_text
 from service.submissions import idempotent_comment_id
 
 RECORD_FIELDS: Final = {b"d", b"a", b"t", b"s", b"v", b"f"}
@@ -57,13 +58,13 @@ async def _submit(http: aiohttp.ClientSession, base: str, n: int,
 
 
 async def _complete_records(redis: Redis, ids: list[str]) -> list[str]:
-    """Ids whose record is missing, incomplete, or not in its partition's pending and ready sets."""
+    """Ids whose record is missing, incomplete, or not in its partition's and its article's pending sets."""
     broken = []
     for comment_id in ids:
         record = await redis.hgetall(keys.comment(comment_id))
         p = keys.partition_of_comment(comment_id)
         if not set(record) >= RECORD_FIELDS or await redis.zscore(keys.pending(p), comment_id) is None \
-                or await redis.zscore(keys.ready(p), comment_id) is None:
+                or await redis.zscore(keys.article_pending(as_text(record[b"a"])), comment_id) is None:
             broken.append(comment_id)
     return broken
 

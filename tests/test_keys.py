@@ -76,7 +76,8 @@ _SHORT_IDS: Final = {p: next(i for i in (f"{n}x" for n in range(10_000)) if keys
 def fixed_partition_keys(hour: int) -> set[str]:
     """The keys of a partition that take no client text."""
     return {build(p) for p in range(keys.PARTITIONS)
-            for build in (keys.pending, keys.ready, keys.leases, keys.holders, keys.pending_articles, keys.feed,
+            for build in (keys.pending, keys.legacy_ready, keys.leases, keys.holders, keys.legacy_pending_articles,
+                          keys.feed,
                           keys.feed_trimmed, keys.outbox)} | {keys.stats(p, hour) for p in range(keys.PARTITIONS)}
 
 

@@ -180,10 +180,9 @@ async def _lease(client: Client, mode: str) -> int:
 
 
 async def _lease_reads(client: Client, redis: Redis) -> dict[str, str]:
-    """lease.lua checks all four of its keys; a renewal writes only the leases, a release not the pending."""
+    """lease.lua checks all three of its keys; a renewal writes only the leases, a release not the pending."""
     partition = keys.partition_of_article(ARTICLE)
-    return {keys.leases(partition): "zset", keys.holders(partition): "hash", keys.ready(partition): "zset",
-            keys.pending(partition): "zset"}
+    return {keys.leases(partition): "zset", keys.holders(partition): "hash", keys.pending(partition): "zset"}
 
 
 async def _rejected(client: Client) -> None:
@@ -197,8 +196,8 @@ async def _undo(client: Client) -> int:
 
 
 async def _undo_reads(client: Client, redis: Redis) -> dict[str, str]:
-    """An undo checks the ready queue too, which it no longer writes (the comment is leased to its undoer)."""
-    return {keys.ready(keys.partition_of_article(ARTICLE)): "zset"}
+    """An undo checks the outbox too, which an undone rejection does not write (no event says "queued again")."""
+    return {keys.outbox(keys.partition_of_article(ARTICLE)): "stream"}
 
 
 async def _retract(client: Client) -> int:

@@ -159,6 +159,26 @@ async def test_a_claim_takes_the_oldest_over_all_partitions_even_several_from_on
     assert [c["id"] for c in (await response.json())["comments"]] == submitted[4:]
 
 
+async def test_a_claim_skips_many_live_leases_and_takes_over_expired_ones(client: Client, redis: Redis) -> None:
+    """Claimable is pending without a live lease: a claim walks past the leased comments at the head of a queue
+    (more than claim.lua looks up one by one, so also through its set of the live leases) and takes over a lease
+    that ran out, in one partition's queue and in an article's."""
+    lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
+    submitted = []
+    for _ in range(16):
+        submitted.append((await submit(client, "a1"))["id"])
+        await asyncio.sleep(0.002)
+    response = await client.post("/v1/moderation/claims", json={"limit": 12}, headers=lan)
+    assert [c["id"] for c in (await response.json())["comments"]] == submitted[:12]
+    partition = keys.partition_of_comment(submitted[0])
+    await redis.zadd(keys.leases(partition), {submitted[10]: int(time.time() * 1000) - 1000})  # ran out
+    for body in ({"limit": 2}, {"limit": 2, "article_id": "a1"}):
+        response = await client.post("/v1/moderation/claims", json=body, headers=minh)
+        got = [c["id"] for c in (await response.json())["comments"]]
+        assert got == ([submitted[10], submitted[12]] if "article_id" not in body else submitted[13:15]), body
+    assert await redis.hget(keys.holders(partition), submitted[10]) == b"Minh"
+
+
 async def test_an_expired_lease_returns_the_comment_to_the_queue(
         client: Client, redis: Redis) -> None:
     lan, minh = await token(client, "moderator", "Lan"), await token(client, "moderator", "Minh")
@@ -270,7 +290,8 @@ async def test_a_decision_that_fails_in_redis_fails_alone(
     # The damaged one is untouched: still pending, in the queue, without history.
     partition = keys.partition_of_comment(damaged)
     assert await redis.hget(keys.comment(damaged), "s") == b"pending"
-    assert await redis.zscore(keys.ready(partition), damaged) is not None
+    assert await redis.zscore(keys.pending(partition), damaged) is not None
+    assert await redis.zscore(keys.leases(partition), damaged) is None  # claimable
     assert await redis.lrange(keys.history(damaged), 0, -1) == []
 
     # Out of memory, Redis refuses a script's first write that needs memory: here each retraction's, so each

@@ -4,6 +4,7 @@ defences (honeypot, minimum fill time, rate limits) and risk signals."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import time
 import unicodedata
@@ -21,9 +22,10 @@ from support import ADMIN, comment_form, issue_captcha
 from service import keys
 from service.app import create_app
 from service.appkeys import CAPTCHAS
-from service.models import COMMENT_ID_RE
+from service.models import COMMENT_ID_RE, CommentSubmission
+from service.scripts import as_text
 from service.settings import Settings
-from service.submissions import new_comment_id, read_receipt
+from service.submissions import RECORD_FINGERPRINT_HEX, new_comment_id, read_receipt, same_request
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[Any], Coroutine[Any, Any, Client]]
@@ -77,8 +79,8 @@ async def test_an_accepted_comment_is_stored_with_its_queue_entries(client: Clie
     record = await _record(redis, comment_id)
     assert record["name"] == "Nguyễn Thị Lan" and record["email"] == "lan@example.com"
     assert await redis.zscore(keys.pending(partition), comment_id) == int(fields[b"t"])
-    assert await redis.zscore(keys.ready(partition), comment_id) == int(fields[b"t"])
-    assert await redis.hget(keys.pending_articles(partition), comment_id) == ARTICLE.encode()
+    assert await redis.zscore(keys.article_pending(ARTICLE), comment_id) == int(fields[b"t"])
+    assert await redis.zscore(keys.leases(partition), comment_id) is None  # claimable: not leased
     # Nothing public yet: pre-moderation.
     assert await redis.zcard(keys.article_order(ARTICLE)) == 0
 
@@ -138,6 +140,29 @@ async def test_a_replayed_idempotency_key_returns_the_first_response_and_queues_
     assert await redis.zcard(keys.pending(partition)) == 1
 
 
+async def test_a_record_keeps_a_short_fingerprint_and_a_long_one_of_before_is_recognised(
+        client: Client, redis: Redis) -> None:
+    """The record keeps 32 hex digits of the request's fingerprint (the SHA-256's first 128 bits); a record of
+    before kept all 64, and a retry is still known by it (202, the same id, one comment)."""
+    form = _form(await issue_captcha(client))
+    headers = {"Idempotency-Key": "retry-short"}
+    first = await client.post(f"/v1/articles/{ARTICLE}/comments", json=form, headers=headers)
+    assert first.status == 202
+    comment_id = (await first.json())["id"]
+    short = as_text(await redis.hget(keys.comment(comment_id), "f") or b"")
+    assert len(short) == RECORD_FINGERPRINT_HEX
+    full = hashlib.sha256(orjson.dumps([ARTICLE, CommentSubmission.model_validate(form).model_dump(
+        exclude={"captcha_id", "captcha_answer"})])).hexdigest()
+    assert short == full[:RECORD_FINGERPRINT_HEX]
+    await redis.hset(keys.comment(comment_id), "f", full)  # as a record of before held it
+    retry = await client.post(f"/v1/articles/{ARTICLE}/comments", json=_form(await issue_captcha(client)),
+                              headers=headers)  # the same form, a new captcha
+    assert retry.status == 202 and (await retry.json())["id"] == comment_id
+    assert len(await _stored_comments(redis)) == 1
+    assert same_request(full, full) and same_request(full[:32], full) and not same_request(full[:32], "cd" * 32)
+    assert same_request("", "") and not same_request("", full)
+
+
 async def test_the_same_idempotency_key_with_another_body_is_refused(client: Client, redis: Redis) -> None:
     headers = {"Idempotency-Key": "retry-1"}
     assert (await _submit(client, headers=headers))[0] == 202
@@ -157,7 +182,7 @@ async def _nothing_queued(redis: Redis) -> None:
     assert await _stored_comments(redis) == []
     for partition in range(keys.PARTITIONS):
         assert await redis.zcard(keys.pending(partition)) == 0
-        assert await redis.zcard(keys.ready(partition)) == 0
+        assert await redis.zcard(keys.leases(partition)) == 0
 
 
 async def test_the_honeypot_gets_an_ordinary_202_and_nothing_is_queued(client: Client, redis: Redis) -> None:

@@ -6,19 +6,19 @@
 --   undo: approved | rejected | spam -> pending, only the last decision (a retraction is not undone), only
 --   within A[11] ms of it, only by its maker (A[3]) or an admin (A[12]). Undoing an approval unpublishes it (a
 --   comment.retracted event on the feed and the outbox); every undo puts the comment back in the queues at its
---   submission time, leased to whoever undid it until A[13] (not in `ready`: no other claim takes it first).
+--   submission time, leased to whoever undid it until A[13] (a live lease: no other claim takes it first).
 --   The undone decision stays counted in the hour's stats; the undo is counted as "undo".
 --
 -- One call decides one or more comments, in order, each as its own step with its own answer: decisions that
 -- arrive together share one call (`scripts.Coalescer`), since each call costs more than a decision here.
--- KEYS and ARGV hold NK keys and NA arguments per decision; for each one:
--- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset
--- K[5] leases zset    K[6] holders hash   K[7] pending->article hash
--- K[8] article hash   K[9] article order zset (approved ids: the public list, `records.public_view` of each)
--- K[10] feed stream   K[11] outbox stream        K[12] stats hash for this hour
--- K[13] article pending zset
--- K[14] approved zset   K[15] rejected zset   K[16] spam zset   K[17] retracted zset (ids -> decision ms)
--- K[18] this hour's hash of decisions by time waited (bucket -> count)
+-- KEYS and ARGV hold NK keys and NA arguments per decision; each decision's keys are read by name, K[KI.<name>]
+-- (`KI` is made from `keys.DECIDE_KEYS`, which orders `keys.decide_keys`):
+-- comment: the comment hash   history: its history list   pending: the partition's pending zset
+-- leases: leases zset   holders: holders hash   article: article hash
+-- article_order: the article's order zset (approved ids: the public list, `records.public_view` of each)
+-- feed: feed stream   outbox: outbox stream   stats: stats hash for this hour   article_pending: its pending zset
+-- approved, rejected, spam, retracted: the state lists (ids -> decision ms)
+-- latency: this hour's hash of decisions by time waited (bucket -> count)
 -- A[1] id   A[2] action   A[3] moderator   A[4] reason   A[5] expected version or ""
 -- A[6] now ms   A[7] now ISO-8601 (unused: the public view's approved_at is made from `ap`)   A[8] decision id (a retried call is recognised by it)
 -- A[9] outbox max length   A[10] stats TTL seconds   A[11] undo window ms   A[12] "admin" when the moderator
@@ -39,7 +39,7 @@
 -- NK and NA are defined by a line that scripts.py puts before this text (`scripts.LAYOUTS`: the keys counted from
 -- `keys.decide_keys`, the arguments `scripts.DECIDE_ARGS`), so Python and Lua split the calls alike.
 local targets = {approve = 'approved', reject = 'rejected', spam = 'spam', retract = 'retracted', undo = 'pending'}
-local lists = {approved = 14, rejected = 15, spam = 16, retracted = 17}
+local lists = {approved = KI.approved, rejected = KI.rejected, spam = KI.spam, retracted = KI.retracted}
 -- The action that took a pending comment to its state: a history's first entry, made from the record.
 local firsts = {approved = 'approve', rejected = 'reject', spam = 'spam', retracted = 'retract'}
 -- The upper bounds (seconds) of the buckets a decision's time waited is counted in (`moderation.LATENCY_BUCKETS`).
@@ -47,30 +47,31 @@ local buckets = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800,
 
 -- What is wrong with the keys a decision will write, or nil.
 local function damaged(K, action, target, state)
-  local checks = {K[2], 'list', 'history', K[11], 'stream', 'outbox', K[12], 'hash', 'stats'}
+  local checks = {K[KI.history], 'list', 'history', K[KI.outbox], 'stream', 'outbox', K[KI.stats], 'hash', 'stats'}
   for _, s in ipairs({state, target}) do
     if lists[s] then
       for _, c in ipairs({K[lists[s]], 'zset', 'state_list'}) do checks[#checks + 1] = c end
     end
   end
   if state == 'pending' then
-    for _, c in ipairs({K[18], 'hash', 'latency'}) do checks[#checks + 1] = c end
+    for _, c in ipairs({K[KI.latency], 'hash', 'latency'}) do checks[#checks + 1] = c end
   end
   local more = {}
   if action ~= 'retract' then
-    more = {K[3], 'zset', 'pending', K[4], 'zset', 'ready', K[5], 'zset', 'leases', K[6], 'hash', 'holders',
-      K[7], 'hash', 'articles', K[13], 'zset', 'article_pending'}
+    more = {K[KI.pending], 'zset', 'pending', K[KI.leases], 'zset', 'leases', K[KI.holders], 'hash', 'holders',
+      K[KI.article_pending], 'zset', 'article_pending'}
   end
   local published = target == 'approved' or target == 'retracted' or state == 'approved'
   if published then
-    for _, c in ipairs({K[8], 'hash', 'article', K[9], 'zset', 'article_order', K[10], 'stream', 'feed'}) do
+    for _, c in ipairs({K[KI.article], 'hash', 'article', K[KI.article_order], 'zset', 'article_order',
+        K[KI.feed], 'stream', 'feed'}) do
       more[#more + 1] = c
     end
   end
   for _, c in ipairs(more) do checks[#checks + 1] = c end
   local damage = misfit(checks)
   if damage or not published then return damage end
-  local counters = redis.call('HMGET', K[8], 'seq', 'count', 'ver')
+  local counters = redis.call('HMGET', K[KI.article], 'seq', 'count', 'ver')
   for i, name in ipairs({'seq', 'count', 'ver'}) do
     if not countable(counters[i]) then return 'not_integer:article.' .. name end
   end
@@ -81,10 +82,10 @@ local function decide(K, A)
   local id, action, moderator, now = A[1], A[2], A[3], A[6]
   local target = targets[action]
   if not target then return {'error', 'unknown action'} end
-  local bad = misfit({K[1], 'hash', 'comment'})
+  local bad = misfit({K[KI.comment], 'hash', 'comment'})
   if bad then return {'corrupt', bad} end
   -- One read of what the step needs (each redis.call costs more than the command itself, here).
-  local row = redis.call('HMGET', K[1], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db', 'ap', 'dr')
+  local row = redis.call('HMGET', K[KI.comment], 's', 'did', 'v', 'a', 't', 'd', 'dt', 'db', 'ap', 'dr')
   local state, article = row[1], row[4]
   if not state then return {'missing'} end
   if row[2] == A[8] then return {'ok', article, row[5], state, row[3], row[6], row[7], row[8]} end
@@ -112,28 +113,25 @@ local function decide(K, A)
     bad = damaged(K, action, target, state)
     if bad then return {'corrupt', bad} end
     -- Back in the queues at its submission time, where it was before the decision, and leased to whoever undid
-    -- it rather than claimable (`ready`): the one who changed their mind decides again. The leases and holders
-    -- keys were checked with the others above.
-    redis.call('ZADD', K[3], row[5], id)
-    redis.call('ZADD', K[5], A[13], id)
-    redis.call('HSET', K[6], id, moderator)
-    redis.call('HSET', K[7], id, article)
-    redis.call('ZADD', K[13], row[5], id)
+    -- it rather than claimable (a live lease: claims skip it): the one who changed their mind decides again. The
+    -- leases and holders keys were checked with the others above.
+    redis.call('ZADD', K[KI.pending], row[5], id)
+    redis.call('ZADD', K[KI.leases], A[13], id)
+    redis.call('HSET', K[KI.holders], id, moderator)
+    redis.call('ZADD', K[KI.article_pending], row[5], id)
   else
     if state ~= 'pending' then return {'decided', state} end
     bad = damaged(K, action, target, state)
     if bad then return {'corrupt', bad} end
-    local holder = redis.call('HGET', K[6], id)
+    local holder = redis.call('HGET', K[KI.holders], id)
     if holder and holder ~= moderator then
-      local expiry = redis.call('ZSCORE', K[5], id)
+      local expiry = redis.call('ZSCORE', K[KI.leases], id)
       if expiry and tonumber(expiry) > tonumber(now) then return {'leased', holder} end
     end
-    redis.call('ZREM', K[3], id)
-    redis.call('ZREM', K[4], id)
-    redis.call('ZREM', K[5], id)
-    redis.call('HDEL', K[6], id)
-    redis.call('HDEL', K[7], id)
-    redis.call('ZREM', K[13], id)
+    redis.call('ZREM', K[KI.pending], id)
+    redis.call('ZREM', K[KI.leases], id)
+    redis.call('HDEL', K[KI.holders], id)
+    redis.call('ZREM', K[KI.article_pending], id)
   end
 
   version = version + 1
@@ -141,13 +139,13 @@ local function decide(K, A)
   if action == 'undo' then
     changed = {'s', target, 'v', tostring(version), 'did', A[8]}
     -- `pub`: the public view stored by versions before issue 19, gone with the approval it showed.
-    redis.call('HDEL', K[1], 'dt', 'db', 'ap', 'dr', 'pub')
+    redis.call('HDEL', K[KI.comment], 'dt', 'db', 'ap', 'dr', 'pub')
   end
   local entry = cjson.encode({at = now, by = moderator, from = state, to = target, action = action,
     reason = A[4], version = version})
-  if redis.call('EXISTS', K[2]) == 1 then
-    redis.call('RPUSH', K[2], entry)
-    if row[10] then redis.call('HDEL', K[1], 'dr') end
+  if redis.call('EXISTS', K[KI.history]) == 1 then
+    redis.call('RPUSH', K[KI.history], entry)
+    if row[10] then redis.call('HDEL', K[KI.comment], 'dr') end
   elseif state == 'pending' then
     -- The first change: the fields written below describe it (`dr` only for a reason).
     if A[4] ~= '' then
@@ -158,8 +156,8 @@ local function decide(K, A)
     -- The second: the first entry, from the fields as they were, then this one.
     local first = firsts[state] and row[7] and row[8] and cjson.encode({at = row[7], by = row[8],
       from = 'pending', to = state, action = firsts[state], reason = row[10] or '', version = version - 1})
-    if first then redis.call('RPUSH', K[2], first, entry) else redis.call('RPUSH', K[2], entry) end
-    if row[10] then redis.call('HDEL', K[1], 'dr') end
+    if first then redis.call('RPUSH', K[KI.history], first, entry) else redis.call('RPUSH', K[KI.history], entry) end
+    if row[10] then redis.call('HDEL', K[KI.comment], 'dr') end
   end
   -- After the history's RPUSH: out of memory, Redis refuses a script's first write that needs memory, and a
   -- retraction's first write must be that one, not a ZREM that would go through.
@@ -170,36 +168,36 @@ local function decide(K, A)
     for _, bound in ipairs(buckets) do
       if waited <= bound then bucket = tostring(bound) break end
     end
-    if redis.call('HINCRBY', K[18], bucket, 1) == 1 then redis.call('EXPIRE', K[18], A[10]) end
+    if redis.call('HINCRBY', K[KI.latency], bucket, 1) == 1 then redis.call('EXPIRE', K[KI.latency], A[10]) end
   end
   -- The hour's stats expire a while after they were first counted.
-  if redis.call('HINCRBY', K[12], action .. ':' .. moderator, 1) == 1 then
-    redis.call('EXPIRE', K[12], A[10])
+  if redis.call('HINCRBY', K[KI.stats], action .. ':' .. moderator, 1) == 1 then
+    redis.call('EXPIRE', K[KI.stats], A[10])
   end
   -- An undo tells the outbox only of an unpublished approval: no event type says "queued again".
   local event = 'comment.' .. (target == 'spam' and 'rejected' or target)
   if action == 'undo' then event = state == 'approved' and 'comment.retracted' or nil end
   if event then
     -- The reason goes with it for the author's rejection notice (`service.mail`); webhooks leave it out.
-    redis.call('XADD', K[11], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
+    redis.call('XADD', K[KI.outbox], 'MAXLEN', '~', A[9], '*', 'type', event, 'id', id, 'article', article,
       'at', now, 'action', action, 'reason', A[4])
   end
 
   if target == 'approved' then
-    local seq = redis.call('HINCRBY', K[8], 'seq', 1)
-    redis.call('HINCRBY', K[8], 'count', 1)
-    redis.call('HINCRBY', K[8], 'ver', 1)
-    redis.call('ZADD', K[9], seq, id)
+    local seq = redis.call('HINCRBY', K[KI.article], 'seq', 1)
+    redis.call('HINCRBY', K[KI.article], 'count', 1)
+    redis.call('HINCRBY', K[KI.article], 'ver', 1)
+    redis.call('ZADD', K[KI.article_order], seq, id)
     changed[#changed + 1] = 'ap'
     changed[#changed + 1] = now
-    redis.call('XADD', K[10], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'ap', now)
+    redis.call('XADD', K[KI.feed], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'ap', now)
   elseif target == 'retracted' or state == 'approved' then
-    redis.call('ZREM', K[9], id)
-    redis.call('HINCRBY', K[8], 'count', -1)
-    redis.call('HINCRBY', K[8], 'ver', 1)
-    redis.call('XADD', K[10], '*', 'type', 'comment.retracted', 'id', id, 'article', article, 'ap', row[9])
+    redis.call('ZREM', K[KI.article_order], id)
+    redis.call('HINCRBY', K[KI.article], 'count', -1)
+    redis.call('HINCRBY', K[KI.article], 'ver', 1)
+    redis.call('XADD', K[KI.feed], '*', 'type', 'comment.retracted', 'id', id, 'article', article, 'ap', row[9])
   end
-  redis.call('HSET', K[1], unpack(changed))
+  redis.call('HSET', K[KI.comment], unpack(changed))
   if action == 'undo' then return {'ok', article, row[5], target, tostring(version), row[6], false, false} end
   return {'ok', article, row[5], target, tostring(version), row[6], now, moderator}
 end

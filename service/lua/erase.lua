@@ -20,12 +20,11 @@
 -- record's fields (`dt`, `db`, `dr`, `s`, `v`) first.
 -- Idempotent: a comment already erased in that mode (or, for anonymise, deleted) answers {"already"}.
 --
--- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] ready zset   K[5] leases zset
--- K[6] holders hash   K[7] pending->article hash   K[8] article hash   K[9] article order zset
--- K[10] feed stream   K[11] outbox stream   K[12] article pending zset
--- K[13] approved zset   K[14] rejected zset   K[15] spam zset   K[16] retracted zset
--- K[17] the comment's reports hash   K[18] the partition's reported zset
--- K[19] the partition's open report counts hash
+-- K[1] comment hash   K[2] history list   K[3] pending zset   K[4] leases zset   K[5] holders hash
+-- K[6] article hash   K[7] article order zset   K[8] feed stream   K[9] outbox stream   K[10] article pending zset
+-- K[11] approved zset   K[12] rejected zset   K[13] spam zset   K[14] retracted zset
+-- K[15] the comment's reports hash   K[16] the partition's reported zset
+-- K[17] the partition's open report counts hash
 -- then, last: the search block of the terms the comment leaves (lib/terms.lua; `keys.erase_keys`), by mode;
 -- left alone while the comment is past the partition's indexed watermark (`n:done`, read from the block's name)
 -- A[1] id   A[2] mode   A[3] the version the caller read (the rewrite A[7] was made from that record)
@@ -36,7 +35,7 @@
 --
 -- Check, then write: the record, its JSON-free fields and the type of every key written are checked, and the
 -- article's counters too, before the first write.
-local lists = {approved = 13, rejected = 14, spam = 15, retracted = 16}
+local lists = {approved = 11, rejected = 12, spam = 13, retracted = 14}
 -- The action that took a pending comment to its state (decide.lua's `firsts`).
 local firsts = {approved = 'approve', rejected = 'reject', spam = 'spam', retracted = 'retract'}
 local SB = split_search(KEYS)
@@ -61,11 +60,11 @@ elseif mode ~= 'delete' and mode ~= 'anonymise' then
   return {'error', 'unknown mode'}
 end
 
-local checks = {K[2], 'list', 'history', K[3], 'zset', 'pending', K[4], 'zset', 'ready', K[5], 'zset', 'leases',
-  K[6], 'hash', 'holders', K[7], 'hash', 'articles', K[8], 'hash', 'article', K[9], 'zset', 'article_order',
-  K[10], 'stream', 'feed', K[11], 'stream', 'outbox', K[12], 'zset',
-  'article_pending', K[13], 'zset', 'state_list', K[14], 'zset', 'state_list', K[15], 'zset', 'state_list',
-  K[16], 'zset', 'state_list', K[17], 'hash', 'reports', K[18], 'zset', 'reported', K[19], 'hash', 'report_counts'}
+local checks = {K[2], 'list', 'history', K[3], 'zset', 'pending', K[4], 'zset', 'leases', K[5], 'hash', 'holders',
+  K[6], 'hash', 'article', K[7], 'zset', 'article_order', K[8], 'stream', 'feed', K[9], 'stream', 'outbox',
+  K[10], 'zset', 'article_pending', K[11], 'zset', 'state_list', K[12], 'zset', 'state_list', K[13], 'zset',
+  'state_list', K[14], 'zset', 'state_list', K[15], 'hash', 'reports', K[16], 'zset', 'reported', K[17], 'hash',
+  'report_counts'}
 bad = misfit(checks)
 if bad then return {'corrupt', bad} end
 -- The comment's number in the search index (none: stored before it). Its terms are written once the indexer
@@ -80,7 +79,7 @@ if number then
 end
 local published = state == 'approved'
 if published and (mode == 'delete' or mode == 'anonymise') then
-  local counters = redis.call('HMGET', K[8], 'count', 'ver')
+  local counters = redis.call('HMGET', K[6], 'count', 'ver')
   for i, name in ipairs({'count', 'ver'}) do
     if not countable(counters[i]) then return {'corrupt', 'not_integer:article.' .. name} end
   end
@@ -103,10 +102,10 @@ if mode == 'strip_ip' then
 end
 
 if mode == 'purge' then
-  redis.call('DEL', K[1], K[2], K[17])
+  redis.call('DEL', K[1], K[2], K[15])
   redis.call('ZREM', K[lists[state]], id)
-  redis.call('ZREM', K[18], id)
-  redis.call('HDEL', K[19], id)
+  redis.call('ZREM', K[16], id)
+  redis.call('HDEL', K[17], id)
   leave_indexes()
   return {'ok', 'purged'}
 end
@@ -141,10 +140,8 @@ end
 if state == 'pending' and target ~= 'pending' then
   redis.call('ZREM', K[3], id)
   redis.call('ZREM', K[4], id)
-  redis.call('ZREM', K[5], id)
-  redis.call('HDEL', K[6], id)
-  redis.call('HDEL', K[7], id)
-  redis.call('ZREM', K[12], id)
+  redis.call('HDEL', K[5], id)
+  redis.call('ZREM', K[10], id)
 end
 if target ~= state then
   if lists[state] then redis.call('ZREM', K[lists[state]], id) end
@@ -157,26 +154,26 @@ local fields = {'d', A[7], 'v', tostring(new_version), 'er', mode, 's', target}
 redis.call('HDEL', K[1], 'rs', 'dr', 'pub')
 local event = false
 if mode == 'delete' then
-  redis.call('DEL', K[17])
-  redis.call('ZREM', K[18], id)
-  redis.call('HDEL', K[19], id)
+  redis.call('DEL', K[15])
+  redis.call('ZREM', K[16], id)
+  redis.call('HDEL', K[17], id)
   if published then
-    redis.call('ZREM', K[9], id)
-    redis.call('HINCRBY', K[8], 'count', -1)
-    redis.call('HINCRBY', K[8], 'ver', 1)
+    redis.call('ZREM', K[7], id)
+    redis.call('HINCRBY', K[6], 'count', -1)
+    redis.call('HINCRBY', K[6], 'ver', 1)
   end
   -- A retracted comment was published once: readers of the feed are told to delete it too (its earlier events
   -- are scrubbed by `privacy.py`).
   event = approved and true or false
 elseif published then
-  redis.call('HINCRBY', K[8], 'ver', 1)
+  redis.call('HINCRBY', K[6], 'ver', 1)
   event = true
 end
 redis.call('HSET', K[1], unpack(fields))
 if event then
   local kind = mode == 'delete' and 'comment.erased' or 'comment.anonymised'
-  redis.call('XADD', K[10], '*', 'type', kind, 'id', id, 'article', article, 'ap', approved or '')
-  redis.call('XADD', K[11], 'MAXLEN', '~', A[6], '*', 'type', kind, 'id', id, 'article', article, 'at', A[4],
+  redis.call('XADD', K[8], '*', 'type', kind, 'id', id, 'article', article, 'ap', approved or '')
+  redis.call('XADD', K[9], 'MAXLEN', '~', A[6], '*', 'type', kind, 'id', id, 'article', article, 'at', A[4],
     'action', 'erase')
 end
 return {'ok', target}

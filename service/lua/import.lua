@@ -1,15 +1,14 @@
 --! uses: check terms
 -- Store one imported (or restored) comment as the service itself would have stored it: the record, its history,
 -- and for its state what submission and decision would have written: a pending comment's places in the queues
--- (pending, ready, the pending->article hash, the article's pending index); an approved comment's place in the
+-- (pending and the article's pending index; claimable: no lease); an approved comment's place in the
 -- article's order set and the article's count and version (and, when asked, a feed event: its id).
 -- Rejected, spam and retracted comments get the record and history only. Idempotent: an id that exists already
 -- changes nothing (importing a file twice adds nothing; an interrupted import runs again to completion).
 --
--- K[1] comment hash        K[2] history list         K[3] pending zset     K[4] ready zset
--- K[5] pending->article    K[6] article hash         K[7] article order zset
--- K[8] article pending zset K[9] feed stream
--- K[10 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
+-- K[1] comment hash        K[2] history list         K[3] pending zset     K[4] article hash
+-- K[5] article order zset  K[6] article pending zset K[7] feed stream
+-- K[8 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
 -- one score each in ARGV's last part
 -- then, last and optional: the search block, the partition's `n` key (lib/terms.lua; `importing.writer`): it gets
 -- the partition's next comment number (the record's `n`, whatever `n` the fields held) and its slot; its terms
@@ -22,7 +21,7 @@
 -- A[10 .. 9+2F] field, value pairs (an approved comment's include `ap`; a `pub`, the public view that versions
 -- before issue 19 stored and exported, is left out: it is made from the record)
 -- then H history entries (JSON), oldest first (none: a record of one decision describes it: `records.history_entries`);
--- then one score for each of K[10 ..]
+-- then one score for each of K[8 ..]
 -- Returns {"ok"} | {"exists"} | {"bad_parent"} | {"invalid", what} | {"corrupt", what} (lib/check.lua)
 --
 -- The article form, for a restore (one key): K[1] article hash   A[1] "article" (never a comment id)
@@ -51,17 +50,17 @@ local valid = {pending = true, approved = true, rejected = true, spam = true, re
 if not valid[state] then return {'invalid', 'state'} end
 if not string.match(submitted, '^%d+$') then return {'invalid', 'submitted'} end
 local nfields, nhistory = tonumber(ARGV[8]), tonumber(ARGV[9])
-if not nfields or not nhistory or 9 + 2 * nfields + nhistory + #KEYS - 9 ~= #ARGV then
+if not nfields or not nhistory or 9 + 2 * nfields + nhistory + #KEYS - 7 ~= #ARGV then
   return {'invalid', 'counts'}
 end
 local first_history, first_score = 10 + 2 * nfields, 10 + 2 * nfields + nhistory
 
 local damage = misfit({KEYS[1], 'hash', 'comment', KEYS[2], 'list', 'history', KEYS[3], 'zset', 'pending',
-  KEYS[4], 'zset', 'ready', KEYS[5], 'hash', 'articles', KEYS[6], 'hash', 'article', KEYS[7], 'zset', 'article_order',
-  KEYS[8], 'zset', 'article_pending', KEYS[9], 'stream', 'feed'})
-for i = 10, #KEYS do
+  KEYS[4], 'hash', 'article', KEYS[5], 'zset', 'article_order', KEYS[6], 'zset', 'article_pending',
+  KEYS[7], 'stream', 'feed'})
+for i = 8, #KEYS do
   if not damage then damage = misfit({KEYS[i], 'zset', 'index'}) end
-  if not tonumber(ARGV[first_score + i - 10]) then return {'invalid', 'index_score'} end
+  if not tonumber(ARGV[first_score + i - 8]) then return {'invalid', 'index_score'} end
 end
 if damage then return {'corrupt', damage} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -81,11 +80,11 @@ if #fields == 0 then return {'invalid', 'counts'} end
 local score
 if state == 'approved' then
   if not approved or not string.match(approved, '^%d+$') then return {'invalid', 'ap'} end
-  local counters = redis.call('HMGET', KEYS[6], 'seq', 'count', 'ver')
+  local counters = redis.call('HMGET', KEYS[4], 'seq', 'count', 'ver')
   for i, name in ipairs({'seq', 'count', 'ver'}) do
     if not countable(counters[i]) then return {'corrupt', 'not_integer:article.' .. name} end
   end
-  if ARGV[6] ~= '' and not redis.call('ZSCORE', KEYS[7], ARGV[6]) then return {'bad_parent'} end
+  if ARGV[6] ~= '' and not redis.call('ZSCORE', KEYS[5], ARGV[6]) then return {'bad_parent'} end
   if ARGV[5] ~= '' then
     score = tonumber(ARGV[5])
     if not score then return {'invalid', 'order'} end
@@ -95,10 +94,10 @@ if state == 'approved' then
     local base = tonumber(approved)
     -- Lua turns numbers into text with 14 digits: every score goes to Redis through '%d'.
     score = base * 1000
-    local top = redis.call('ZREVRANGEBYSCORE', KEYS[7], string.format('%d', score + 999), string.format('%d', score),
+    local top = redis.call('ZREVRANGEBYSCORE', KEYS[5], string.format('%d', score + 999), string.format('%d', score),
       'WITHSCORES', 'LIMIT', 0, 1)
     if top[2] then score = tonumber(top[2]) + 1 end
-    while redis.call('ZCOUNT', KEYS[7], string.format('%d', score), string.format('%d', score)) > 0 do
+    while redis.call('ZCOUNT', KEYS[5], string.format('%d', score), string.format('%d', score)) > 0 do
       score = score + 1
     end
   end
@@ -109,23 +108,21 @@ search_add(SB, KEYS[1], id, submitted)
 if nhistory > 0 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, first_history, first_score - 1))
 end
-for i = 10, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[first_score + i - 10], id)
+for i = 8, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[first_score + i - 8], id)
 end
 if state == 'pending' then
   redis.call('ZADD', KEYS[3], submitted, id)
-  redis.call('ZADD', KEYS[4], submitted, id)
-  redis.call('HSET', KEYS[5], id, article)
-  redis.call('ZADD', KEYS[8], submitted, id)
+  redis.call('ZADD', KEYS[6], submitted, id)
 elseif state == 'approved' then
   local order = string.format('%d', score)
-  redis.call('ZADD', KEYS[7], order, id)
-  redis.call('HINCRBY', KEYS[6], 'count', 1)
-  redis.call('HINCRBY', KEYS[6], 'ver', 1)
-  local seq = tonumber(redis.call('HGET', KEYS[6], 'seq') or '0')
-  if score > seq then redis.call('HSET', KEYS[6], 'seq', order) end
+  redis.call('ZADD', KEYS[5], order, id)
+  redis.call('HINCRBY', KEYS[4], 'count', 1)
+  redis.call('HINCRBY', KEYS[4], 'ver', 1)
+  local seq = tonumber(redis.call('HGET', KEYS[4], 'seq') or '0')
+  if score > seq then redis.call('HSET', KEYS[4], 'seq', order) end
   if ARGV[7] == '1' then
-    redis.call('XADD', KEYS[9], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'ap', approved)
+    redis.call('XADD', KEYS[7], '*', 'type', 'comment.approved', 'id', id, 'article', article, 'ap', approved)
   end
 end
 return {'ok'}

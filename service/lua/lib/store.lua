@@ -1,15 +1,15 @@
 -- Queue one comment for moderation: the record and its places in the queue, in one atomic step.
 -- Idempotent: running it again for an existing id changes nothing and reports the stored fingerprint.
 --
--- K[1] comment hash        K[2] pending zset     K[3] ready zset
--- K[4] pending->article    K[5] article hash     K[6] outbox stream
--- K[7] article order zset (approved comments, to check a reply's parent)
--- K[8] article pending zset (the article's own queue, for filters and claims kept to the article)
--- K[9] optional, last: the search block (lib/terms.lua), the partition's `n` key alone (`keys.submit_keys`): the
+-- K[1] comment hash        K[2] pending zset (the queue: claimable while it has no live lease, claim.lua)
+-- K[3] article hash        K[4] outbox stream
+-- K[5] article order zset (approved comments, to check a reply's parent)
+-- K[6] article pending zset (the article's own queue, for filters and claims kept to the article)
+-- K[7] optional, last: the search block (lib/terms.lua), the partition's `n` key alone (`keys.submit_keys`): the
 -- comment gets its number n and its slot in the n -> comment map; its terms (the sender's email digest, the
 -- address hash, its words) are written after it by the indexer (`service.indexer`, index_batch.lua)
 -- A[1] comment id   A[2] article id   A[3] submitted ms   A[4] record JSON, ending with its "risk" list (the
--- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint
+-- public view is made from it at approval)   A[5] parent id or ""   A[6] request fingerprint (32 hex)
 -- A[7] outbox max length
 -- risks: the gate's signals, added to the record's "risk" list.
 -- Returns {"ok"} | {"exists", fingerprint} | {"closed"} | {"bad_parent"} | {"corrupt", what} (lib/check.lua)
@@ -19,8 +19,8 @@
 
 -- What is wrong with the store's keys, or nil.
 local function store_damage(K)
-  local checks = {K[1], 'hash', 'comment', K[2], 'zset', 'pending', K[3], 'zset', 'ready', K[4], 'hash', 'articles',
-    K[5], 'hash', 'article', K[6], 'stream', 'outbox', K[7], 'zset', 'article_order', K[8], 'zset', 'article_pending'}
+  local checks = {K[1], 'hash', 'comment', K[2], 'zset', 'pending', K[3], 'hash', 'article', K[4], 'stream', 'outbox',
+    K[5], 'zset', 'article_order', K[6], 'zset', 'article_pending'}
   return misfit(checks) or search_damage((search_keys_of(K)))
 end
 
@@ -34,10 +34,10 @@ local function store(K, A, risks, checked)
   if redis.call('EXISTS', K[1]) == 1 then
     return {'exists', redis.call('HGET', K[1], 'f') or ''}
   end
-  if redis.call('HGET', K[5], 'closed') == '1' then
+  if redis.call('HGET', K[3], 'closed') == '1' then
     return {'closed'}
   end
-  if A[5] ~= '' and not redis.call('ZSCORE', K[7], A[5]) then
+  if A[5] ~= '' and not redis.call('ZSCORE', K[5], A[5]) then
     return {'bad_parent'}
   end
   local record = A[4]
@@ -49,11 +49,9 @@ local function store(K, A, risks, checked)
   end
   redis.call('HSET', K[1], 'd', record, 'a', A[2], 't', A[3], 's', 'pending', 'v', '1', 'f', A[6])
   redis.call('ZADD', K[2], A[3], id)
-  redis.call('ZADD', K[3], A[3], id)
-  redis.call('HSET', K[4], id, A[2])
-  redis.call('ZADD', K[8], A[3], id)
+  redis.call('ZADD', K[6], A[3], id)
   search_add((search_keys_of(K)), K[1], id, A[3])
-  redis.call('XADD', K[6], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
+  redis.call('XADD', K[4], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
     'article', A[2], 'at', A[3])
   return {'ok'}
 end
