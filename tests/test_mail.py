@@ -223,7 +223,8 @@ async def test_a_moderator_hears_of_each_new_comment_with_the_queue(client: Clie
     await make_moderator(client, "Hương", email="huong@bao.example.vn", mode="each", lang="vi")
     for n in range(12):
         await submit_comment(client, "bai-4", title=f"Ý kiến {n} <x>", body="MUA NGAY TẠI http://spam.example")
-    [last] = await sink.wait_for(1, lambda m: m["Subject"] == "12 bình luận đang chờ duyệt")
+    # Every email counts the queue when it is sent: a burst read after the twelfth was stored says 12 too.
+    last = (await sink.wait_for(1, lambda m: m["Subject"] == "12 bình luận đang chờ duyệt"))[-1]
     check_headers(last, "huong@bao.example.vn")
     text = text_part(last)
     assert "12 bình luận đang chờ duyệt; bình luận cũ nhất đã chờ" in text and "Vừa có" in text
