@@ -24,13 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 from redis import Redis
 
 from bench.api import NAME, TITLE, long_body
 from bench.redis_server import Server, running, used_memory
 from bench.seed import Seeded, Seeder
-from service import keys, search
-from service.embedded import HASH_MAX_LISTPACK_VALUE
+from service import keys
+from service.embedded import HASH_MAX_LISTPACK_VALUE, ZSET_MAX_LISTPACK_ENTRIES
 
 #: Articles the memory comments are spread over (200 each at 20,000).
 MEMORY_ARTICLES: Final = tuple(f"bench-mem-{i}" for i in range(100))
@@ -61,6 +62,20 @@ def kind(key: bytes) -> str:
     if name in ("feed", "outbox") and len(rest) > 1:
         return f"{name}:{rest[1]}"
     return name
+
+
+def wait_indexed(redis: Redis, within: float = 120.0) -> float:
+    """Wait until the service's indexer has written every stored comment's search terms (each partition's
+    `n:done` caught up with its `n`), so that a measurement counts the index; returns the seconds waited."""
+    started = time.monotonic()
+    while True:
+        counters = redis.mget([k for p in range(keys.PARTITIONS) for k in (keys.search_done(p), keys.search_seq(p))])
+        values = [int(v or 0) for v in counters]
+        if all(values[i] >= values[i + 1] for i in range(0, len(values), 2)):
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise RuntimeError(f"the search index did not catch up within {within:.0f} s")
+        time.sleep(0.1)
 
 
 def breakdown(redis: Redis, count: int) -> dict[str, dict[str, float]]:
@@ -152,39 +167,52 @@ def measure_sizing(label: str, binary: str, workdir: Path, target: int, budget_s
             "points": points}
 
 
-# -- prototype layouts: what each way of storing less would save, measured ------------------------------------
-
+# -- prototype layouts: what each way of storing less would still save, measured ------------------------------
 
 
 def _scan(redis: Redis, pattern: str) -> list[bytes]:
     return list(redis.scan_iter(match=pattern, count=1000))
 
 
-def _word_postings(redis: Redis, seeded: list[Seeded]) -> None:
-    """The word index as append-only strings of ids (a posting list per word and partition, 27 bytes an entry)
-    instead of sorted sets (about 150 bytes an entry once a word is common)."""
-    words: dict[str, list[str]] = defaultdict(list)
-    for index, item in enumerate(seeded):
-        for word in search.index_words(NAME, TITLE, long_body(index)):
-            words[keys.word_index(keys.partition_of_comment(item.comment_id), word)].append(item.comment_id)
-    for old in _scan(redis, "cm:{p*}:w:*"):
-        redis.unlink(old)
+def _record_without_derivable(redis: Redis, seeded: list[Seeded]) -> None:
+    """`d` without `created_at` (the record's `t` holds the same instant) and without a null `parent_id`."""
     pipe = redis.pipeline(transaction=False)
-    for key, ids in words.items():
-        pipe.append(key, "".join(i + " " for i in ids))
+    for item in seeded:
+        pipe.hget(keys.comment(item.comment_id), "d")
+    records = pipe.execute()
+    pipe = redis.pipeline(transaction=False)
+    for item, raw in zip(seeded, records, strict=True):
+        record = orjson.loads(raw)
+        record.pop("created_at", None)
+        if record.get("parent_id") is None:
+            record.pop("parent_id", None)
+        pipe.hset(keys.comment(item.comment_id), "d", orjson.dumps(record))
     pipe.execute()
 
 
-def _no_word_index(redis: Redis, seeded: list[Seeded]) -> None:
-    for key in _scan(redis, "cm:{p*}:w:*"):
-        redis.unlink(key)
+def _no_feed_or_outbox(redis: Redis, seeded: list[Seeded]) -> None:
+    """Feed and outbox entries gone, as they go once older than their retention (feed) or length (outbox)."""
+    for partition in range(keys.PARTITIONS):
+        redis.unlink(keys.feed(partition), keys.outbox(partition))
+
+
+def _no_search_index(redis: Redis, seeded: list[Seeded]) -> None:
+    """No moderator search: no comment numbers, map, terms or buckets."""
+    for pattern in ("cm:{p*}:b:*", "cm:{p*}:w:*", "cm:{p*}:e:*", "cm:{p*}:i:*", "cm:{p*}:n", "cm:{p*}:n:*"):
+        for key in _scan(redis, pattern):
+            redis.unlink(key)
+    pipe = redis.pipeline(transaction=False)
+    for item in seeded:
+        pipe.hdel(keys.comment(item.comment_id), "n")
+    pipe.execute()
 
 
 #: Each step applied after the ones before it, on approved comments stored as the service configures Redis
-#: (`service.embedded.HASH_MAX_LISTPACK_VALUE`: records in the compact hash encoding).
+#: (`service.embedded.server_args`: records and small sorted sets in the compact encodings).
 PROTOTYPES: Final[tuple[tuple[str, Callable[[Redis, list[Seeded]], None]], ...]] = (
-    ("word index as append-only posting strings", _word_postings),
-    ("no word index at all", _no_word_index),
+    ("record without `created_at` and a null `parent_id` in `d`", _record_without_derivable),
+    ("feed and outbox entries past their retention", _no_feed_or_outbox),
+    ("no search index at all", _no_search_index),
 )
 
 
@@ -193,8 +221,12 @@ def measure_prototypes(label: str, binary: str, workdir: Path, count: int,
     """Approved comments per byte under the layout as it is, with compact hashes, then each prototype step."""
     steps: list[dict[str, Any]] = []
     text = sum(text_bytes(s) for s in range(count)) / count
-    for config, extra in (("Redis's default hash-max-listpack-value (64)", ("--hash-max-ziplist-value", "64")),
-                          (f"as the service configures Redis (hash-max-listpack-value {HASH_MAX_LISTPACK_VALUE})", ())):
+    for config, extra in (("Redis's defaults (hash-max-listpack-value 64, zset-max-listpack-entries 128)",
+                           ("--hash-max-ziplist-value", "64", "--zset-max-ziplist-entries", "128")),
+                          ("Redis's default zset-max-listpack-entries (128) only",
+                           ("--zset-max-ziplist-entries", "128")),
+                          (f"as the service configures Redis (hash-max-listpack-value {HASH_MAX_LISTPACK_VALUE}, "
+                           f"zset-max-listpack-entries {ZSET_MAX_LISTPACK_ENTRIES})", ())):
         with running(label, binary, workdir, *extra) as server:
             redis = Redis.from_url(server.url)
             try:

@@ -319,6 +319,8 @@ class Bench:
         try:
             before = redis_server.used_memory(redis)
             texts, count = self._submit_at_least(service, count, memory.MEMORY_ARTICLES)
+            # Pending counts the search index: its terms are written by the service's indexer just after the store.
+            memory.wait_indexed(redis)
             with_gate = redis_server.used_memory(redis)
             # The gate's keys (captcha markers, repeat counters, idempotency) all expire within a day.
             for key in list(redis.scan_iter(match="cm:{g}:*", count=1000)):
