@@ -214,16 +214,15 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     settings = settings.with_secret_key()
-    app = web.Application(middlewares=[middleware.serve],
-                          client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, indexer_ctx, accounts_ctx, mail_ctx,
                             privacy_ctx])
     for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, mail, privacy, reports,
                    problems):
         module.setup_routes(app)
+    middleware.install(app)  # after every route: wraps each handler (request ids, problems, logs, metrics, CORS)
     if settings.captcha_test_answer:
         log.warning("COMMENTS_CAPTCHA_TEST_ANSWER is set: every captcha's answer is the test answer. "
                     "Never use this outside tests.")

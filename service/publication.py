@@ -12,6 +12,7 @@ gives the page's ids, one pipelined HMGET per comment (one round trip) its `d`, 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class Publication:
         # throughput targets are not met yet.
         self._meta: dict[str, tuple[float, ArticleMeta]] = {}
         self._pages: OrderedDict[tuple[str, int, str, int, int], Page] = OrderedDict()
+        #: Page reads waiting for Redis, by article and parameters (`page_after`).
+        self._loading: dict[tuple[str, Order, int, int], asyncio.Future[None]] = {}
 
     async def metas(self, article_ids: list[str]) -> dict[str, ArticleMeta]:
         now = time.monotonic()
@@ -86,7 +89,47 @@ class Publication:
     async def page(self, article_id: str, order: Order, limit: int, cursor: str | None) -> tuple[Page, bool]:
         """The page and whether it came from memory. The cursor is the approval sequence of the last comment
         on the previous page, so pages stay stable while new approvals arrive."""
-        after = self._parse_cursor(cursor)
+        return await self.page_after(article_id, order, limit, self.parse_cursor(cursor))
+
+    def cached_page(self, article_id: str, order: Order, limit: int, after: int) -> Page | None:
+        """The page from memory, if the article's version is fresh and that page was rendered: no Redis, no
+        await (a reader's request on a hot article; `page_after` does the rest). Only ids the callers checked
+        are ever cached (`page_after`, `metas`), so an unchecked id finds nothing here: `api.public` looks up
+        the path's id before checking it."""
+        cached = self._meta.get(article_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        cache_key = (article_id, cached[1].version, order, limit, after)
+        page = self._pages.get(cache_key)
+        if page is not None:
+            self._pages.move_to_end(cache_key)
+        return page
+
+    async def page_after(self, article_id: str, order: Order, limit: int, after: int) -> tuple[Page, bool]:
+        """`page` with the cursor read (`parse_cursor`).
+
+        One Redis read for all the requests that find the page stale at once. When an article's cached version
+        expires (every `public_cache_seconds`), each request arriving before Redis answers would read the
+        article's meta itself, on a Redis connection of its own: at 64 connections about 60 reads a second and as
+        many new connections (each ~2 ms of redis-py set-up; docs/benchmarks.md). The first reads; the others wait
+        for it, then find the page in the cache it filled (or read themselves, if it failed). A page found in
+        memory costs nothing of this."""
+        page = self.cached_page(article_id, order, limit, after)
+        if page is not None:
+            return page, True
+        loading_key = (article_id, order, limit, after)
+        loading = self._loading.get(loading_key)
+        if loading is not None:
+            await asyncio.shield(loading)
+            return await self._read_page(article_id, order, limit, after)
+        self._loading[loading_key] = done = asyncio.get_running_loop().create_future()
+        try:
+            return await self._read_page(article_id, order, limit, after)
+        finally:
+            del self._loading[loading_key]
+            done.set_result(None)
+
+    async def _read_page(self, article_id: str, order: Order, limit: int, after: int) -> tuple[Page, bool]:
         meta = (await self.metas([article_id]))[article_id]
         cache_key = (article_id, meta.version, order, limit, after)
         cached = self._pages.get(cache_key)
@@ -100,7 +143,7 @@ class Publication:
         return page, False
 
     @staticmethod
-    def _parse_cursor(cursor: str | None) -> int:
+    def parse_cursor(cursor: str | None) -> int:
         if cursor is None:
             return 0
         after = text.ascii_number(cursor, max_digits=18)

@@ -11,7 +11,8 @@ Time limits on a connection (aiohttp has the keep-alive one, not the head one):
 
 * the request head (request line and headers) must arrive within `http_head_timeout_seconds`, counted from the
   connection's start, or, on a kept-alive connection, from the first byte of the next request: a client
-  dripping a header line every few seconds (slowloris) is disconnected;
+  dripping a header line every few seconds (slowloris) is disconnected (`HeadDeadlines`: checked once a second,
+  so the cut comes up to two seconds after the limit, never before it);
 * an idle kept-alive connection is closed after `http_keepalive_timeout_seconds` (aiohttp's keep-alive timer;
   it also bounds a head that is still incomplete when it fires, e.g. one pipelined behind a request);
 * a request body has `client_timeout_seconds` (`api.common.read_json`).
@@ -81,8 +82,47 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class HeadDeadlines:
+    """The head deadline of every connection of one worker, checked by one sweep a second.
+
+    Why not a timer per request head (`loop.call_later`, cancelled when the head is complete): that is a timer
+    made and cancelled per request, about 1.5 µs (docs/benchmarks.md, "Figures behind the code's reasons"); a
+    connection now only notes the sweep's clock when a head starts. A head that started between two sweeps is
+    dated to the earlier one, so a connection is cut once `timeout` plus one sweep `interval` have passed on the
+    sweep's clock: never before `timeout`, at most two intervals after it.
+    """
+
+    def __init__(self, timeout: float, interval: float = 1.0) -> None:
+        self.timeout = timeout
+        self.interval = min(interval, timeout)
+        #: The sweep's clock (`loop.time()` at the last sweep): what a head that starts now is dated.
+        self.now = 0.0
+        self.connections: set[HeadDeadlineHandler] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now = loop.time()
+        self._timer = loop.call_later(self.interval, self._sweep, loop)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now = now = loop.time()
+        cut = now - self.timeout - self.interval
+        for connection in [c for c in self.connections if c._head_since is not None and c._head_since <= cut]:
+            connection._head_expired()
+        self._timer = loop.call_later(self.interval, self._sweep, loop)
+
+
+#: aiohttp's own, called directly rather than through `super()` (it runs for every read).
+_received: Final = web.RequestHandler.data_received
+
+
 class HeadDeadlineHandler(web.RequestHandler):
-    """aiohttp's protocol with a deadline for each request head (see the module docstring).
+    """aiohttp's protocol with a deadline for each request head (see the module docstring and `HeadDeadlines`).
 
     aiohttp has no hook for this, so it reads two attributes of `RequestHandler` (pinned aiohttp; the tests in
     test_server_limits.py fail if they change): `_messages`, the parsed requests not yet handled, which
@@ -90,37 +130,36 @@ class HeadDeadlineHandler(web.RequestHandler):
     the next request, i.e. while the connection is between requests. Bytes arriving then start a head.
     """
 
-    __slots__ = ("_head_timeout", "_head_timer")
+    __slots__ = ("_deadlines", "_head_since")
 
-    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, deadlines: HeadDeadlines, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self._head_timeout = head_timeout
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._deadlines = deadlines
+        #: When the head being received started, on the sweep's clock; None when no head is awaited.
+        self._head_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._start_head_timer()
+        self._head_since = self._deadlines.now
+        self._deadlines.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and self._between_requests():
-            self._start_head_timer()
-        super().data_received(data)
-        if self._head_timer is not None and self._messages:
-            self._head_timer.cancel()
-            self._head_timer = None
+        _received(self, data)
+        if self._messages:  # a head complete (the usual case: a whole head in one read): nothing awaited
+            self._head_since = None
+        elif self._head_since is None:
+            waiter = self._waiter  # `_between_requests`, inlined: this runs for every read
+            if waiter is not None and not waiter.done():  # bytes of a head that is not complete yet
+                self._head_since = self._deadlines.now
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_since = None
+        self._deadlines.connections.discard(self)
         super().connection_lost(exc)
 
     def _between_requests(self) -> bool:
         waiter = self._waiter
         return waiter is not None and not waiter.done() and not self._messages
-
-    def _start_head_timer(self) -> None:
-        self._head_timer = asyncio.get_running_loop().call_later(self._head_timeout, self._head_expired)
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -138,9 +177,9 @@ class HeadDeadlineHandler(web.RequestHandler):
         return response
 
     def _head_expired(self) -> None:
-        self._head_timer = None
+        self._head_since = None
         if self._between_requests():
-            log.debug("request head not received within %.1f s; closing the connection", self._head_timeout)
+            log.debug("request head not received within %.1f s; closing the connection", self._deadlines.timeout)
             self.force_close()
 
 
@@ -159,13 +198,15 @@ async def serve(app: web.Application, sockets: list[socket.socket], *, head_time
                            handler_cancellation=True)
     await runner.setup()
     servers: list[asyncio.AbstractServer] = []
+    deadlines = HeadDeadlines(head_timeout)
+    deadlines.start(loop)
     try:
         manager = runner.server
         assert manager is not None
 
         def protocol() -> HeadDeadlineHandler:
             return HeadDeadlineHandler(
-                manager, loop=loop, head_timeout=head_timeout, keepalive_timeout=keepalive_timeout,
+                manager, loop=loop, deadlines=deadlines, keepalive_timeout=keepalive_timeout,
                 access_log=None,
                 # A counts query for 100 articles, percent-encoded, is longer than aiohttp's 8 KiB default line.
                 max_line_size=65536, max_field_size=16384)
@@ -176,6 +217,7 @@ async def serve(app: web.Application, sockets: list[socket.socket], *, head_time
     finally:
         for server in servers:
             server.close()
+        deadlines.stop()
         await runner.cleanup()
         for signum in handled:
             loop.remove_signal_handler(signum)

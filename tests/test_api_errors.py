@@ -195,7 +195,12 @@ async def test_just_under_16_kib_is_read(client: Client) -> None:
 
 async def test_unknown_route_and_wrong_method_are_problems(client: Client) -> None:
     await _problem(await client.get("/v1/no-such-thing"), 404, "not_found")
-    await _problem(await client.put(URL, json=_form()), 405, "method_not_allowed")
+    wrong_method = await client.put(URL, json=_form())
+    await _problem(wrong_method, 405, "method_not_allowed")
+    # The methods the resource has (RFC 9110), as aiohttp's router says them; the answer has a request id.
+    assert set(wrong_method.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
+    assert wrong_method.headers["X-Request-ID"]
+    assert wrong_method.headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_healthz(client: Client) -> None:

@@ -103,9 +103,9 @@ def test_a_feed_cursor_has_one_spelling(spelling: str) -> None:
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(value=st.from_regex(r"[0-9]{1,18}", fullmatch=True), extra=_outside("0-9"), before=st.booleans())
 def test_a_page_cursor_is_ascii_digits_only(value: str, extra: str, before: bool) -> None:
-    assert Publication._parse_cursor(value) == int(value)
+    assert Publication.parse_cursor(value) == int(value)
     with pytest.raises(ValidationFailed):
-        Publication._parse_cursor(extra + value if before else value + extra)
+        Publication.parse_cursor(extra + value if before else value + extra)
 
 
 # -- over real HTTP ------------------------------------------------------------------------------------------

@@ -1,14 +1,19 @@
 """The one place errors become HTTP: domain errors and Redis failures render as RFC 9457 problem documents
 (`application/problem+json`) with a stable `code`, in the client's language; anything unexpected becomes a
-generic 500 that leaks nothing. Also: request ids, one JSON log line per request, metrics, and CORS.
+generic 500 that leaks nothing. Also: request ids, one JSON log line per request, metrics, CORS, and the security
+headers of every response.
+
+Not a middleware: `install` wraps each route's handler in `serve` (a catch-all route answers 404 and 405) and makes
+the app's requests `ServiceRequest`s, whose prepare hook sets the security headers.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from time import perf_counter
 from typing import Any, Final, TypeVar
 
@@ -28,6 +33,7 @@ from service.errors import (
     Unavailable,
     ValidationFailed,
 )
+from service.metrics import Metrics
 
 log = logging.getLogger("service.access")
 errors_log = logging.getLogger("service.errors")
@@ -151,75 +157,159 @@ _PREFLIGHT_HEADERS: Final = {
 _EXPOSED: Final = "ETag, Retry-After, X-Request-ID"
 
 
-@web.middleware
-async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one middleware: request id, CORS, problems, access log and metrics.
+class ServiceRequest(web.Request):
+    """The app's request (`install`): its `_prepare_hook`, which aiohttp awaits as every response is prepared,
+    sets the security headers (`secure`) on every response the app sends, a stream prepared by its handler and
+    an error raised past the routes' wrappers included; then runs the app's `on_response_prepare` signals, as
+    aiohttp's does.
 
-    One middleware rather than a chain of three (`observe`, `cors`, `problems` before): each layer is one more
-    coroutine per request, and on the public GETs the chain cost more than the handler (docs/benchmarks.md,
-    "Figures behind the code's reasons"). What each did, in the order they nested, is below.
+    Why not an `on_response_prepare` hook: the signal sends to a coroutine per response, about 1.5 µs a request
+    (docs/benchmarks.md, "Figures behind the code's reasons"); aiohttp awaits this method either way.
     """
-    headers = request.headers
-    incoming = headers.get("X-Request-ID")
-    request_id = incoming if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable() \
-        else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
-    request[REQUEST_ID] = request_id
-    started = perf_counter()
-    origin = headers.get("Origin")
-    public = not request.path.startswith(_PRIVATE_PREFIXES)
-    allowed = public and bool(origin) and origin in request.app[SETTINGS].allowed_origins
-    method = request.method
-    if method == "OPTIONS" and origin and headers.get("Access-Control-Request-Method"):
-        # A CORS preflight: answered here, the handler never runs.
-        response: web.StreamResponse = web.Response(status=204)
-        if allowed:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers.extend(_PREFLIGHT_HEADERS)
-        response.headers["Vary"] = "Origin"
-        allowed = public = False  # said already
-    else:
+
+    __slots__ = ()
+
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        headers = response.headers
+        # `secure`, inlined: the hook runs for every response (docs/benchmarks.md).
+        if "X-Content-Type-Options" not in headers:
+            headers["X-Content-Type-Options"] = "nosniff"
+        declared = headers.get("Content-Type")
+        if declared is not None and "text/html" in declared.lower():
+            secure(self, response)
+        match_info = self._match_info
+        if match_info is not None:
+            for app in match_info.apps:
+                if app.on_response_prepare:
+                    await app.on_response_prepare.send(self, response)
+
+
+def install(app: web.Application) -> None:
+    """Make the app's requests `ServiceRequest`s and wrap every route's handler in `serve` (after every route is
+    registered), with a catch-all route last that answers what no route matches (404, 405) and CORS preflights.
+
+    No middleware: a middleware makes aiohttp add two more layers per request (a cached chain of partials and
+    its current-app middleware); the wrapper is one coroutine, and what it needs of its route and app (the
+    label, public or not, the metrics, the allowed origins) is looked up once, here (docs/benchmarks.md)."""
+    # `Application._make_request` takes the request class (pinned aiohttp; the tests of nosniff and CSP in
+    # test_server_limits.py and test_widget_static.py fail without it).
+    app._make_request = functools.partial(app._make_request, _cls=ServiceRequest)  # type: ignore[method-assign]
+    router = app.router
+    catch_all = router.add_route("*", "/{unmatched_path:.*}", _unmatched)
+    metrics = app[METRICS]
+    origins = app[SETTINGS].allowed_origins
+    for route in router.routes():
+        resource = route.resource
+        if resource is None:  # pragma: no cover - every route of this app has its resource
+            continue
+        if route is catch_all:
+            wrapped = _serving(route.handler, "unmatched", None, metrics, origins)
+        else:
+            canonical = resource.canonical
+            wrapped = _serving(route.handler, canonical, not canonical.startswith(_PRIVATE_PREFIXES), metrics,
+                               origins)
+        route._handler = wrapped  # type: ignore[assignment]  # aiohttp's route keeps its handler here
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """No route matched the path, or none has the method: 404 or 405 (with `Allow`), as aiohttp's router would
+    say, worked out again here (only on these errors) from every other route."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == _CATCH_ALL:
+            continue
+        match, methods = await resource.resolve(request)
+        if match is not None:  # pragma: no cover - the router found it first
+            allowed.add(request.method)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+_CATCH_ALL: Final = "/{unmatched_path}"
+
+
+def _serving(handler: Handler, route: str, public: bool | None, metrics: Metrics,
+             origins: Collection[str]) -> Handler:
+    """`handler` wrapped in `serve` for its route (`route`: the metrics' and log's label; `public`: readers'
+    browsers may call it, so CORS and `Vary: Origin`; None: decided by the path, for the catch-all)."""
+    observe = metrics.observe_request
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        """Request id, CORS, problems, access log and metrics: the one place errors become problem+json.
+
+        One function, inlined, not a chain of layers or helpers: on the public GETs each call was a visible
+        share of the service's cost over the bare app (docs/benchmarks.md, "Figures behind the code's reasons")."""
+        started = perf_counter()
+        headers = request.headers
+        incoming = headers.get("X-Request-ID")
+        request_id = incoming if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable() \
+            else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+        origin = headers.get("Origin")
+        is_public = not request.path.startswith(_PRIVATE_PREFIXES) if public is None else public
+        method = request.method
+        label = route
+        if origin is None:
+            allowed = False
+        else:
+            allowed = is_public and bool(origin) and origin in origins
+            if method == "OPTIONS" and origin and headers.get("Access-Control-Request-Method"):
+                # A CORS preflight: answered here, the handler never runs.
+                preflight = web.Response(status=204)
+                if allowed:
+                    preflight.headers["Access-Control-Allow-Origin"] = origin
+                    preflight.headers.extend(_PREFLIGHT_HEADERS)
+                preflight.headers["Vary"] = "Origin"
+                preflight.headers["X-Request-ID"] = request_id
+                label = "unmatched" if public is None else route
+                observe(method, label, 204, perf_counter() - started)
+                if log.isEnabledFor(logging.INFO):
+                    _access(request_id, method, label, 204, started)
+                return preflight
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:  # a redirect goes on as aiohttp's own response, with our headers
-                _finish(request, exc, request_id, method, started, public, allowed, origin)
-                raise
-            response = _problem_of(request, exc, request_id)
+            # A redirect goes on as aiohttp's own response (raised again below), with our headers.
+            response = exc if exc.status < 400 else _problem_of(request, exc, request_id)
         except Exception as exc:
             response = _problem_of(request, exc, request_id)
-    _finish(request, response, request_id, method, started, public, allowed, origin)
-    return response
+        response_headers = response.headers
+        response_headers["X-Request-ID"] = request_id
+        if is_public:
+            if allowed:
+                response_headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+                response_headers["Access-Control-Expose-Headers"] = _EXPOSED
+            vary = response_headers.get("Vary")
+            response_headers["Vary"] = "Origin" if vary is None else vary + ", Origin"
+        status = response.status
+        observe(method, label, status, perf_counter() - started)
+        if log.isEnabledFor(logging.INFO):  # cached by logging: no line is built when the level drops it
+            _access(request_id, method, label, status, started)
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    functools.update_wrapper(serve, handler)  # the route's `@operation` metadata and docstring (openapi.py)
+    return serve
+
+
+def _access(request_id: str, method: str, route: str, status: int, started: float) -> None:
+    """The request's access log line (the caller checks the level first)."""
+    log.info("request", extra={"request_id": request_id, "method": method, "route": route, "status": status,
+                               "ms": round((perf_counter() - started) * 1000, 2)})
 
 
 def _problem_of(request: web.Request, exc: Exception, request_id: str) -> web.StreamResponse:
-    """What `problems` did (the handler of the nearest class in the exception's MRO), and the catch-all for
-    anything unexpected: logged with its traceback, the client told nothing about it."""
+    """The handler of the nearest class in the exception's MRO, and the catch-all for anything unexpected:
+    logged with its traceback, the client told nothing about it."""
+    request[REQUEST_ID] = request_id  # for the handlers that log it; set on this path only, the others need none
     exception_handler = _handler_of(exc)
     response = exception_handler(request, exc) if exception_handler is not None else None
     if response is None:
         errors_log.exception("unhandled error", extra={"request_id": request_id})
         response = problem(request, InternalError("an unexpected error occurred; it has been logged"))
     return response
-
-
-def _finish(request: web.Request, response: web.StreamResponse, request_id: str, method: str, started: float,
-            public: bool, allowed: bool, origin: str | None) -> None:
-    elapsed = perf_counter() - started
-    response_headers = response.headers
-    response_headers["X-Request-ID"] = request_id
-    if public:
-        if allowed and origin:
-            response_headers["Access-Control-Allow-Origin"] = origin
-            response_headers["Access-Control-Expose-Headers"] = _EXPOSED
-        vary = response_headers.get("Vary")
-        response_headers["Vary"] = "Origin" if vary is None else vary + ", Origin"
-    resource = request.match_info.route.resource  # None for a 404 or 405 (a resource's truth is its length)
-    route = resource.canonical if resource is not None else "unmatched"
-    status = response.status
-    request.app[METRICS].observe_request(method, route, status, elapsed)
-    if log.isEnabledFor(logging.INFO):
-        log.info("request", extra={"request_id": request_id, "method": method, "route": route,
-                                   "status": status, "ms": round(elapsed * 1000, 2)})
 
 
 #: For our own HTML pages (the demo article, the problem pages). The demo page's newspaper CSS is an inline
@@ -235,13 +325,15 @@ CONSOLE_CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; 
                       "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: every response the app sends, errors raised past the middlewares included, is
-    declared as the type it says (nosniff); HTML gets a Content-Security-Policy, the console's the strict one."""
+def secure(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response the app sends (`ServiceRequest`) is declared as the type it says (nosniff); HTML gets a
+    Content-Security-Policy, the console's the strict one. A handler that sets its own keeps it."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+    if "X-Content-Type-Options" not in headers:
+        headers["X-Content-Type-Options"] = "nosniff"
     # `response.content_type` parses the header: looked at only when it can be HTML at all.
     declared = headers.get("Content-Type")
     if declared is not None and "text/html" in declared.lower() and response.content_type == "text/html":
-        strict = request.path == "/moderation" or request.path.startswith("/moderation/")
+        path = request.path
+        strict = path == "/moderation" or path.startswith("/moderation/")
         headers.setdefault("Content-Security-Policy", CONSOLE_CSP if strict else HTML_CSP)

@@ -3,7 +3,6 @@ counts, and an author's receipt-based status."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final, Literal
 
 from aiohttp import web
@@ -131,33 +130,23 @@ async def submit_comment(request: web.Request) -> web.Response:
                          description="oldest (in order of approval) or newest first.")),
            errors=(404, 422, 503))
 async def list_comments(request: web.Request) -> web.StreamResponse:
-    article_id = path_article_id(request)
     raw_query = request.rel_url.raw_query_string
     params = _LIST_PARAMS.get(raw_query)
     if params is None:
+        path_article_id(request)  # a malformed article is a 404 before a bad query is a 422
         params = _list_params(request)
         if len(_LIST_PARAMS) >= LIST_PARAMS_CACHED:
             _LIST_PARAMS.clear()
         _LIST_PARAMS[raw_query] = params
-    # One Redis read for all the requests that find the page stale at once. When an article's cached version
-    # expires (every `public_cache_seconds`), each request arriving before Redis answers would read the
-    # article's meta itself, on a Redis connection of its own: at 64 connections about 60 reads a second and as
-    # many new connections (each ~2 ms of redis-py set-up; docs/benchmarks.md). The first waits for Redis; the
-    # others wait for it, then find the page in the cache it filled (or try themselves, if it failed). A read
-    # from memory completes without suspending, so nobody ever waits behind one.
     publication = request.app[PUBLICATION]
-    key = (publication, article_id, params)
-    loading = _LOADING.get(key)
-    if loading is not None:
-        await asyncio.shield(loading)
-        page, _ = await publication.page(article_id, *params)
-    else:
-        _LOADING[key] = done = asyncio.get_running_loop().create_future()
-        try:
-            page, _ = await publication.page(article_id, *params)
-        finally:
-            del _LOADING[key]
-            done.set_result(None)
+    # From memory when it can (a plain call: no coroutine, no Redis); else read, once for all who wait for it.
+    # The path's article id is checked only then: the cache holds only ids that were checked before they were
+    # read (`Publication.cached_page`), so a malformed one always misses (docs/benchmarks.md).
+    article_id = request.match_info["article_id"]
+    page = publication.cached_page(article_id, *params)
+    if page is None:
+        article_id = path_article_id(request)
+        page, _ = await publication.page_after(article_id, *params)
     etag = page.etag
     headers = _PAGE_HEADERS.get(etag)
     if headers is None:
@@ -169,7 +158,7 @@ async def list_comments(request: web.Request) -> web.StreamResponse:
     return web.Response(body=page.body, headers=headers[1])
 
 
-ListParams = tuple[Literal["oldest", "newest"], int, str | None]
+ListParams = tuple[Literal["oldest", "newest"], int, int]
 #: The list's query parameters, read and checked once per query string (readers of an article send the same
 #: few): `request.query` builds a multidict per request, more than the rest of the handler on a 304
 #: (docs/benchmarks.md). Only valid queries are kept; the cache is emptied when full.
@@ -180,20 +169,17 @@ _PAGE_HEADERS: Final[dict[str, tuple[CIMultiDict[str], CIMultiDict[str]]]] = {}
 PAGE_CACHE_CONTROL: Final = "public, max-age=5, stale-while-revalidate=30"
 
 
-#: Page reads waiting for Redis, by publication, article and parameters (see `list_comments`).
-_LOADING: Final[dict[tuple[Publication, str, ListParams], asyncio.Future[None]]] = {}
-
-
 def _list_params(request: web.Request) -> ListParams:
     order = request.query.get("order", "oldest")
     if order not in ("oldest", "newest"):
         raise ValidationFailed("order must be oldest or newest")
     limit = int_query(request, "limit", 50, 1, 100)
-    return "newest" if order == "newest" else "oldest", limit, request.query.get("cursor")
+    after = Publication.parse_cursor(request.query.get("cursor"))
+    return "newest" if order == "newest" else "oldest", limit, after
 
 
 def _page_headers(etag: str) -> tuple[CIMultiDict[str], CIMultiDict[str]]:
-    # nosniff is what `middleware.security_headers` would add to each; set here, it finds it there.
+    # nosniff is what `middleware.ServiceRequest` would add to each; set here, it finds it there.
     not_modified_headers = CIMultiDict({"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL,
                                         "X-Content-Type-Options": "nosniff"})
     page_headers = CIMultiDict(not_modified_headers)
