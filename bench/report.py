@@ -105,6 +105,26 @@ def table(series: Sequence[Series], ceilings: dict[str, Series]) -> str:
     return "\n".join(lines)
 
 
+def index_lag_lines(series: Sequence[Series]) -> list[str]:
+    """For the submit runs: the search index's lag when the timer stopped and the time the indexer took to catch
+    up (`Bench._index_catch_up`): the indexing the submissions caused runs in the same workers after the timer."""
+    lines = []
+    for s in series:
+        runs = [r for r in s.runs if "index_lag" in r.notes]
+        if s.scenario != "submit" or not runs:
+            continue
+        lags = ", ".join(f"{r.notes['index_lag']:,}" for r in runs)
+        catch_up = ", ".join(f"{r.notes['index_catch_up_ms'] / 1000:.2f}" for r in runs)
+        left = sum(r.notes.get("index_lag_left", 0) for r in runs)
+        # The accepted submissions over the timer and the catch-up together: the rate with the indexing counted.
+        whole = statistics.median(r.rate * r.seconds / (r.seconds + r.notes["index_catch_up_ms"] / 1000)
+                                  for r in runs)
+        lines.append(f"Search index after submit at c{s.concurrency} (each run): {lags} comments not indexed when "
+                     f"the timer stopped, caught up in {catch_up} s; {whole:,.0f}/s (median) counting the "
+                     "catch-up" + (f"; {left:,} still behind" if left else ""))
+    return lines
+
+
 def _pick(series: dict[str, Series], scenario: str, concurrency: int) -> Series | None:
     return series.get(f"{scenario}@{concurrency}")
 

@@ -25,12 +25,15 @@ from bench import growth, import_bench, memory, redis_server, report, wrk
 from bench.api import Api, bounded, submission_line
 from bench.processes import ADMIN_TOKEN, Ceiling, Service
 from bench.report import Run, Series
+from service import keys
 
 LIST_ARTICLE: Final = "bench-list"
 LIST_SIZE: Final = 100
 COUNT_ARTICLES: Final = tuple(f"bench-s{i}" for i in range(50))
 #: Fewer than the service's pre-render pool (256 per worker), so every picture fetched was rendered ahead.
 IMAGE_CAPTCHAS: Final = 200
+#: How long the bench waits, after a submit run, for the search indexer to catch up (it reports what is left).
+INDEX_CATCH_UP_TIMEOUT: Final = 60.0
 
 #: name -> (ceiling it is compared with, unit). The list page, its 304 and the submission are compared with the
 #: bare app serving the same bytes and headers (`bench.ceiling`), the others with the nearest generic shape.
@@ -112,16 +115,38 @@ class Bench:
         rate = result.ok_per_second
         if series.scenario == "claim_approve":
             rate = result.counters.get("decisions", 0) / result.seconds
+        notes = dict(result.counters)
+        if series.scenario == "submit":
+            notes |= self._index_catch_up(load.url)
         run = Run(rate=rate, requests_per_second=result.requests / result.seconds, p50_ms=result.p50_ms,
                   p99_ms=result.p99_ms, requests=result.requests, errors=result.errors, seconds=result.seconds,
-                  notes=result.counters)
+                  notes=notes)
         series.runs.append(run)
         if series.scenario in self.seen_rate:
             self.seen_rate[series.scenario] = max(self.seen_rate[series.scenario], rate)
-        extra = f" {result.counters}" if result.counters else ""
+        extra = f" {notes}" if notes else ""
         _log(f"  {series.key:<22} {rate:>10,.0f} {series.unit:<12} p50 {result.p50_ms:6.2f} ms  "
              f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}{extra}")
         return run
+
+    def _index_catch_up(self, url: str) -> dict[str, int]:
+        """The search index's lag when a submit run's timer stopped (comments stored, their terms not written yet
+        by the indexer, `service.indexer`) and the milliseconds until it was 0: the indexing the submissions
+        caused, which runs in the same workers, is part of their cost (docs/benchmarks.md)."""
+        service = next((s for s in self.services if url.startswith(s.base_url)), None)
+        if service is None:
+            return {}
+        redis = Redis.from_url(service.redis_url)
+        try:
+            started = time.monotonic()
+            lag = first = search_index_lag(redis)
+            while lag and time.monotonic() - started < INDEX_CATCH_UP_TIMEOUT:
+                time.sleep(0.02)
+                lag = search_index_lag(redis)
+            return {"index_lag": first, "index_catch_up_ms": round((time.monotonic() - started) * 1000),
+                    "index_lag_left": lag}
+        finally:
+            redis.close()
 
     def measure(self, name: str, ceiling: str | None, unit: str, prepare: Callable[[int], Load],
                 store: dict[str, Series], concurrencies: tuple[int, ...] | None = None) -> None:
@@ -508,12 +533,14 @@ class Bench:
         if self.ceilings:
             parts += ["Ceilings (bare aiohttp, one worker process):", report.table(list(self.ceilings.values()), {}),
                       "", "Service (one worker process):", report.table(series_list(self.series), self.ceilings)]
+            parts += report.index_lag_lines(series_list(self.series))
         if getattr(self, "workers_series", None):
             count = self.result.get("workers_count")
             parts += ["", f"Ceilings (bare aiohttp, {count} workers; one shared socket unless named):",
                       report.table(list(self.workers_ceilings.values()), {}),
                       "", f"Service (all workers, COMMENTS_WORKERS=0: {count}):",
                       report.table(list(self.workers_series.values()), self.workers_ceilings)]
+            parts += report.index_lag_lines(list(self.workers_series.values()))
         memory_found = self.result.get("memory")
         if memory_found:
             parts += ["", f"Redis per comment beyond its text, {memory_found['comments']:,} comments:",
@@ -544,6 +571,13 @@ class Bench:
             parts += ["", f"Import: {import_bench.describe(self.result['import'])}"]
         parts += ["", "Targets:", report.targets_text(found)]
         return "\n".join(parts)
+
+
+def search_index_lag(redis: Redis) -> int:
+    """Comments stored and not yet indexed, over every partition (as `Indexer.lag` counts them)."""
+    names = [name for p in range(keys.PARTITIONS) for name in (keys.search_done(p), keys.search_seq(p))]
+    values = [int(v or 0) for v in redis.mget(names)]
+    return sum(max(0, last - done) for done, last in zip(values[::2], values[1::2], strict=True))
 
 
 def series_list(series: dict[str, Series]) -> list[Series]:

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Comments one index_batch.lua call covers: enough that a common term's n's of the batch go in one command, few
-#: enough that the script stays short (Redis answers nobody else meanwhile): about 240 µs of Redis a comment of
-#: ~50 terms (most of them rare), so 64 comments hold it for about 15 ms.
+#: enough that the script stays short (Redis answers nobody else meanwhile): about 60-70 µs of Redis CPU a comment
+#: of the bench's text on a loaded machine (docs/benchmarks.md, "lua/index_batch.lua"), so 64 comments hold it for
+#: a few ms.
 BATCH: Final = 64
 #: How often each worker looks for comments to index when it found none.
 INTERVAL_SECONDS: Final = 0.2

@@ -94,8 +94,10 @@ def _email(value: str) -> str:
     return normalised
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalised_email(value: str) -> str | None:
-    """email-validator's verdict and normalisation, without paying each time for the domain part.
+    """email-validator's verdict and normalisation, without paying each time for the domain part (and, for an
+    address seen lately, at all: a reader comes back with the same address; docs/benchmarks.md).
 
     email-validator's cost is mostly in the domain (IDNA/UTS-46; docs/benchmarks.md), and readers share a
     handful of domains. An address whose local part is a plain ASCII dot-atom (nearly all) is taken through the
@@ -290,4 +292,12 @@ class Problem(BaseModel):
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # The date and time of the second are made once a second, not once a request (about 5 µs: docs/benchmarks.md);
+    # tests/test_submission_fast_paths.py checks it against the datetime form.
+    second, milli = divmod(ms, 1000)
+    return f"{_iso_second(second)}.{milli:03d}Z"
+
+
+@functools.lru_cache(maxsize=16)
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -106,7 +107,15 @@ def record_terms(partition: int, raw: Any) -> list[str] | None:
     if not all(isinstance(f, str) for f in fields):
         return None
     name, title, body, email_digest, ip_hash = fields
-    return keys.comment_terms(partition, email_digest, ip_hash, index_words(name, title, body))
+    # keys.comment_terms, with each word's key made once per process (words recur across comments: about 40
+    # keys a comment, docs/benchmarks.md).
+    return [*keys.comment_terms(partition, email_digest, ip_hash, ()),
+            *(_word_key(partition, word) for word in index_words(name, title, body))]
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_key(partition: int, word: str) -> str:
+    return keys.word_index(partition, word)
 
 
 def query_words(query: str) -> list[str]:

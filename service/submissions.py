@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import math
@@ -23,7 +24,7 @@ import orjson
 
 from service import clock, keys, risk
 from service.captcha import Captchas, Token
-from service.clients import email_hash, keyed_hash
+from service.clients import email_digests, keyed_hash
 from service.errors import (
     CaptchaInvalid,
     CommentsClosed,
@@ -46,32 +47,62 @@ SEEN_TEXT_SECONDS: Final = 86_400
 RECORD_FINGERPRINT_HEX: Final = 32
 
 
+def request_fingerprint(article_id: str, form: CommentSubmission) -> str:
+    """What identifies a request under an Idempotency-Key: the article and the form but its captcha (a retry
+    after a failed attempt needs a new one). The SHA-256 of the JSON of `[article_id, form.model_dump(exclude=
+    {"captcha_id", "captcha_answer"})]`, with the dict written out here (model_dump cost about 3 µs:
+    docs/benchmarks.md); tests/test_submission_fast_paths.py checks both give the same bytes."""
+    return hashlib.sha256(orjson.dumps([article_id, {
+        "name": form.name, "email": form.email, "title": form.title, "body": form.body,
+        "parent_id": form.parent_id, "notify": form.notify, "lang": form.lang, "website": form.website}])).hexdigest()
+
+
 def same_request(stored: str, fingerprint: str) -> bool:
     """Whether a record's fingerprint `f` is this request's: the short form (`RECORD_FINGERPRINT_HEX`), or the
     whole one that records of before kept."""
     return stored == fingerprint or (bool(fingerprint) and stored == fingerprint[:RECORD_FINGERPRINT_HEX])
 
 
+#: Every pair of base32 digits, by its 10 bits.
+_PAIRS: Final = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
+
+
 def _base32(data: bytes, length: int) -> str:
+    """The low `length` * 5 bits of `data` (big-endian), in `length` base32 digits, the most significant first.
+
+    Two digits a step from a table of 1,024 pairs: a `divmod` a digit cost about 6 µs for a submission's 24
+    digits, this about 3 (base64.b32encode, pure Python in 3.11, about 5: docs/benchmarks.md).
+    tests/test_submission_fast_paths.py compares it with the loop of `divmod`s."""
     number = int.from_bytes(data, "big")
-    out = []
-    for _ in range(length):
-        number, rest = divmod(number, 32)
-        out.append(_CROCKFORD[rest])
-    return "".join(reversed(out))
+    half, odd = divmod(length, 2)
+    out = [_PAIRS[(number >> (10 * i + 5 * odd)) & 1023] for i in range(half - 1, -1, -1)]
+    if odd:
+        out.append(_CROCKFORD[number & 31])
+    return "".join(out)
 
 
 def new_comment_id(article_id: str, now_ms: int | None = None) -> str:
     """Partition (2 hex), then time (10 base32, so ids of one partition sort by age), then 70 random bits."""
     now_ms = clock.now_ms() if now_ms is None else now_ms
-    return (f"{keys.partition_of_article(article_id):02x}"
+    return (f"{_article_place(article_id)[0]}"
             f"{_base32(now_ms.to_bytes(8, 'big'), 10)}{_base32(secrets.token_bytes(9), 14)}")
 
 
 def idempotent_comment_id(secret: bytes, article_id: str, idempotency_key: str) -> str:
     """A retry with the same key maps to the same id, so the submit script recognises it."""
     digest = hmac.digest(secret, f"idem:{article_id}:{idempotency_key}".encode(), "sha256")
-    return f"{keys.partition_of_article(article_id):02x}{_base32(digest[:16], 24)}"
+    return f"{_article_place(article_id)[0]}{_base32(digest[:16], 24)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _article_place(article_id: str) -> tuple[str, tuple[str, ...]]:
+    """An article's partition (2 hex, the start of its comments' ids) and the store's keys other than the
+    comment's own (`keys.submit_keys` from K[2] on): the same for every comment of the article, so made once
+    (a crc32 and six key names: about 8 µs a submission, docs/benchmarks.md)."""
+    partition = keys.partition_of_article(article_id)
+    prefix = f"{partition:02x}"
+    # Every key but K[1] depends only on the partition and the article: a placeholder id of that partition.
+    return prefix, tuple(keys.submit_keys(prefix + "0" * 24, article_id, indexed=True)[1:])
 
 
 def make_receipt(secret: bytes, comment_id: str) -> str:
@@ -114,11 +145,13 @@ class Submissions:
         self._blocklist = risk.fold_blocklist(settings.blocklist)
 
     def _fake(self, article_id: str, reason: str) -> Outcome:
-        comment_id = new_comment_id(article_id)
-        return Outcome(SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id)), reason)
+        return Outcome(self._answer(new_comment_id(article_id)), reason)
 
     def _accepted(self, comment_id: str) -> Outcome:
-        return Outcome(SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id)))
+        return Outcome(self._answer(comment_id))
+
+    def _answer(self, comment_id: str) -> SubmissionAccepted:
+        return SubmissionAccepted(id=comment_id, receipt=make_receipt(self._secret, comment_id))
 
     async def submit(self, article_id: str, form: CommentSubmission, client: Client,
                      idempotency_key: str | None = None) -> Outcome:
@@ -129,8 +162,7 @@ class Submissions:
         if idempotency_key is not None:
             comment_id = idempotent_comment_id(self._secret, article_id, idempotency_key)
             # The captcha is not part of the request's identity: a retry after a failed attempt needs a new one.
-            fingerprint = hashlib.sha256(orjson.dumps(
-                [article_id, form.model_dump(exclude={"captcha_id", "captcha_answer"})])).hexdigest()
+            fingerprint = request_fingerprint(article_id, form)
         else:
             comment_id = new_comment_id(article_id, now_ms)
 
@@ -167,7 +199,7 @@ class Submissions:
     async def _gate_and_store(self, token: Token, comment_id: str, article_id: str, form: CommentSubmission,
                               client: Client, idempotency_key: str | None, fingerprint: str, now_ms: int) -> None:
         settings = self._settings
-        email_digest = email_hash(self._secret, form.email)
+        email_digest, avatar = email_digests(self._secret, form.email)
         limits: list[str] = []
         limit_args: list[Arg] = []
         if settings.rate_limit_enabled:
@@ -185,7 +217,6 @@ class Submissions:
         gate_args: list[Arg] = [fingerprint, settings.idempotency_ttl_seconds, marker_ms, SEEN_TEXT_SECONDS * 1000,
                                 *limit_args]
 
-        avatar = keyed_hash(self._secret, "avatar", form.email.casefold(), 16)
         # Scored before the gate because the gate and the store are one script on one server (the record goes in
         # with it): scoring after the gate would cost every submission a second round trip and split one atomic
         # step in two. What makes that safe: scoring is linear (tests/test_risk.py times a 5,000-character body
@@ -200,7 +231,7 @@ class Submissions:
                                "notify": form.notify, "risk": risks})
         # The store gives the comment its number in the search index (`service.search`); its terms are written
         # after it by the indexer (`service.indexer`), in batches.
-        store_keys = keys.submit_keys(comment_id, article_id, indexed=True)
+        store_keys = [keys.comment(comment_id), *_article_place(article_id)[1]]  # keys.submit_keys(..., indexed=True)
         store_args: list[Arg] = [comment_id, article_id, now_ms, record, form.parent_id or "",
                                  fingerprint[:RECORD_FINGERPRINT_HEX], OUTBOX_MAXLEN]
 

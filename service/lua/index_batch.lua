@@ -14,41 +14,91 @@
 --         {"changed", i} (the i-th record is no longer as read: read again) | {"corrupt", what} (lib/check.lua)
 --
 -- Check, then write: the watermark, the records and every term and bucket are checked (type, and the
--- watermark's number) before the first write, so a refusal changes nothing.
+-- watermark's number) before the first write, so a refusal changes nothing. The checks are the reads the
+-- writes need anyway (docs/benchmarks.md, "index_batch.lua"): a term's first byte (GETRANGE: its form, and a
+-- WRONGTYPE error for a key of another type), each bucket's fields of the batch in one HMGET (a bucket is read
+-- once however many of the batch's terms it holds), a record's `d` length (HSTRLEN); the writes then go a bucket
+-- at a time (one HSET, one HDEL).
 local K, A = KEYS, ARGV
 local R = tonumber(A[3])
 local done, bad = read_counter(K[1], 'search_done')
 if bad then return {'corrupt', bad} end
 if tonumber(done or '0') ~= tonumber(A[1]) then return {'moved', done or '0'} end
 
-local checks = {}
-for i = 2, R + 1 do
-  checks[#checks + 1] = K[i]
-  checks[#checks + 1] = 'hash'
-  checks[#checks + 1] = 'comment'
-end
-for i = R + 2, #K, 2 do
-  for _, c in ipairs({K[i], 'string', 'search_term', K[i + 1], 'hash', 'search_bucket'}) do
-    checks[#checks + 1] = c
-  end
-end
-bad = misfit(checks)
-if bad then return {'corrupt', bad} end
-
+local changed = nil
 for i = 1, R do
   local key, expected = K[i + 1], A[i + 3]
   if expected == '' then
-    if redis.call('EXISTS', key) == 1 then return {'changed', i} end
+    local found = redis.call('TYPE', key).ok
+    if found ~= 'none' then
+      if found ~= 'hash' then return {'corrupt', 'wrong_type:comment'} end
+      changed = changed or i
+    end
   else
-    local state = redis.call('HSTRLEN', key, 'd') .. ':' .. (redis.call('HGET', key, 'er') or '')
-    if state ~= expected then return {'changed', i} end
+    local length = redis.pcall('HSTRLEN', key, 'd')
+    if type(length) == 'table' then return {'corrupt', 'wrong_type:comment'} end
+    if not changed then
+      local state = length .. ':' .. (redis.call('HGET', key, 'er') or '')
+      if state ~= expected then changed = i end
+    end
   end
 end
 
+-- Each term's form (its first byte), and the fields of the terms kept in a bucket, a bucket at a time.
 local first_term = R + 4
+local heads, buckets, order = {}, {}, {}
+for i = R + 2, #K, 2 do
+  local head = redis.pcall('GETRANGE', K[i], 0, 0)
+  if type(head) == 'table' then return {'corrupt', 'wrong_type:search_term'} end
+  heads[i] = head
+  local bucket = K[i + 1]
+  local b = buckets[bucket]
+  if not b then
+    b = {terms = {}, fields = {}}
+    buckets[bucket] = b
+    order[#order + 1] = bucket
+  end
+  if head == '' then
+    b.terms[#b.terms + 1] = i
+    b.fields[#b.fields + 1] = term_field(K[i])
+  end
+end
+local held = {}
+for _, bucket in ipairs(order) do
+  local b = buckets[bucket]
+  if #b.fields > 0 then
+    local values = redis.pcall('HMGET', bucket, unpack(b.fields))
+    if values.err then return {'corrupt', 'wrong_type:search_bucket'} end
+    held[bucket] = values
+  else
+    local found = redis.call('TYPE', bucket).ok
+    if found ~= 'none' and found ~= 'hash' then return {'corrupt', 'wrong_type:search_bucket'} end
+  end
+end
+if changed then return {'changed', changed} end
+
+for _, bucket in ipairs(order) do
+  local b, values = buckets[bucket], held[bucket]
+  local sets, drops = {}, {}
+  for j, i in ipairs(b.terms) do
+    local add = A[first_term + (i - R - 2) / 2]
+    if #add >= 3 then
+      local field, s = b.fields[j], values[j] or ''
+      if #s + #add <= SEARCH_SMALL then
+        sets[#sets + 1] = field
+        sets[#sets + 1] = s .. add
+      else
+        if s ~= '' then drops[#drops + 1] = field end
+        terms_grow(K[i], s, add)
+      end
+    end
+  end
+  if #sets > 0 then redis.call('HSET', bucket, unpack(sets)) end
+  if #drops > 0 then redis.call('HDEL', bucket, unpack(drops)) end
+end
 for i = R + 2, #K, 2 do
   local add = A[first_term + (i - R - 2) / 2]
-  if #add >= 3 then terms_add(K[i], K[i + 1], add) end
+  if heads[i] ~= '' and #add >= 3 then terms_add_own(K[i], heads[i], add) end
 end
 redis.call('SET', K[1], A[2])
 return {'ok'}

@@ -12,8 +12,8 @@ end
 for i = 3, #ARGV do
   if i <= na + 2 then GA[#GA + 1] = ARGV[i] else SA[#SA + 1] = ARGV[i] end
 end
-local damage = store_damage(SK)
+local damage, seen = store_damage(SK)
 if damage then return {'corrupt', damage} end
-local refusal, risks = gate(GK, GA, SK[1])
+local refusal, risks = gate(GK, GA, SK[1], seen.exists)
 if refusal then return refusal end
-return store(SK, SA, risks, true)
+return store(SK, SA, risks, seen)

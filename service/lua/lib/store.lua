@@ -17,24 +17,35 @@
 -- Check, then write: `store_damage` looks at the type of every key the store reads or writes before anything is
 -- written (on one server, before the gate writes too: submit.lua), so a damaged key changes nothing.
 
--- What is wrong with the store's keys, or nil.
+-- What is wrong with the store's keys, or nil; else false and what the store needs of what the checks read
+-- (`seen`: whether the comment exists, whether the article is closed): the comment's TYPE tells the first, the
+-- article's `closed` field (read with pcall: a key of another type is an error) the second, so neither costs a
+-- call of its own (docs/benchmarks.md, "lib/store.lua").
 local function store_damage(K)
-  local checks = {K[1], 'hash', 'comment', K[2], 'zset', 'pending', K[3], 'hash', 'article', K[4], 'stream', 'outbox',
+  local kind = redis.call('TYPE', K[1]).ok
+  if kind ~= 'none' and kind ~= 'hash' then return 'wrong_type:comment' end
+  local closed = redis.pcall('HGET', K[3], 'closed')
+  if type(closed) == 'table' then return 'wrong_type:article' end
+  local checks = {K[2], 'zset', 'pending', K[4], 'stream', 'outbox',
     K[5], 'zset', 'article_order', K[6], 'zset', 'article_pending'}
-  return misfit(checks) or search_damage((search_keys_of(K)))
+  local damage = misfit(checks) or search_damage((search_keys_of(K)))
+  if damage then return damage end
+  return false, {exists = kind ~= 'none', closed = closed == '1'}
 end
 
--- checked: true when the caller has already run `store_damage` on these keys.
-local function store(K, A, risks, checked)
+-- seen: `store_damage`'s findings when the caller has already run it on these keys (nothing written to them
+-- since), else nil.
+local function store(K, A, risks, seen)
   local id = A[1]
-  if not checked then
-    local damage = store_damage(K)
+  if not seen then
+    local damage
+    damage, seen = store_damage(K)
     if damage then return {'corrupt', damage} end
   end
-  if redis.call('EXISTS', K[1]) == 1 then
+  if seen.exists then
     return {'exists', redis.call('HGET', K[1], 'f') or ''}
   end
-  if redis.call('HGET', K[3], 'closed') == '1' then
+  if seen.closed then
     return {'closed'}
   end
   if A[5] ~= '' and not redis.call('ZSCORE', K[5], A[5]) then
@@ -47,10 +58,15 @@ local function store(K, A, risks, checked)
     local comma = string.sub(head, -1) == '[' and '' or ','
     record = head .. comma .. '"' .. table.concat(risks, '","') .. '"]}'
   end
-  redis.call('HSET', K[1], 'd', record, 'a', A[2], 't', A[3], 's', 'pending', 'v', '1', 'f', A[6])
+  -- The comment's number (`search_add`) goes in with the rest of the record: one HSET.
+  local n = search_add((search_keys_of(K)), nil, id, A[3])
+  if n then
+    redis.call('HSET', K[1], 'd', record, 'a', A[2], 't', A[3], 's', 'pending', 'v', '1', 'f', A[6], 'n', n)
+  else
+    redis.call('HSET', K[1], 'd', record, 'a', A[2], 't', A[3], 's', 'pending', 'v', '1', 'f', A[6])
+  end
   redis.call('ZADD', K[2], A[3], id)
   redis.call('ZADD', K[6], A[3], id)
-  search_add((search_keys_of(K)), K[1], id, A[3])
   redis.call('XADD', K[4], 'MAXLEN', '~', A[7], '*', 'type', 'comment.submitted', 'id', id,
     'article', A[2], 'at', A[3])
   return {'ok'}

@@ -16,7 +16,8 @@
 --            bit n for comment n, bit 0 set as the bitmap's mark (a list of n's starts with a byte below 128,
 --            since n < 2^23).
 -- The store and import.lua give a comment its n and its slot only; the indexer (index_batch.lua) adds the n's
--- of (done, done + batch] to their terms later, many a term in one command (`terms_add`), and moves `done`.
+-- of (done, done + batch] to their terms later, many a term in one command (`terms_add_own`, `terms_grow`,
+-- a bucket's fields in one HSET), and moves `done`.
 -- A search block in a script's KEYS: the partition's `n` key, then (term key, its bucket) pairs
 -- (`keys.search_keys`), last in KEYS. Uses lib/check.lua.
 
@@ -96,44 +97,45 @@ end
 local function is_bitmap(head) return head ~= '' and string.byte(head) >= 128 end
 
 -- Comments join a term: `add`, their 3-byte n's, ascending, each above every n the term has. One write for
--- them all: a bitmap's bits in one BITFIELD, a string's in one APPEND, a bucket field in one HSET; the form
--- moves on as a comment at a time would move it (past SMALL bytes: its own string; more than 1 comment in 24:
--- a bitmap), judged on the term's n's after the batch.
-local function terms_add(term, bucket, add)
-  local k, top = #add / 3, at3(add, #add - 2)
-  local head = redis.call('GETRANGE', term, 0, 0)
-  if is_bitmap(head) then
-    local args = {}
-    for i = 1, #add - 2, 3 do
-      args[#args + 1] = 'SET'
-      args[#args + 1] = 'u1'
-      args[#args + 1] = at3(add, i)
-      args[#args + 1] = 1
-    end
-    redis.call('BITFIELD', term, unpack(args))
-    return
-  end
-  local s
-  if head ~= '' then
-    if (redis.call('STRLEN', term) / 3 + k) * 24 <= top then
-      redis.call('APPEND', term, add)
-      return
-    end
-    s = redis.call('GET', term)
-  else
-    local field = term_field(term)
-    s = redis.call('HGET', bucket, field) or ''
-    if #s + #add <= SEARCH_SMALL then
-      redis.call('HSET', bucket, field, s .. add)
-      return
-    end
-    if s ~= '' then redis.call('HDEL', bucket, field) end
-  end
-  if (#s / 3 + k) * 24 > top then
+-- them all: a bitmap's bits in one BITFIELD, a string's in one APPEND, a bucket field in one HSET (index_batch.lua
+-- writes a bucket's fields of a batch in one HSET); the form moves on as a comment at a time would move it (past
+-- SMALL bytes: its own string; more than 1 comment in 24: a bitmap), judged on the term's n's after the batch.
+
+-- The term's n's `s` (from its bucket field, now too long for it, or its own string) and `add`, in its own key.
+local function terms_grow(term, s, add)
+  if (#s / 3 + #add / 3) * 24 > at3(add, #add - 2) then
     redis.call('SET', term, bitmap_of(s .. add))
   else
     redis.call('SET', term, s .. add)
   end
+end
+
+-- A term in its own key (`head`: its first byte, not ''): bits set in a bitmap, or n's appended to a list.
+-- A bitmap's bits of the batch lie in a few bytes (its n's are consecutive numbers): those bytes are read,
+-- the bits ORed in here and written back in one SETRANGE, which costs Redis less than a BITFIELD of a SET per n
+-- (docs/benchmarks.md, "index_batch.lua").
+local function terms_add_own(term, head, add)
+  if is_bitmap(head) then
+    local lo = math.floor(at3(add, 1) / 8)
+    local hi = math.floor(at3(add, #add - 2) / 8)
+    local cur = redis.call('GETRANGE', term, lo, hi)
+    local bytes = {}
+    for i = 1, hi - lo + 1 do bytes[i] = string.byte(cur, i) or 0 end
+    for i = 1, #add - 2, 3 do
+      local m = at3(add, i)
+      local b = math.floor(m / 8) - lo + 1
+      bytes[b] = bit.bor(bytes[b], bit.rshift(128, m % 8))
+    end
+    local parts = {}
+    for i = 1, #bytes, 4000 do parts[#parts + 1] = string.char(unpack(bytes, i, math.min(i + 3999, #bytes))) end
+    redis.call('SETRANGE', term, lo, table.concat(parts))
+    return
+  end
+  if (redis.call('STRLEN', term) / 3 + #add / 3) * 24 <= at3(add, #add - 2) then
+    redis.call('APPEND', term, add)
+    return
+  end
+  terms_grow(term, redis.call('GET', term), add)
 end
 
 -- 3-byte n's `s` without n (binary search), or s itself.
@@ -172,13 +174,15 @@ local function term_remove(term, bucket, n)
   end
 end
 
--- A new comment in the index: its number (the record's `n`) and its slot; its terms are the indexer's
--- (index_batch.lua), after it. After `search_damage`.
+-- A new comment in the index: its number (the record's `n`, written here when `record` is given; the store
+-- writes it with the rest of the record) and its slot; its terms are the indexer's (index_batch.lua), after it.
+-- After `search_damage`. Returns n (nil without a search block).
 local function search_add(block, record, id, submitted)
-  if #block == 0 then return end
+  if #block == 0 then return nil end
   local n = redis.call('INCR', block[1])
   redis.call('SETRANGE', slot_key(block, n), slot_offset(n), id .. ms6(tonumber(submitted)))
-  redis.call('HSET', record, 'n', n)
+  if record then redis.call('HSET', record, 'n', n) end
+  return n
 end
 
 -- Whether comment n has its terms written (n at or below the watermark), or nil and the damage.
