@@ -9,6 +9,8 @@ looks for:
 - leases without a holder (a repair drops the lease: the comment is claimable again) and holders without a lease;
 - the queue keys of before (`keys.legacy_ready`, `keys.legacy_pending_articles`: claimable is now pending without
   a live lease, and the record names its article): `legacy_queue_key`, deleted by a repair;
+- the search sorted sets of before (`all`, and the `w:`, `e:`, `i:` keys as sorted sets where the compact index
+  keeps strings): `legacy_search_index`, deleted by a repair (which then indexes every record anew);
 - approved records missing from their article's order set (the article's public list: pages are made from the
   records); order entries of comments that are not approved; an article `count` that differs from its order set;
 - copies of the public view left by versions before issue 19 (`keys.py`): an article's public hash `ap:`
@@ -112,6 +114,14 @@ def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
     return None
 
 
+def _legacy_search(partition: int, key: str, found: str) -> bool:
+    """Whether the key is a search sorted set of before issue 19: every comment (`all`), or a word's, a sender's
+    or an address's ids by time, where the compact index now keeps strings (`keys.SEARCH_TERM_KINDS`)."""
+    rest = key.removeprefix(f"{keys.PREFIX}:{{p{partition:02x}}}:")
+    code, _, value = rest.partition(":")
+    return found == "zset" and (rest == "all" or (code in _INDEX_CODES and bool(value)))
+
+
 def _legacy_public(partition: int, key: str) -> bool:
     """Whether the key is an article's public hash of before issue 19 (`keys.legacy_article_public`)."""
     code, _, article = key.removeprefix(f"{keys.PREFIX}:{{p{partition:02x}}}:").partition(":")
@@ -199,6 +209,9 @@ class Doctor:
                 continue
             if name.removeprefix(f"{keys.PREFIX}:{{p{number:02x}}}:") in _LEGACY_QUEUE:
                 await self._found("legacy_queue_key", name, "", ("DEL", name))
+                continue
+            if _legacy_search(number, name, as_text(found)):
+                await self._found("legacy_search_index", name, "", ("DEL", name))
                 continue
             kind = _kind_of(number, name)
             if kind is None:

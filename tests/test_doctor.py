@@ -81,6 +81,13 @@ DAMAGE: Final[dict[str, tuple[Damage, str, str]]] = {
     "the pending->article hash of an older version": (
         lambda r, c: r.hset(keys.legacy_pending_articles(P), c.pending[1], ARTICLE), "legacy_queue_key",
         keys.legacy_pending_articles(P)),
+    # The search sorted sets of before (the compact index keeps strings): deleted by a repair.
+    "a word's search sorted set of an older version": (
+        lambda r, c: r.zadd(keys.word_index(P, "xylograph"), {c.pending[1]: 1}), "legacy_search_index",
+        keys.word_index(P, "xylograph")),
+    "every comment's search sorted set of an older version": (
+        lambda r, c: r.zadd(f"{keys.PREFIX}:{{p{P:02x}}}:all", {c.pending[1]: 1}), "legacy_search_index",
+        f"{keys.PREFIX}:{{p{P:02x}}}:all"),
     "lease without a holder": (
         lambda r, c: r.hdel(keys.holders(P), c.pending[0]), "lease_without_holder", keys.leases(P)),
     "holder without a lease": (
