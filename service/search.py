@@ -47,6 +47,8 @@ be words of the comment; a query word the index does not hold (too short, a stop
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import bisect
 import collections
 import functools
@@ -472,22 +474,18 @@ class Index:
 
 def encode_cursor(streams: Sequence[Stream]) -> str:
     """Every partition's place (0: nothing left there), as an opaque cursor."""
-    import base64
-
     places = b"".join((0 if s.finished else s.position).to_bytes(3, "big") for s in streams)
     return "s1" + base64.urlsafe_b64encode(places).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, partitions: int) -> list[int] | None:
-    """The places a cursor holds, or None when it is not one for this many partitions."""
-    import base64
-    import binascii
-
+    """The places a cursor holds, or None when it is not one for this many partitions (every character checked:
+    the decoder would skip what is not of its alphabet)."""
     if not cursor.startswith("s1"):
         return None
     body = cursor[2:]
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         return None
     if len(raw) != 3 * partitions:
