@@ -7,6 +7,9 @@ looks for:
 - pending records missing from the pending queue or from their article's pending index; queue and index entries
   without a pending record (a lease included: a lease of a comment that is not pending);
 - leases without a holder (a repair drops the lease: the comment is claimable again) and holders without a lease;
+- a claim hint that is ahead (`keys.claim_hint`: a pending comment scored below its `from` with no lease that a
+  claim's sweep will still see, or one the repair makes claimable): `claim_hint_ahead`, the hint deleted by a
+  repair (claims then start at the queue's head, and set it again);
 - the queue keys of before (`keys.legacy_ready`, `keys.legacy_pending_articles`: claimable is now pending without
   a live lease, and the record names its article): `legacy_queue_key`, deleted by a repair;
 - the search sorted sets of before (`all`, and the `w:`, `e:`, `i:` keys as sorted sets where the compact index
@@ -48,7 +51,7 @@ from service.models import COMMENT_ID_RE
 from service.scripts import Scripts, as_text, scored
 
 #: The type each kind of key must have.
-_FIXED: Final = {"pending": "zset", "leases": "zset", "holders": "hash",
+_FIXED: Final = {"pending": "zset", "leases": "zset", "holders": "hash", "claim": "hash",
                  "feed": "stream", "feed:trimmed": "string", "outbox": "stream"}
 #: The partition's queue keys of before, no longer written or read (`keys.legacy_ready`,
 #: `keys.legacy_pending_articles`): reported and, by a repair, deleted.
@@ -259,6 +262,7 @@ class Doctor:
         for cid, record in pending_ids.items():
             await self._pending_record(part, cid, record, queues, index_of)
         await self._dangling(p, pending_ids, queues)
+        await self._claim_hint(part, pending_ids, queues)
         for article in sorted(part.articles):
             await self._article(part, article, approved, pending_ids, index_of)
         await self._search_indexes(part, ids)
@@ -426,6 +430,35 @@ class Doctor:
             await self._found("lease_without_holder", keys.leases(p), cid, ("ZREM", keys.leases(p), cid))
         for cid in sorted(set(queues.holders) & set(pending_ids) - set(queues.leases)):
             await self._found("holder_without_lease", keys.holders(p), cid, ("HDEL", keys.holders(p), cid))
+
+    async def _claim_hint(self, part: _Partition, pending_ids: dict[str, list[str | None]], queues: _Queues) -> None:
+        """The claim hint (claim.lua) is behind every claimable comment: each pending comment scored below `from`
+        has a lease with a holder that ends after `swept` (a lease ending before was swept already: it would
+        never be claimed). A repair deletes a hint that is ahead: claims start at the head, then set it again."""
+        key = keys.claim_hint(part.number)
+        hint = await self._hash(part, key)
+        if not hint or queues.leases is None or queues.holders is None:
+            return
+        try:
+            start, swept = float(hint["from"]), float(hint["swept"])
+        except (KeyError, ValueError):
+            await self._found("claim_hint_ahead", key, "", ("DEL", key))
+            return
+        # Where each pending comment is (or will be, once a repair re-queued it).
+        scores = dict(queues.pending or {})
+        for cid, record in pending_ids.items():
+            if cid not in scores and record[2] is not None:
+                with contextlib.suppress(ValueError):
+                    scores[cid] = float(record[2])
+        for cid, score in sorted(scores.items(), key=lambda item: (item[1], item[0])):
+            if score >= start:
+                break
+            if cid not in pending_ids:
+                continue
+            lease = queues.leases.get(cid)
+            if lease is None or lease <= swept or cid not in queues.holders:
+                await self._found("claim_hint_ahead", key, cid, ("DEL", key))
+                return
 
     async def _article(self, part: _Partition, article: str, approved: dict[str, list[str | None]],
                        pending_ids: dict[str, list[str | None]], index_of: Any) -> None:

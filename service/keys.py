@@ -34,7 +34,12 @@ The queue is `pending` (and the article's `aq:`) with the leases: a pending comm
 live lease (none in `leases`, or one that ran out; claim.lua takes those over). Two keys of before that are no
 longer written or read: the partition's claimable queue `cm:{pXX}:ready` (`legacy_ready`) and its pending id ->
 article hash `cm:{pXX}:articles` (`legacy_pending_articles`: the record's `a` says it). `comments-service doctor`
-reports them (`legacy_queue_key`) and `--repair` deletes them; until then they are left alone, unread. A record's
+reports them (`legacy_queue_key`) and `--repair` deletes them; until then they are left alone, unread. A
+partition-wide claim starts at the partition's claim hint `cm:{pXX}:claim` (`claim_hint`: two fields, so a
+pending comment still costs no entry of its own): `from`, a score below which every pending entry has a live
+lease, and `swept`, the ms up to which ran-out leases were looked at (claim.lua). A release, a new comment and an
+import lower `from`; `doctor --repair` deletes a hint that is ahead (`claim_hint_ahead`): no hint is always
+right (the claim then starts at the queue's head). A record's
 fingerprint `f` is 32 hex digits since then; a record of before holds 64, and is recognised by either
 (`submissions.same_request`).
 
@@ -51,6 +56,7 @@ fingerprint `f` is 32 hex digits since then; a record of before holds 64, and is
 | cm:{pXX}:pending                     | zset   | none                 | pending ids -> submitted ms (the queue) |
 | cm:{pXX}:leases                      | zset   | none                 | leased ids -> lease expiry ms |
 | cm:{pXX}:holders                     | hash   | none                 | leased id -> moderator |
+| cm:{pXX}:claim                       | hash   | none                 | claim hint: from (score), swept (ms) |
 | cm:{pXX}:a:<article>                 | hash   | none                 | article: seq, ver, count, closed |
 | cm:{pXX}:ao:<article>                | zset   | none                 | approved ids -> approval sequence |
 | cm:{pXX}:aq:<article>                | zset   | none                 | pending ids -> submitted ms (article filters) |
@@ -211,6 +217,12 @@ def leases(partition: int) -> str:
 
 def holders(partition: int) -> str:
     return f"{_tag(partition)}:holders"
+
+
+def claim_hint(partition: int) -> str:
+    """The partition's claim hint (claim.lua): `from`, a score below which every pending entry has a live lease,
+    and `swept`, the ms up to which ran-out leases were looked at. Absent: claims start at the queue's head."""
+    return f"{_tag(partition)}:claim"
 
 
 def legacy_pending_articles(partition: int) -> str:
@@ -527,22 +539,26 @@ def gate_keys(idempotency_key: str, captcha_marker: str, seen: str, ip_hash: str
 
 
 def submit_keys(comment_id: str, article_id: str, *, indexed: bool = False) -> list[str]:
-    """The store's six keys (the article's order set, K[5], checks a reply's parent), then, `indexed`, the
-    search block: the partition's `search_seq` alone (lib/store.lua's K[7]: the comment's n and slot; its terms
-    are the indexer's, `service.indexer`)."""
+    """The store's seven keys (the article's order set, K[5], checks a reply's parent; the partition's claim
+    hint, K[7], is lowered to a comment stored before it), then, `indexed`, the search block, last: the
+    partition's `search_seq` alone (lib/store.lua's K[8]: the comment's n and slot; its terms are the
+    indexer's, `service.indexer`)."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), pending(p), article(article_id), outbox(p),
-            article_order(article_id), article_pending(article_id), *([search_seq(p)] if indexed else [])]
+            article_order(article_id), article_pending(article_id), claim_hint(p),
+            *([search_seq(p)] if indexed else [])]
 
 
 def claim_keys(partition: int) -> list[str]:
-    """claim.lua's three keys of a partition (given for every partition of a claim on one server)."""
-    return [leases(partition), holders(partition), pending(partition)]
+    """claim.lua's four keys of a partition (given for every partition of a claim on one server)."""
+    return [leases(partition), holders(partition), pending(partition), claim_hint(partition)]
 
 
 def claim_article_keys(article_id: str) -> list[str]:
-    """A claim kept to one article: its partition's three keys, then the article's pending index."""
-    return [*claim_keys(partition_of_article(article_id)), article_pending(article_id)]
+    """A claim kept to one article: its partition's leases, holders and pending, then the article's pending
+    index (it walks the article's queue from its head: no claim hint)."""
+    p = partition_of_article(article_id)
+    return [leases(p), holders(p), pending(p), article_pending(article_id)]
 
 
 #: decide.lua's keys of one decision, by name, in their order: the script reads them as `K[KI.<name>]`, where
@@ -563,10 +579,11 @@ def decide_keys(comment_id: str, article_id: str, hour: int) -> list[str]:
 
 
 def import_keys(comment_id: str, article_id: str) -> list[str]:
-    """import.lua's seven keys (an imported or restored comment); the indexes it joins follow them."""
+    """import.lua's eight keys (an imported or restored comment; the claim hint, K[8], is lowered to an imported
+    pending comment); the indexes it joins follow them, then the search block, last."""
     p = partition_of_comment(comment_id)
     return [comment(comment_id), history(comment_id), pending(p), article(article_id),
-            article_order(article_id), article_pending(article_id), feed(p)]
+            article_order(article_id), article_pending(article_id), feed(p), claim_hint(p)]
 
 
 def index_batch_keys(partition: int, record_ids: Sequence[str], terms: Sequence[str]) -> list[str]:
@@ -577,8 +594,8 @@ def index_batch_keys(partition: int, record_ids: Sequence[str], terms: Sequence[
 
 
 def lease_keys(partition: int) -> list[str]:
-    """lease.lua's keys: renewal and release of one partition's leases."""
-    return [leases(partition), holders(partition), pending(partition)]
+    """lease.lua's keys: renewal and release of one partition's leases (a release lowers the claim hint)."""
+    return [leases(partition), holders(partition), pending(partition), claim_hint(partition)]
 
 
 def erase_keys(comment_id: str, article_id: str, email_digest: str, ip_hash: str,

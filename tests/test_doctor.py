@@ -92,6 +92,10 @@ DAMAGE: Final[dict[str, tuple[Damage, str, str]]] = {
         lambda r, c: r.hdel(keys.holders(P), c.pending[0]), "lease_without_holder", keys.leases(P)),
     "holder without a lease": (
         lambda r, c: r.hset(keys.holders(P), c.pending[2], "someone"), "holder_without_lease", keys.holders(P)),
+    # The claim hint ahead of comments with no lease (claim.lua would never reach them): deleted by a repair.
+    "claim hint ahead of unleased comments": (
+        lambda r, c: r.hset(keys.claim_hint(P), mapping={"from": 2**45, "swept": 0}), "claim_hint_ahead",
+        keys.claim_hint(P)),
     "count differs from the order set": (
         lambda r, c: r.hset(keys.article(ARTICLE), "count", 7), "count_mismatch", keys.article(ARTICLE)),
     "approved comment not in the order set": (

@@ -222,6 +222,22 @@ async def test_options_state_pending_feed_and_dry_run(redis: Redis, tmp_path: Pa
     assert await redis.exists(keys.outbox(p)) == 0  # webhooks are not told of imports
 
 
+async def test_imported_pending_comments_are_claimable_behind_the_claim_hint(redis: Redis, tmp_path: Path) -> None:
+    """Imported comments carry their old times: import.lua lowers the partition's claim hint (`keys.claim_hint`)
+    to them, so a claim that had moved past those times takes them, oldest first."""
+    p = keys.partition_of_article(ARTICLE)
+    now = int(time.time() * 1000)
+    await redis.hset(keys.claim_hint(p), mapping={"from": now, "swept": now})  # as after a claim of today
+    await _import(redis, _file(tmp_path, "disqus"), "disqus", state="pending")
+    pending: list[Any] = await redis.zrange(keys.pending(p), 0, -1, withscores=True)  # type: ignore[assignment,unused-ignore]
+    assert pending and await redis.hget(keys.claim_hint(p), "from") == b"%d" % pending[0][1]
+    scripts = Scripts(redis)
+    await scripts.load()
+    claimed = await scripts.run("claim", keys.claim_keys(p), [now + 1, now + 60_000, "Lan", 100, ""])
+    assert claimed == [entry[0] for entry in pending]
+    assert await doctor(redis, repair=False) == []
+
+
 # -- safety and mapping --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bomb", [billion_laughs, external_entity])

@@ -142,6 +142,7 @@ async def _submit_act(client: Client) -> int:
 async def _submit_reads(client: Client, redis: Redis) -> dict[str, str]:
     record = orjson.loads(await redis.hget(keys.comment(comment_id(client)), "d") or b"{}")
     return {keys.article(ARTICLE): "hash", keys.article_order(ARTICLE): "zset",
+            keys.claim_hint(keys.partition_of_article(ARTICLE)): "hash",  # lowered to a comment stored before it
             keys.reputation("ip", record["ip_hash"]): "string",
             keys.reputation("email", record["email_hash"]): "string"}
 
@@ -162,11 +163,13 @@ async def _claim_article(client: Client) -> int:
 
 
 async def _claim_reads(client: Client, redis: Redis) -> dict[str, str]:
-    return {keys.pending(keys.partition_of_article(ARTICLE)): "zset"}
+    partition = keys.partition_of_article(ARTICLE)
+    return {keys.pending(partition): "zset", keys.claim_hint(partition): "hash"}
 
 
 async def _claim_article_reads(client: Client, redis: Redis) -> dict[str, str]:
-    return {**await _claim_reads(client, redis), keys.article_pending(ARTICLE): "zset"}
+    """A claim kept to an article walks the article's queue from its head: the claim hint is not its key."""
+    return {keys.pending(keys.partition_of_article(ARTICLE)): "zset", keys.article_pending(ARTICLE): "zset"}
 
 
 async def _claimed(client: Client) -> None:
@@ -180,9 +183,11 @@ async def _lease(client: Client, mode: str) -> int:
 
 
 async def _lease_reads(client: Client, redis: Redis) -> dict[str, str]:
-    """lease.lua checks all three of its keys; a renewal writes only the leases, a release not the pending."""
+    """lease.lua checks all four of its keys; a renewal writes only the leases, a release not the pending (and
+    the claim hint only when the released comment is below its `from`)."""
     partition = keys.partition_of_article(ARTICLE)
-    return {keys.leases(partition): "zset", keys.holders(partition): "hash", keys.pending(partition): "zset"}
+    return {keys.leases(partition): "zset", keys.holders(partition): "hash", keys.pending(partition): "zset",
+            keys.claim_hint(partition): "hash"}
 
 
 async def _rejected(client: Client) -> None:

@@ -174,13 +174,18 @@ class ModerationMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.leases))
     @rule()
     def leases_run_out(self) -> None:
-        """Moderators who claimed and vanished: their leases end (scores rewritten into the past)."""
+        """Moderators who claimed and vanished: their leases end (scores rewritten into the past). Time passing
+        so, the partition's claim hint (claim.lua) last swept the leases before they ended: its `swept` is
+        moved back before them too, as if the claims since had run earlier."""
         redis = SyncRedis.from_url(self.server.url)
         past = int(time.time() * 1000) - 1000
         for comment_id in self.leases:
             partition = keys.partition_of_comment(comment_id)
             assert redis.zadd(keys.leases(partition), {comment_id: past}, xx=True) == 0  # updated, not added
             assert redis.zscore(keys.leases(partition), comment_id) == past
+            swept = redis.hget(keys.claim_hint(partition), "swept")
+            if swept is not None and int(swept) >= past:
+                redis.hset(keys.claim_hint(partition), "swept", past - 1)
         totals["expired"] += len(self.leases)
         self.leases.clear()
 

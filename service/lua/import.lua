@@ -7,8 +7,9 @@
 -- changes nothing (importing a file twice adds nothing; an interrupted import runs again to completion).
 --
 -- K[1] comment hash        K[2] history list         K[3] pending zset     K[4] article hash
--- K[5] article order zset  K[6] article pending zset K[7] feed stream
--- K[8 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
+-- K[5] article order zset  K[6] article pending zset K[7] feed stream       K[8] claim hint hash (claim.lua:
+-- an imported pending comment lowers its `from`: it carries an old time, and is claimable)
+-- K[9 ..] optional: the indexes (zsets) the comment joins, e.g. its decided state's list (`importing.writer`),
 -- one score each in ARGV's last part
 -- then, last and optional: the search block, the partition's `n` key (lib/terms.lua; `importing.writer`): it gets
 -- the partition's next comment number (the record's `n`, whatever `n` the fields held) and its slot; its terms
@@ -50,17 +51,17 @@ local valid = {pending = true, approved = true, rejected = true, spam = true, re
 if not valid[state] then return {'invalid', 'state'} end
 if not string.match(submitted, '^%d+$') then return {'invalid', 'submitted'} end
 local nfields, nhistory = tonumber(ARGV[8]), tonumber(ARGV[9])
-if not nfields or not nhistory or 9 + 2 * nfields + nhistory + #KEYS - 7 ~= #ARGV then
+if not nfields or not nhistory or 9 + 2 * nfields + nhistory + #KEYS - 8 ~= #ARGV then
   return {'invalid', 'counts'}
 end
 local first_history, first_score = 10 + 2 * nfields, 10 + 2 * nfields + nhistory
 
 local damage = misfit({KEYS[1], 'hash', 'comment', KEYS[2], 'list', 'history', KEYS[3], 'zset', 'pending',
   KEYS[4], 'hash', 'article', KEYS[5], 'zset', 'article_order', KEYS[6], 'zset', 'article_pending',
-  KEYS[7], 'stream', 'feed'})
-for i = 8, #KEYS do
+  KEYS[7], 'stream', 'feed', KEYS[8], 'hash', 'claim_hint'})
+for i = 9, #KEYS do
   if not damage then damage = misfit({KEYS[i], 'zset', 'index'}) end
-  if not tonumber(ARGV[first_score + i - 8]) then return {'invalid', 'index_score'} end
+  if not tonumber(ARGV[first_score + i - 9]) then return {'invalid', 'index_score'} end
 end
 if damage then return {'corrupt', damage} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -108,12 +109,14 @@ search_add(SB, KEYS[1], id, submitted)
 if nhistory > 0 then
   redis.call('RPUSH', KEYS[2], unpack(ARGV, first_history, first_score - 1))
 end
-for i = 8, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[first_score + i - 8], id)
+for i = 9, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[first_score + i - 9], id)
 end
 if state == 'pending' then
   redis.call('ZADD', KEYS[3], submitted, id)
   redis.call('ZADD', KEYS[6], submitted, id)
+  local from = tonumber(redis.call('HGET', KEYS[8], 'from'))
+  if from and tonumber(submitted) < from then redis.call('HSET', KEYS[8], 'from', submitted) end
 elseif state == 'approved' then
   local order = string.format('%d', score)
   redis.call('ZADD', KEYS[5], order, id)
