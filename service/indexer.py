@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,28 +47,74 @@ INTERVAL_SECONDS: Final = 0.2
 ERROR_PAUSE_SECONDS: Final = 2.0
 
 
+class _WordTerms(dict[str, tuple[str, str]]):
+    """One partition's index word -> its term key and that key's bucket (`keys.word_index`, `keys.search_bucket`),
+    made once per process: a batch holds about 200 distinct terms, whose key and bucket (a crc32) cost more than
+    the rest of its planning when made each time (docs/benchmarks.md, `indexer.plan_batch`). Bounded."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__()
+        self.partition = partition
+
+    def __missing__(self, word: str) -> tuple[str, str]:
+        if len(self) >= _CACHED_WORDS:
+            self.clear()
+        key = keys.word_index(self.partition, word)
+        terms = self[word] = (key, keys.search_bucket(key))
+        return terms
+
+
+_CACHED_WORDS: Final = 16384
+_WORD_TERMS: Final = tuple(_WordTerms(p) for p in range(keys.PARTITIONS))
+
+
 def plan_batch(partition: int, done: int, top: int, slots: dict[int, tuple[str, int]],
                rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[Arg]]:
     """index_batch.lua's KEYS and ARGV for the comments (done, top] of a partition: `slots`, their map entries
     (n -> (id, submitted ms), empty slots left out), `rows`, each slot's record as HMGET d er n (in `slots`'
-    order). A record that is gone is checked to stay gone; one whose `n` is another (a stale slot) is left out."""
-    record_ids: list[str] = []
-    states: list[Arg] = []
-    by_term: dict[str, list[int]] = {}
+    order). A record that is gone is checked to stay gone; one whose `n` is another (a stale slot) is left out.
+
+    What `keys.index_batch_keys` and `search.record_terms` would give, made in one pass (tests/test_index_planning.py
+    checks them against that plain form): each term's n's are grouped by the word itself (a word has no `:`, so
+    it is never taken for a sender's or an address's key), and each distinct word's key and bucket come from
+    `_WordTerms`."""
+    record_keys: list[str] = [keys.search_done(partition)]
+    states: list[Arg] = [done, top, 0]
+    by_term: defaultdict[str, list[bytes]] = defaultdict(list)
+    ascending = True
+    previous = 0
     for (n, (comment_id, _)), (raw, erased, number) in zip(slots.items(), rows, strict=True):
         if raw is None and erased is None and number is None:
-            record_ids.append(comment_id)
+            record_keys.append(keys.comment(comment_id))
             states.append("")
             continue
         if number is None or not as_text(number).isdigit() or int(number) != n:
             continue
-        record_ids.append(comment_id)
+        record_keys.append(keys.comment(comment_id))
         states.append(f"{len(raw or b'')}:{as_text(erased) if erased is not None else ''}")
-        for term in dict.fromkeys(search.record_terms(partition, raw) or ()):
-            by_term.setdefault(term, []).append(n)
-    terms = list(by_term)
-    script_keys = keys.index_batch_keys(partition, record_ids, terms)
-    args: list[Arg] = [done, top, len(record_ids), *states, *(search.encode_ns(sorted(by_term[t])) for t in terms)]
+        fields = search.record_fields(raw)
+        if fields is None:
+            continue
+        email_digest, ip_hash, words = fields
+        code = n.to_bytes(3, "big")  # search.encode_ns
+        ascending = ascending and n > previous
+        previous = n
+        if email_digest:
+            by_term[keys.by_email(partition, email_digest)].append(code)
+        if ip_hash:
+            by_term[keys.by_ip(partition, ip_hash)].append(code)
+        for word in words:
+            by_term[word].append(code)
+    states[2] = len(states) - 3
+    word_terms = _WORD_TERMS[partition]
+    script_keys = record_keys
+    args = states
+    for term, codes in by_term.items():
+        if ":" in term:  # a sender's or an address's key
+            script_keys += (term, keys.search_bucket(term))
+        else:
+            script_keys += word_terms[term]
+        args.append(b"".join(codes if ascending else sorted(codes)))
     return script_keys, args
 
 

@@ -51,7 +51,6 @@ import base64
 import binascii
 import bisect
 import collections
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -85,39 +84,59 @@ STOP_WORDS: Final = frozenset({
 })
 
 
+class _WordKeys(dict[str, str]):
+    """One partition's index word -> its term key (`keys.word_index`), made once per process (words recur across
+    comments: about 40 keys a comment, docs/benchmarks.md, `search._WordKeys`). Bounded."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__()
+        self.partition = partition
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= _CACHED_WORDS // 4:
+            self.clear()
+        key = self[word] = keys.word_index(self.partition, word)
+        return key
+
+
+_CACHED_WORDS: Final = 65536
+_WORD_KEYS: Final = tuple(_WordKeys(p) for p in range(keys.PARTITIONS))
+
+
 def index_words(*parts: str) -> list[str]:
-    """The words of a comment's text that go to the word index, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for word in text.folded_words("\n".join(parts)):
-        if len(word) >= WORD_MIN and word not in STOP_WORDS:
-            seen.setdefault(word[:WORD_MAX], None)
-            if len(seen) == WORDS_PER_COMMENT:
-                break
-    return list(seen)
+    """The words of a comment's text that go to the word index, in order of first appearance: its distinct folded
+    words at least `WORD_MIN` long and not `STOP_WORDS`, cut to `WORD_MAX`, the first `WORDS_PER_COMMENT` of
+    those (tests/test_index_planning.py checks this against the loop over `text.folded_words` it was)."""
+    words = _INDEX_WORDS("\n".join(parts))
+    return words[:WORDS_PER_COMMENT] if len(words) > WORDS_PER_COMMENT else words
 
 
-def record_terms(partition: int, raw: Any) -> list[str] | None:
-    """The terms a record's `d` (JSON) is found by (`keys.comment_terms`): what the indexer writes for it and what
-    a reader matches the unindexed tail against; None when it cannot be read (nothing to index it by)."""
+def record_fields(raw: Any) -> tuple[str, str, list[str]] | None:
+    """What a record's `d` (JSON) is found by: its sender's email digest and address hash ("" when it has none) and
+    its index words; None when it cannot be read (nothing to index it by)."""
     try:
         data = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         return None
     if not isinstance(data, dict):
         return None
-    fields = [data.get(f) or "" for f in ("name", "title", "body", "email_hash", "ip_hash")]
-    if not all(isinstance(f, str) for f in fields):
+    get = data.get
+    name, title, body = get("name") or "", get("title") or "", get("body") or ""
+    email_digest, ip_hash = get("email_hash") or "", get("ip_hash") or ""
+    if not all(isinstance(f, str) for f in (name, title, body, email_digest, ip_hash)):
         return None
-    name, title, body, email_digest, ip_hash = fields
-    # keys.comment_terms, with each word's key made once per process (words recur across comments: about 40
-    # keys a comment, docs/benchmarks.md).
-    return [*keys.comment_terms(partition, email_digest, ip_hash, ()),
-            *(_word_key(partition, word) for word in index_words(name, title, body))]
+    return email_digest, ip_hash, index_words(name, title, body)
 
 
-@functools.lru_cache(maxsize=65536)
-def _word_key(partition: int, word: str) -> str:
-    return keys.word_index(partition, word)
+def record_terms(partition: int, raw: Any) -> list[str] | None:
+    """The terms a record's `d` (JSON) is found by (`keys.comment_terms`): what the indexer writes for it and what
+    a reader matches the unindexed tail against; None when it cannot be read (nothing to index it by)."""
+    fields = record_fields(raw)
+    if fields is None:
+        return None
+    email_digest, ip_hash, words = fields
+    # keys.comment_terms, with each word's key made once per process (`_WordKeys`).
+    return [*keys.comment_terms(partition, email_digest, ip_hash, ()), *map(_WORD_KEYS[partition].__getitem__, words)]
 
 
 def query_words(query: str) -> list[str]:
@@ -130,6 +149,12 @@ def indexed(word: str) -> str | None:
     if len(word) < WORD_MIN or word in STOP_WORDS:
         return None
     return word[:WORD_MAX]
+
+
+#: A comment's index words, each token's form kept per process (`text.WordForms`): one `map` over a dict in C for
+#: a comment's ~75 tokens, where folding the text and a loop of tests per word cost 26-38 µs a comment
+#: (docs/benchmarks.md, `search.index_words`).
+_INDEX_WORDS: Final = text.WordForms(lambda word: indexed(word) or "")
 
 
 def word_keys(partition: int, words: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Final
 
 #: Bidi overrides and isolates: they let a comment visually reorder the text around it.
@@ -70,14 +71,94 @@ def fold(text: str) -> str:
 WORDS: Final = re.compile(r"\w+", re.UNICODE)
 
 
+# -- folding by word, for texts of Latin letters (Vietnamese) ----------------------------------------------------
+# A character whose fold is ASCII word characters (or nothing: a mark) folds the same wherever it stands: its lower
+# case does not depend on its neighbours (only Greek's final sigma does, not among these), and its decomposition's
+# marks, which canonical ordering may move, are all removed. A text of ASCII and such characters therefore folds
+# token by token, a token being a run of anything but ASCII non-word characters: the token's fold is the
+# concatenation of its characters' folds, one word or none, and what separates tokens stays a separator. So the
+# words of such a text are found on its UTF-8 bytes (ASCII non-word bytes made spaces, then `split()`, in C) and
+# each distinct token is folded once per process: a comment's ~75 tokens repeat across comments, and looking them
+# up in a dict costs a fraction of normalising the whole text (docs/benchmarks.md, `text.folded_words`).
+# tests/test_text.py checks every character of these blocks, and random texts, against the definition.
+
+
+def _folds_to_ascii_word(c: str) -> bool:
+    return c != "\u03a3" and re.fullmatch("[0-9A-Za-z_]*", fold(c)) is not None
+
+
+#: The non-ASCII characters that fold token by token (Latin-1, Latin Extended-A/B, the combining marks, Latin
+#: Extended Additional: all of Vietnamese; and a few letter-like symbols).
+_BY_TOKEN: Final = "".join(c for first, last in ((0x80, 0x370), (0x1E00, 0x1F00), (0x2100, 0x2150))
+                           for c in map(chr, range(first, last)) if _folds_to_ascii_word(c))
+#: A character outside ASCII and `_BY_TOKEN`: the text takes the general path.
+_NOT_BY_TOKEN: Final = re.compile(f"[^\x00-\x7f{re.escape(_BY_TOKEN)}]")
+#: Every ASCII byte that `\w` does not match, made a space; other bytes (UTF-8's of `_BY_TOKEN` too) kept.
+_BYTE_NON_WORD: Final = bytes(b if b >= 128 or re.fullmatch(r"\w", chr(b)) else 32 for b in range(256))
+
+
+class _NotByToken(Exception):
+    """A token with a character outside `_BY_TOKEN`: the text takes the general path."""
+
+
+class _TokenForms(dict[bytes, str]):
+    """Token (its UTF-8 bytes) -> `form` of its fold ("" when it folds to nothing), made when first seen; a dict's
+    `__missing__`, so that a text's tokens are looked up by one `map` in C, hits and misses alike. Bounded: the
+    tokens come from readers."""
+
+    def __init__(self, form: Callable[[str], str], limit: int) -> None:
+        super().__init__()
+        self._form, self._limit = form, limit
+
+    def __missing__(self, token: bytes) -> str:
+        value = token.decode()
+        if _NOT_BY_TOKEN.search(value) is not None:
+            raise _NotByToken
+        if len(self) >= self._limit:
+            self.clear()
+        word = fold(value)
+        made = self[token] = self._form(word) if word else ""
+        return made
+
+
+def _tokens(text: str) -> list[bytes]:
+    """The text's tokens (UnicodeEncodeError for a lone surrogate)."""
+    return text.encode().translate(_BYTE_NON_WORD).split()
+
+
+_FOLDS: Final = _TokenForms(str, 65536)
+
+
 def folded_words(text: str) -> list[str]:
     """`WORDS.findall(fold(text))`, faster for the common texts (tests/test_text.py checks they agree): an ASCII
     text's words are its runs of [A-Za-z0-9_], which a translation to spaces and `split()` find in C without
-    a regex match object per word (about half the time of `findall` on a comment; docs/benchmarks.md)."""
-    folded = fold(text)
-    if folded.isascii():
-        return folded.translate(_ASCII_NON_WORD).split()
-    return WORDS.findall(folded)
+    a regex match object per word (about half the time of `findall` on a comment; docs/benchmarks.md); a text of
+    Latin letters (Vietnamese) is folded a token at a time, from a cache (above)."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_NON_WORD).split()
+    try:
+        return list(filter(None, map(_FOLDS.__getitem__, _tokens(text))))
+    except (_NotByToken, UnicodeEncodeError):  # a character of the general path, or a lone surrogate
+        return WORDS.findall(fold(text))
+
+
+class WordForms:
+    """The distinct folded words of a text, each made into its `form` (a word whose form is "" is left out), in
+    order of first appearance: `dict.fromkeys(form(w) for w in folded_words(text))` without "". Each token's form
+    is kept (per process, at most `limit`), so that a text of words seen before costs two passes in C over its
+    tokens and no folding (the search index's words: `search.index_words`)."""
+
+    def __init__(self, form: Callable[[str], str], limit: int = 65536) -> None:
+        self._form = form
+        self._tokens = _TokenForms(form, limit)
+
+    def __call__(self, text: str) -> list[str]:
+        try:
+            forms = dict.fromkeys(map(self._tokens.__getitem__, _tokens(text)))
+        except (_NotByToken, UnicodeEncodeError):  # a character of the general path, or a lone surrogate
+            forms = dict.fromkeys(map(self._form, dict.fromkeys(WORDS.findall(fold(text)))))
+        forms.pop("", None)
+        return list(forms)
 
 
 #: The digits a number from a client may be written with, by base (hex in lower case, as this service writes it).

@@ -118,6 +118,74 @@ def test_fold_and_folded_words_agree_with_the_definition(value: str) -> None:
     assert text.folded_words(value) == reference_folded_words(value)
 
 
+# -- folding token by token (text._TokenForms, text.WordForms): every character of the blocks, against the definition
+
+#: The blocks the token path covers, whole (whatever each character folds to), the marks, and Vietnamese's letters.
+LATIN_BLOCKS: Final = "".join(map(chr, [*range(0x80, 0x370), *range(0x1E00, 0x1F00), *range(0x2100, 0x2150)]))
+VIETNAMESE_LETTERS: Final = "".join(sorted({unicodedata.normalize("NFC", c) for c in VIETNAMESE if not c.isspace()}
+                                           | {c.upper() for c in VIETNAMESE if not c.isspace()}))
+#: Neighbours a character is tried between: ASCII word and non-word characters, marks, Vietnamese, another block.
+CONTEXTS: Final = ("{c}", "A{c}b-{c}\u0323 {c}đ", "{c}{c}x", "Ư{c}.{c}_9", "\u0301{c}\u0300 ({c})", "ß{c}Σ{c}ς",
+                   "Ǆ{c}\u0345 {c}\u0483a")
+
+
+def reference_distinct(value: str, form: Callable[[str], str] = str) -> list[str]:
+    forms = dict.fromkeys(map(form, reference_folded_words(value)))
+    forms.pop("", None)
+    return list(forms)
+
+
+def test_every_character_of_the_latin_blocks_and_vietnamese_folds_as_the_definition_says() -> None:
+    assert set(VIETNAMESE_LETTERS) <= set(text._BY_TOKEN)  # Vietnamese takes the token path
+    distinct = text.WordForms(str)
+    for c in LATIN_BLOCKS + VIETNAMESE_LETTERS:
+        for context in CONTEXTS:
+            value = context.format(c=c)
+            assert text.folded_words(value) == reference_folded_words(value), ascii(value)
+            assert distinct(value) == reference_distinct(value), ascii(value)
+
+
+def test_every_code_point_folds_as_the_definition_says() -> None:
+    """Each of the BMP's on its own; beyond it, 256 at a time (each alone and inside a word)."""
+    distinct = text.WordForms(str)
+    values = [f"Xin{c}chào {c}" for c in map(chr, range(0x10000))]
+    values += [" ".join(chunk) + "Xin" + "".join(chunk) for chunk in
+               ("".join(map(chr, range(first, first + 256))) for first in range(0x10000, 0x110000, 256))]
+    for value in values:
+        assert text.folded_words(value) == reference_folded_words(value), ascii(value)
+        assert distinct(value) == reference_distinct(value), ascii(value)
+
+
+def test_word_forms_apply_the_form_once_per_word_and_leave_out_the_empty() -> None:
+    forms = text.WordForms(lambda word: "" if word == "va" else word.upper())
+    assert forms("Bà và bà, VÀ Ông \u0301 ông_1") == ["BA", "ONG", "ONG_1"]
+    assert forms("") == [] and forms("\u0301 -") == []
+
+
+def test_the_token_caches_stay_bounded() -> None:
+    forms = text.WordForms(str, limit=8)
+    for i in range(100):
+        assert forms(f"Lần thứ {i} đến {i * 7}") == reference_distinct(f"Lần thứ {i} đến {i * 7}")
+        assert len(forms._tokens) <= 8
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(st.one_of(
+    st.sampled_from(VIETNAMESE + LATIN_BLOCKS),
+    st.characters(max_codepoint=0x7F),
+    st.sampled_from("\u0300\u0301\u0303\u0309\u0323\u031b\u0306\u0302 \t\n…“”–\u0345\u0483Σσς"),
+    st.characters(),  # anything else: the general path, lone surrogates among them
+), max_size=80))
+def test_word_forms_agree_with_the_definition_on_any_text(value: str) -> None:
+    assert text.folded_words(value) == reference_folded_words(value)
+    for form in (str, lambda word: word[:3] if len(word) > 1 else ""):
+        assert text.WordForms(form)(value) == reference_distinct(value, form)
+    assert _SHARED(value) == reference_distinct(value)  # a cache that has seen earlier examples' tokens
+
+
+_SHARED: Final = text.WordForms(str)
+
+
 #: Long runs of what each expression looks for, of what it skips, and of their alternation.
 TEXT_ADVERSARIES: Final = [
     sized("a"), sized("a "), sized("\u0301"), sized("a\u0301"), sized("\u200b"), sized("a\u200b"), sized("ệ"),
@@ -129,8 +197,9 @@ TEXT_ADVERSARIES: Final = [
     text.normalise, text.strip_zero_width, text.fold, text.folded_words, text.normalise_newlines,
     lambda value: text.has_forbidden_characters(value, allow_newlines=True),
     lambda value: text.has_forbidden_characters(value, allow_newlines=False),
+    lambda value: text.WordForms(str)(value),
 ], ids=["normalise", "strip_zero_width", "fold", "folded_words", "normalise_newlines", "forbidden_in_text",
-        "forbidden_in_line"])
+        "forbidden_in_line", "word_forms"])
 def test_every_expression_on_reader_text_costs_linear_time(function: Callable[[str], object]) -> None:
     small, large, ratio = worst_case_ratio(function, TEXT_ADVERSARIES)
     print(f"\nworst {small * 1e6:.1f} us at {SMALL}, {large * 1e6:.1f} us at {LARGE}: x{ratio:.1f}")
