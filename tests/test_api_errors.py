@@ -195,6 +195,9 @@ async def test_just_under_16_kib_is_read(client: Client) -> None:
 
 async def test_unknown_route_and_wrong_method_are_problems(client: Client) -> None:
     await _problem(await client.get("/v1/no-such-thing"), 404, "not_found")
+    # An encoded newline in the path (which `.` in a route's pattern does not match) is a problem too.
+    await _problem(await client.get("/moderation/console.%C3%9A%0A%C2%B2.js"), 404, "not_found")
+    await _problem(await client.get("/v1/no%0Athing"), 404, "not_found")
     wrong_method = await client.put(URL, json=_form())
     await _problem(wrong_method, 405, "method_not_allowed")
     # The methods the resource has (RFC 9110), as aiohttp's router says them; the answer has a request id.

@@ -195,7 +195,8 @@ def install(app: web.Application) -> None:
     # test_server_limits.py and test_widget_static.py fail without it).
     app._make_request = functools.partial(app._make_request, _cls=ServiceRequest)  # type: ignore[method-assign]
     router = app.router
-    catch_all = router.add_route("*", "/{unmatched_path:.*}", _unmatched)
+    # `[\s\S]`, not `.`: a path may hold an encoded newline (%0A), which `.` does not match.
+    catch_all = router.add_route("*", "/{unmatched_path:[\\s\\S]*}", _unmatched)
     metrics = app[METRICS]
     origins = app[SETTINGS].allowed_origins
     for route in router.routes():
