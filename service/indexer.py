@@ -45,6 +45,8 @@ BATCH: Final = 64
 #: How often each worker looks for comments to index when it found none.
 INTERVAL_SECONDS: Final = 0.2
 ERROR_PAUSE_SECONDS: Final = 2.0
+#: The idle wait's jitter, from a generator of our own so the global `random` is never touched (see jobs._RNG).
+_RNG: Final = random.Random()
 
 
 class _WordTerms(dict[str, tuple[str, str]]):
@@ -191,7 +193,7 @@ class Indexer:
     async def step(self) -> int:
         """One round over the partitions: a batch in each that is behind (in turn, from a random one, so that
         workers meet less). Comments indexed; a partition with a damaged key is logged and left behind."""
-        start = random.randrange(keys.PARTITIONS)
+        start = _RNG.randrange(keys.PARTITIONS)
         order = [(start + i) % keys.PARTITIONS for i in range(keys.PARTITIONS)]
         positions = await self.positions(order)
         if self._metrics is not None:
@@ -228,5 +230,5 @@ class Indexer:
                 continue
             if not indexed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._woken.wait(), self._interval * random.uniform(0.75, 1.25))
+                    await asyncio.wait_for(self._woken.wait(), self._interval * _RNG.uniform(0.75, 1.25))
                 self._woken.clear()

@@ -83,10 +83,15 @@ class Result:
     error: str = ""
 
 
+#: Jitter and sampling from a generator of our own: the service leaves the global `random` untouched, so a library
+#: or a test seeding or checking it (Hypothesis does) is not disturbed by a retry scheduled on another thread.
+_RNG: Final = random.Random()
+
+
 def backoff_seconds(base: float, attempt: int) -> float:
     """Delay after failed attempt `attempt` (1-based): doubling, capped at an hour, ±10% so retries spread."""
     delay = min(base * 2.0 ** min(attempt - 1, 60), MAX_BACKOFF_SECONDS)
-    return delay * random.uniform(0.9, 1.1)
+    return delay * _RNG.uniform(0.9, 1.1)
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -134,7 +139,7 @@ class JobQueue:
         if not candidates:
             return []
         if len(candidates) > count:
-            candidates = random.sample(candidates, count)
+            candidates = _RNG.sample(candidates, count)
         result: list[Any] = await self._scripts.run(
             "job_lease", [self.keys.due, self.keys.owners, self.keys.recent, *map(self.keys.job, candidates)],
             [now, self.lease_ms, self.max_attempts, self.done_ttl_seconds, *candidates])

@@ -6,6 +6,7 @@ repair; a bounded tail says so."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, Final
 
 import orjson
@@ -260,3 +261,11 @@ async def test_a_damaged_term_refuses_the_batch_and_writes_nothing(redis: Redis)
         await Indexer(scripts).catch_up([P])
     assert await watermark(redis) == (0, 10)
     assert await terms_holding(redis, 1) == []
+
+
+async def test_the_idle_background_loops_leave_the_global_random_alone(client: Client) -> None:
+    """The indexer's idle waits are jittered from a generator of the service's own: property tests draw on another
+    thread while the app runs, and Hypothesis fails a test whose draw saw the global `random` move."""
+    state = random.getstate()
+    await asyncio.sleep(1.0)  # about five idle rounds of the indexer (0.2 s each), and the job queues' polls
+    assert random.getstate() == state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -283,9 +284,11 @@ async def test_failed_attempts_are_retried_with_doubling_backoff(redis: Redis) -
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    state = random.getstate()
     for attempt, expected in [(1, 0.5), (2, 1.0), (5, 8.0), (20, 3600.0)]:
         for _ in range(20):
             assert expected * 0.9 <= backoff_seconds(0.5, attempt) <= expected * 1.1
+    assert random.getstate() == state, "the jitter must not draw from the global random (Hypothesis checks it)"
 
 
 async def test_a_job_failing_every_attempt_is_a_dead_letter(redis: Redis) -> None:
