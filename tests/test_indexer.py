@@ -252,6 +252,29 @@ async def test_the_doctor_reports_the_lag_and_a_repair_indexes(redis: Redis) -> 
     assert await doctor(redis, repair=False) == []
 
 
+@pytest.mark.parametrize("before", [0, 40])
+async def test_an_indexer_running_during_the_doctor_is_not_taken_for_damage(redis: Redis, before: int,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor on a live service: an indexer writes batches between its scan of the keys and its check of the
+    terms (new bucket keys the scan did not list, and, with 40 indexed before, common terms grown from their
+    bucket into keys of their own). Nothing is reported."""
+    scripts = Scripts(redis)
+    await store(scripts, before)
+    await Indexer(scripts).catch_up([P])
+    await store(scripts, 300)
+    check = Doctor._search_indexes
+
+    async def indexed_meanwhile(self: Doctor, part: Any, ids: list[str]) -> None:
+        if part.number == P:
+            await Indexer(scripts).catch_up([P])
+        await check(self, part, ids)
+
+    monkeypatch.setattr(Doctor, "_search_indexes", indexed_meanwhile)
+    examined = Doctor(redis, repair=False)
+    assert await examined.examine() == []
+    assert await watermark(redis) == (before + 300, before + 300)
+
+
 async def test_a_damaged_term_refuses_the_batch_and_writes_nothing(redis: Redis) -> None:
     scripts = Scripts(redis)
     await store(scripts, 10)
