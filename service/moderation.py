@@ -677,38 +677,16 @@ class Moderation:
 
     async def _oldest_claimable(self, now: int, limit: int) -> dict[int, int]:
         """How many comments to lease from each partition so the claim takes the `limit` oldest claimable ones
-        over all partitions (pending without a live lease, as claim.lua takes them), partitions ordered by their
-        oldest.
+        over all partitions (pending without a live lease), partitions ordered by their oldest.
 
-        One round trip reads each partition's oldest `limit` pending and its live leases (the comments moderators
-        hold now: few, whatever the queue's length); a partition whose oldest were partly leased is read further,
-        by as many as were skipped, until it gave `limit` claimable ones or ended."""
-        partitions = range(keys.PARTITIONS)
-        live: list[set[bytes]] = [set() for _ in partitions]
-        found: list[list[float]] = [[] for _ in partitions]
-        offsets = [0] * keys.PARTITIONS
-        todo = list(partitions)
-        first = True
-        while todo:
-            batch = self._scripts.batch()
-            wants = {partition: limit - len(found[partition]) for partition in todo}
-            for partition in todo:
-                batch.command("ZRANGE", keys.pending(partition), offsets[partition],
-                              offsets[partition] + wants[partition] - 1, "WITHSCORES")
-                if first:
-                    batch.command("ZRANGEBYSCORE", keys.leases(partition), f"({now}", "+inf")
-            results = iter(await batch.execute())
-            again = []
-            for partition in todo:
-                read = scored(next(results))
-                if first:
-                    live[partition] = set(next(results))
-                offsets[partition] += len(read)
-                found[partition] += [score for member, score in read if member not in live[partition]]
-                if len(read) == wants[partition] and len(found[partition]) < limit:
-                    again.append(partition)
-            todo, first = again, False
-        candidates = [(score, partition) for partition in partitions for score in found[partition]]
+        One round trip: claim.lua in its "plan" mode in each partition answers the scores of its `limit` oldest
+        claimable comments, walking its queue as a claim would (from the partition's claim hint, so undecided
+        claims at the head are not read again) and writing nothing."""
+        batch = self._scripts.batch()
+        for partition in range(keys.PARTITIONS):
+            batch.script("claim", keys.claim_keys(partition), [now, now, "", limit, "plan"])
+        candidates = [(float(score), partition) for partition, scores in enumerate(await batch.execute())
+                      for score in scores]
         quotas: dict[int, int] = {}
         for _, partition in heapq.nsmallest(limit, candidates):
             quotas[partition] = quotas.get(partition, 0) + 1

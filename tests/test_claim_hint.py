@@ -18,6 +18,7 @@ from test_moderation_filters import store
 from service import keys
 from service.doctor import doctor
 from service.errors import StorageCorrupt
+from service.moderation import Moderation
 from service.scripts import Scripts
 
 Client = Any
@@ -146,3 +147,26 @@ async def test_a_damaged_hint_changes_nothing(redis: Redis) -> None:
     with pytest.raises(StorageCorrupt, match="claim_hint"):
         await scripts.run("lease", keys.lease_keys(P), ["release", "A", 0, f"{P:02x}{0:024d}"])
     assert await redis.zrange(keys.leases(P), 0, -1) == before
+
+
+async def test_the_cluster_planner_reads_from_the_hint_and_takes_the_oldest_over_partitions(redis: Redis) -> None:
+    """A claim on a Redis Cluster plans per partition with claim.lua's "plan" mode (scores only, nothing written),
+    then leases: run here on one server through the same code. Two partitions interleaved in time, 190 claims of
+    10 left undecided in one: the next claim takes the 10 oldest claimable over both, and each plan reads about
+    its limit (the walk starts at the hint), not the 1,900 leased entries."""
+    scripts = Scripts(redis)
+    moderation = Moderation(scripts, b"s" * 32)
+    held = await queue(redis, 1_900)
+    older = await queue(redis, 5, partition=P + 1, start=1_895)  # 1,895-1,899 ms: as old as the last held ones
+    newer = await queue(redis, 10, start=1_900)  # 1,900-1,909 ms, in P
+    now = BASE + 10_000
+    for n in range(190):
+        got, _ = await claim(scripts, now + n, f"m{n}", 10)
+        assert got == held[10 * n:10 * n + 10]
+    for partition, oldest in ((P, newer[:10]), (P + 1, older)):
+        ids_before = await redis.zrange(keys.leases(partition), 0, -1)
+        scores, reads = await scripts.run("claim", keys.claim_keys(partition), [now + 200, 0, "", 10, "plan", "count"])
+        assert [int(s) for s in scores] == [BASE + int(i[2:]) for i in oldest] and reads <= 11, reads
+        assert await redis.zrange(keys.leases(partition), 0, -1) == ids_before  # a plan leases nothing
+    claimed = await moderation._claim_partitioned(now + 200, now + 200 + LEASE, "planner", 10)
+    assert sorted(claimed) == sorted(older + newer[:5])

@@ -22,13 +22,16 @@
 -- KEYS: four per partition: leases zset, holders hash, pending zset, claim hint hash (`keys.claim_keys`);
 -- kept to one article: its partition's leases, holders, pending, then KEYS[4] the article's pending zset
 -- ARGV[1] now ms   ARGV[2] lease expiry ms   ARGV[3] moderator   ARGV[4] limit
--- ARGV[5] "article" to keep to the article of KEYS[4], or ""
+-- ARGV[5] "article" to keep to the article of KEYS[4]; "plan" to lease nothing and write nothing, answering the
+--         scores of the `limit` oldest claimable entries instead (the planner of a claim on a Redis Cluster,
+--         `Moderation._oldest_claimable`, one partition a call); or ""
 -- ARGV[6] optional, tests only: "count" to answer {leased ids, entries read} (pending entries and swept leases)
 -- Returns the leased ids, oldest first (by submission time; a tie goes to the partition given first); an error
 -- reply "CORRUPT wrong_type:<key>" when a key it reads or writes has the wrong type (checked before the first
 -- write, so nothing is written then).
 local now, expiry, moderator, limit = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local by_article = ARGV[5] ~= ''
+local by_article = ARGV[5] == 'article'
+local planning = ARGV[5] == 'plan'
 local counting = ARGV[6] == 'count'
 local stride = by_article and 3 or 4
 local partitions = by_article and 1 or math.floor(#KEYS / 4)
@@ -51,8 +54,12 @@ local damage = misfit(checks)
 if damage then return redis.error_reply('CORRUPT ' .. damage) end
 
 local reads = 0  -- pending entries and swept leases read (answered in the tests' "count" mode)
-local leased = {}
-local function lease(p, id)
+local leased = {}  -- the ids leased; planning: the scores that would be
+local function lease(p, id, score)
+  if planning then
+    leased[#leased + 1] = ms(score)
+    return
+  end
   redis.call('ZADD', key(p, 1), expiry, id)
   redis.call('HSET', key(p, 2), id, moderator)
   leased[#leased + 1] = id
@@ -112,7 +119,7 @@ if by_article then
   while #leased < limit do
     local found = next_claimable(queue)
     if not found then break end
-    lease(1, found[1])
+    lease(1, found[1], found[2])
   end
   return answer()
 end
@@ -166,12 +173,13 @@ while #leased < limit do
     if heads[p] and (not best or heads[p][2] < heads[best][2]) then best = p end
   end
   if not best then break end
-  lease(best, heads[best][1])
+  lease(best, heads[best][1], heads[best][2])
   heads[best] = next_claimable(queues[best])
 end
 
 -- The new S: the partition's head (claimable, not taken), else the last entry read (every entry read was taken
--- or has a live lease), else unchanged; never past a lease the sweep will not see again.
+-- or has a live lease), else unchanged; never past a lease the sweep will not see again. A plan leaves it.
+if planning then return answer() end
 for p = 1, partitions do
   local s = heads[p] and heads[p][2] or queues[p].last or from[p]
   if s and blocked[p] and blocked[p] < s then s = blocked[p] end
