@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import AsyncIterator, Coroutine
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -115,12 +115,18 @@ def _init_render_process() -> None:
     captcha_audio.warm_up()
 
 
-async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+def start_render_pool(processes: int) -> ProcessPoolExecutor:
+    """The processes that render captcha pictures and audio (started on first use)."""
     # spawn, not fork: the parent has an event loop and threads that a forked child must not inherit.
-    pool = ProcessPoolExecutor(max_workers=render_processes(app[SETTINGS]),
-                               mp_context=multiprocessing.get_context("spawn"),
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_render_process)
-    app[RENDER_POOL] = pool
+
+
+async def render_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    if RENDER_POOL in app:  # the caller's (`create_app`'s `render_pool`): it stays theirs, running
+        yield
+        return
+    pool = app[RENDER_POOL] = start_render_pool(render_processes(app[SETTINGS]))
     yield
     # Wait for the render processes to exit (they are idle by now), so none outlives its worker.
     await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
@@ -212,11 +218,16 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop(background)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, render_pool: Executor | None = None) -> web.Application:
+    """The service's app. `render_pool`: an executor for the captcha pictures and audio that the caller owns and
+    shares between apps, left running at cleanup (the test suite shares one: a render process costs about a
+    second of CPU to start); by default the app starts its own render processes and stops them at cleanup."""
     settings = settings.with_secret_key()
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    if render_pool is not None:
+        app[RENDER_POOL] = render_pool
     app.cleanup_ctx.extend([redis_ctx, render_pool_ctx, domain_ctx, indexer_ctx, accounts_ctx, mail_ctx,
                             privacy_ctx])
     for module in (public, moderation, feed, admin, accounts, webhooks, ops, widget, console, mail, privacy, reports,

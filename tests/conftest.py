@@ -11,10 +11,25 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import LOOPBACK, Client, PrivacyCheckingClient, RedisServer, service_settings
+from support import (
+    LOOPBACK,
+    Client,
+    PrivacyCheckingClient,
+    RedisServer,
+    make_app,
+    service_settings,
+    shared_render_pool,
+)
 
-from service.app import create_app
 from service.settings import Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_shared_render_pool() -> Iterator[None]:
+    """The suite's one captcha render process (`support.make_app`) is stopped once, at the session's end."""
+    yield
+    if shared_render_pool.cache_info().currsize:
+        shared_render_pool().shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +59,7 @@ def settings(redis_server: RedisServer, redis: Redis, tmp_path: Path) -> Setting
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(make_app(settings))
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ and mypy reads it as the top-level module `support`, as it reads `conftest`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import subprocess
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +24,7 @@ from aiohttp.typedefs import StrOrURL
 from pydantic import SecretStr
 
 from service import keys
+from service.app import create_app, start_render_pool
 from service.embedded import find_redis_server, free_port, server_args, wait_until_ready
 from service.settings import Settings
 
@@ -198,3 +201,15 @@ class PrivacyCheckingClient(TestClient):  # type: ignore[type-arg]
         self.public_responses.clear()  # checked once, however often the client is closed
         await super().close()
         assert not leaks, f"a public response showed an email: {leaks[:3]}"
+
+
+@functools.cache
+def shared_render_pool() -> ProcessPoolExecutor:
+    """One captcha render process for the whole suite, started on first use: an app's own costs about a second
+    of CPU to start and to stop, which hundreds of tests paid each (conftest stops it at the session's end)."""
+    return start_render_pool(1)
+
+
+def make_app(settings: Settings) -> web.Application:
+    """The service's app (`create_app`) for a test, rendering captchas in the suite's shared process."""
+    return create_app(settings, render_pool=shared_render_pool())

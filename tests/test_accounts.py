@@ -27,6 +27,7 @@ from people import (
 )
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import make_app
 
 from service import keys
 from service.accounts import (
@@ -39,7 +40,6 @@ from service.accounts import (
     totp_match,
     valid_name,
 )
-from service.app import create_app
 from service.errors import WeakPassword
 from service.settings import Settings
 
@@ -336,7 +336,7 @@ async def test_enrolling_totp_then_signing_in_with_a_code_once(client: Client) -
 
 
 async def test_admins_must_enrol_when_the_setting_says_so(aiohttp_client: AiohttpClient, settings: Settings) -> None:
-    client = await aiohttp_client(create_app(settings.model_copy(update={"admin_totp_required": True})))
+    client = await aiohttp_client(make_app(settings.model_copy(update={"admin_totp_required": True})))
     await person(client, "Minh", "admin")
     await person(client, "Lan")
     now = [1_800_000_000.0]

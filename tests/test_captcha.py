@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 from redis.asyncio import Redis
 from redis_dump import dump_redis
+from support import make_app
 
 from service import keys
-from service.app import create_app
 from service.appkeys import CAPTCHAS, RENDER_POOL
 from service.captcha import ALPHABET, ANSWER_LENGTH, Captchas, derive_answer, normalise_answer
 from service.settings import Settings
@@ -49,7 +49,7 @@ async def _submit(client: Client, captcha_id: str, answer: str) -> tuple[int, di
 @pytest.fixture
 async def real_client(aiohttp_client: MakeClient, settings: Settings) -> Client:
     """The app with real, derived answers (no test answer)."""
-    return await aiohttp_client(create_app(settings.model_copy(update={"captcha_test_answer": None})))
+    return await aiohttp_client(make_app(settings.model_copy(update={"captcha_test_answer": None})))
 
 
 async def test_issue_shape(client: Client, redis: Redis) -> None:
@@ -234,7 +234,7 @@ async def test_an_expired_captcha_is_invalid(client: Client, redis: Redis) -> No
 
 
 async def test_the_ttl_follows_the_settings(aiohttp_client: MakeClient, settings: Settings, redis: Redis) -> None:
-    client = await aiohttp_client(create_app(settings.model_copy(update={"captcha_ttl_seconds": 30})))
+    client = await aiohttp_client(make_app(settings.model_copy(update={"captcha_ttl_seconds": 30})))
     response = await client.post("/v1/captchas")
     body = await response.json()
     assert body["expires_in"] == 30
@@ -288,7 +288,7 @@ async def test_captchas_render_pictures_and_audio_only_in_the_executor() -> None
 async def test_rendering_never_blocks_the_event_loop(aiohttp_client: MakeClient, settings: Settings) -> None:
     blockbuster = pytest.importorskip("blockbuster")
     # No pre-rendered pool: every picture is rendered on demand, while blockbuster watches the loop.
-    client = await aiohttp_client(create_app(settings.model_copy(update={"captcha_pool_size": 0})))
+    client = await aiohttp_client(make_app(settings.model_copy(update={"captcha_pool_size": 0})))
     ids = [await _issue(client) for _ in range(3)]
     # Start the worker process first: spawning it (once) writes to a pipe, which blockbuster would flag.
     assert (await client.get(f"/v1/captchas/{await _issue(client)}.png")).status == 200

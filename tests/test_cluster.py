@@ -28,12 +28,12 @@ from support import (
     create_token,
     decide,
     issue_captcha,
+    make_app,
     service_settings,
     submit_comment,
 )
 
 from service import keys
-from service.app import create_app
 from service.appkeys import REDIS
 from service.connections import create_redis
 from service.doctor import doctor
@@ -84,7 +84,7 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
 @pytest.fixture
 async def api(aiohttp_client: Any, cluster_settings: Settings,
               errors_logged: pytest.LogCaptureFixture) -> AsyncIterator[TestClient[Any, Any]]:
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(cluster_settings))
+    client: TestClient[Any, Any] = await aiohttp_client(make_app(cluster_settings))
     yield client
     metrics = (await (await client.get("/metrics")).read()).decode()
     server_errors = [line for line in metrics.splitlines()
@@ -223,7 +223,7 @@ async def test_the_gate_runs_in_its_own_slot(api: TestClient[Any, Any], cluster_
                            json=comment_form(await issue_captcha(api), body="Khác hẳn"))
     assert other.status == 422 and (await other.json())["code"] == "idempotency_key_reused"
 
-    limited = await aiohttp_client(create_app(cluster_settings.model_copy(
+    limited = await aiohttp_client(make_app(cluster_settings.model_copy(
         update={"rate_limit_enabled": True, "rate_limit_ip": (1, 60)})))
     first = await submit(limited, article, "Một")
     assert first["id"]

@@ -10,10 +10,9 @@ from typing import Any
 import orjson
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, Client, bearer, create_token, decide, submit_comment
+from support import ADMIN, Client, bearer, create_token, decide, make_app, submit_comment
 
 from service import keys
-from service.app import create_app
 from service.appkeys import FEED
 from service.feed import Feed, decode_cursor, encode_cursor
 from service.scripts import Scripts
@@ -133,7 +132,7 @@ async def test_a_waiting_request_with_no_events_returns_after_the_wait(client: C
 
 async def test_a_cursor_older_than_the_retention_is_gone(aiohttp_client: AiohttpClient, settings: Settings,
                                                          redis: Redis) -> None:
-    client = await aiohttp_client(create_app(settings.model_copy(update={"feed_retention_seconds": 60})))
+    client = await aiohttp_client(make_app(settings.model_copy(update={"feed_retention_seconds": 60})))
     old = int(time.time() * 1000) - 120_000
     # The app's janitor trims once at start, then every minute: wait for that first round to pass.
     await redis.xadd(keys.feed(9), {"type": "comment.approved"}, id=f"{old}-0")

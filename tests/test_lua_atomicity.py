@@ -20,9 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis_dump import READ_ALL, flatten
+from support import make_app
 
 from service import keys
-from service.app import BACKGROUND, create_app
+from service.app import BACKGROUND
 from service.appkeys import CAPTCHAS, SCRIPTS, SETTINGS
 from service.errors import StorageCorrupt
 from service.feed import Feed
@@ -289,7 +290,7 @@ def rate_limited(settings: Settings) -> Settings:
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[o.name for o in OPERATIONS])
 async def test_a_damaged_key_changes_nothing(aiohttp_client: Any, rate_limited: Settings, redis: Redis,
                                              operation: Operation) -> None:
-    client: Client = await quiet(await aiohttp_client(create_app(rate_limited)))
+    client: Client = await quiet(await aiohttp_client(make_app(rate_limited)))
     await operation.setup(client)
     before = await snapshot(redis)
     assert await operation.act(client) < 500

@@ -22,10 +22,9 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from pydantic import SecretStr
 from redis.asyncio import Redis
-from support import ADMIN, decide, submit_comment
+from support import ADMIN, decide, make_app, submit_comment
 
 from service import keys
-from service.app import create_app
 from service.appkeys import ACCOUNTS, MAIL, METRICS, SETTINGS
 from service.clients import email_hash
 from service.clock import now_ms
@@ -116,7 +115,7 @@ def mailing(settings: Settings, sink: Sink) -> Settings:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, mailing: Settings) -> Client:
-    made: Client = await aiohttp_client(create_app(mailing))
+    made: Client = await aiohttp_client(make_app(mailing))
     return made
 
 
@@ -208,7 +207,7 @@ async def test_vietnamese_by_default_and_a_rejection_notice_with_its_reason(clie
 
 async def test_no_rejection_notice_unless_the_newspaper_turns_it_on(aiohttp_client: Any, settings: Settings,
                                                                     sink: Sink) -> None:
-    client: Client = await aiohttp_client(create_app(mail_settings(settings, sink.url, mail_rejection_notice=False)))
+    client: Client = await aiohttp_client(make_app(mail_settings(settings, sink.url, mail_rejection_notice=False)))
     rejected = await submit_comment(client, "bai-3", email="lan@example.com", notify=True)
     approved = await submit_comment(client, "bai-3", email="lan@example.com", notify=True)
     await decide(client, rejected["id"], "reject")
@@ -419,7 +418,7 @@ async def test_every_email_arrives_after_an_outage(client: Client, sink: Sink) -
 
 @pytest.mark.slow
 async def test_outage_of_thirty_seconds(aiohttp_client: Any, settings: Settings, sink: Sink) -> None:
-    client: Client = await aiohttp_client(create_app(mail_settings(settings, sink.url,
+    client: Client = await aiohttp_client(make_app(mail_settings(settings, sink.url,
                                                                    mail_backoff_base_seconds=1.0)))
     await sink.stop()
     for n in range(5):
@@ -435,14 +434,14 @@ async def test_a_restart_between_the_decision_and_the_send_loses_nothing(aiohttp
                                                                           sink: Sink) -> None:
     mailing = mail_settings(settings, sink.url)
     await sink.stop()
-    first: Client = await aiohttp_client(create_app(mailing))
+    first: Client = await aiohttp_client(make_app(mailing))
     made = [await submit_comment(first, "bai-14", email=f"doc{n}@example.com", notify=True) for n in range(3)]
     for comment in made:
         await decide(first, comment["id"])
     await first.close()  # the service stops: whatever it read and did not send is in Redis
 
     await sink.start()
-    second: Client = await aiohttp_client(create_app(mailing))
+    second: Client = await aiohttp_client(make_app(mailing))
     second.app[MAIL].outbox.stale_entry_ms = 200  # take over what the stopped process read at once
     second.app[MAIL].outbox.reclaim_every_seconds = 0.2
     messages = await sink.wait_for(3)
@@ -459,7 +458,7 @@ async def test_a_server_that_never_answers_holds_up_no_request(aiohttp_client: A
 
     silent = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", silent_port)
     try:
-        client: Client = await aiohttp_client(create_app(mail_settings(settings, f"smtp://127.0.0.1:{silent_port}")))
+        client: Client = await aiohttp_client(make_app(mail_settings(settings, f"smtp://127.0.0.1:{silent_port}")))
         await make_moderator(client, "Hương", email="huong@bao.example.vn", mode="each")
         for n in range(5):  # figures: bench/mail_bench.py; no timing is asserted here
             made = await submit_comment(client, "bai-15", email=f"doc{n}@example.com", notify=True)
@@ -479,7 +478,7 @@ async def test_a_server_that_never_answers_holds_up_no_request(aiohttp_client: A
 
 async def test_an_address_refused_for_good_several_times_is_suppressed(aiohttp_client: Any, settings: Settings,
                                                                        sink: Sink) -> None:
-    client: Client = await aiohttp_client(create_app(mail_settings(settings, sink.url, mail_bounce_limit=2)))
+    client: Client = await aiohttp_client(make_app(mail_settings(settings, sink.url, mail_bounce_limit=2)))
     sink.refuse.add("gone@example.com")
     made = await submit_comment(client, "bai-16", email="gone@example.com", notify=True)
     await decide(client, made["id"])
@@ -492,7 +491,7 @@ async def test_an_address_refused_for_good_several_times_is_suppressed(aiohttp_c
 
 
 async def test_per_address_limit_drops_the_excess(aiohttp_client: Any, settings: Settings, sink: Sink) -> None:
-    client: Client = await aiohttp_client(create_app(mail_settings(settings, sink.url,
+    client: Client = await aiohttp_client(make_app(mail_settings(settings, sink.url,
                                                                    mail_limit_address=(2, 3600))))
     for _ in range(3):
         made = await submit_comment(client, "bai-17", email="nhieu@example.com", notify=True)
@@ -525,14 +524,14 @@ async def test_outbox_entries_and_webhook_payloads_carry_no_email(client: Client
 
 async def test_without_smtp_email_is_off(aiohttp_client: Any, settings: Settings, tmp_path: Path) -> None:
     assert not settings.mail_enabled
-    client: Client = await aiohttp_client(create_app(settings))
+    client: Client = await aiohttp_client(make_app(settings))
     script = await (await client.get("/widget.js")).text()
     assert "var MAIL = /*__WIDGET_MAIL__*/false;" in script
     token = links.unsubscribe_link(settings.secret, "0" * 24)
     assert (await client.get(f"/mail/unsubscribe/{token}")).status == 404
     made = await submit_comment(client, "bai-19", notify=True)  # accepted, and nothing is sent
     await decide(client, made["id"])
-    on: Client = await aiohttp_client(create_app(mail_settings(settings, "smtp://127.0.0.1:1")))
+    on: Client = await aiohttp_client(make_app(mail_settings(settings, "smtp://127.0.0.1:1")))
     assert "var MAIL = true;" in await (await on.get("/widget.js")).text()
 
 
@@ -644,7 +643,7 @@ async def test_a_data_request_reaches_an_unsubscribed_address_not_a_refusing_one
 
 async def test_without_email_there_is_no_data_request(aiohttp_client: Any, settings: Settings,
                                                       redis: Redis) -> None:
-    client: Client = await aiohttp_client(create_app(settings))
+    client: Client = await aiohttp_client(make_app(settings))
     response = await client.post("/v1/privacy/requests", json={"email": "mai@example.vn", "kind": "export"})
     assert response.status == 404  # no link could reach the reader: nothing is kept
     assert await redis.xlen(keys.data_request_mail()) == 0
@@ -654,7 +653,7 @@ async def test_without_email_there_is_no_data_request(aiohttp_client: Any, setti
 
 async def test_moderators_hear_once_of_each_overdue_report(aiohttp_client: Any, settings: Settings, sink: Sink,
                                                            redis: Redis) -> None:
-    client: Client = await aiohttp_client(create_app(mail_settings(
+    client: Client = await aiohttp_client(make_app(mail_settings(
         settings, sink.url, trusted_proxies=[ipaddress.ip_network("127.0.0.0/8")])))
     mail = client.app[MAIL]
     await make_moderator(client, "Hương", email="huong@bao.example.vn", mode="digest", minutes=600, lang="vi")

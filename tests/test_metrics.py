@@ -30,10 +30,10 @@ from support import (
     articles_in_distinct_partitions,
     comment_form,
     decide,
+    make_app,
     submit_comment,
 )
 
-from service.app import create_app
 from service.embedded import free_port
 from service.metrics import LATENCY_BUCKETS, Metrics
 from service.settings import Settings
@@ -166,7 +166,7 @@ async def test_unreadable_bodies_count_as_refused_for_validation(client: Client)
 
 async def test_submissions_refused_by_the_rate_limit(aiohttp_client: AiohttpClient, settings: Settings) -> None:
     limited = settings.model_copy(update={"rate_limit_enabled": True, "rate_limit_ip": (1, 60)})
-    client = await aiohttp_client(create_app(limited))
+    client = await aiohttp_client(make_app(limited))
     await submit_comment(client, "a1")
     await submit_comment(client, "a1", expect=429)
     await submit_comment(client, "a2", expect=429)
@@ -238,7 +238,7 @@ async def test_webhook_deliveries_by_outcome(aiohttp_client: AiohttpClient, aioh
     receiver_app.router.add_post("/hook", hook)
     receiver = await aiohttp_server(receiver_app)
     fast = settings.model_copy(update={"webhook_backoff_base_seconds": 0.05, "webhook_timeout_seconds": 2.0})
-    client = await aiohttp_client(create_app(fast))
+    client = await aiohttp_client(make_app(fast))
     registered = await client.post("/v1/webhooks", headers=ADMIN, json={
         "url": str(receiver.make_url("/hook")), "events": ["comment.approved"], "secret": "x" * 20})
     assert registered.status == 201, await registered.text()

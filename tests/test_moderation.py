@@ -11,10 +11,9 @@ from typing import Any
 
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, Client, articles_in_distinct_partitions, bearer, create_token, submit_comment
+from support import ADMIN, Client, articles_in_distinct_partitions, bearer, create_token, make_app, submit_comment
 
 from service import keys
-from service.app import create_app
 from service.settings import Settings
 
 Headers = dict[str, str]
@@ -394,7 +393,7 @@ async def test_bulk_by_ids_reports_each_outcome(client: Client) -> None:
 
 async def test_bulk_by_filter(aiohttp_client: AiohttpClient, settings: Settings) -> None:
     proxied = settings.model_copy(update={"trusted_proxies": [ipaddress.ip_network("127.0.0.1/32")]})
-    client = await aiohttp_client(create_app(proxied))
+    client = await aiohttp_client(make_app(proxied))
     from_a = {"X-Forwarded-For": "203.0.113.7"}
     from_b = {"X-Forwarded-For": "198.51.100.9"}
     ids: dict[str, str] = {}
@@ -501,7 +500,7 @@ async def test_closing_an_article_refuses_submissions_and_shows_in_the_list(
 async def test_spam_decisions_teach_email_and_ip_reputation(aiohttp_client: AiohttpClient,
                                                             settings: Settings) -> None:
     proxied = settings.model_copy(update={"trusted_proxies": [ipaddress.ip_network("127.0.0.1/32")]})
-    client = await aiohttp_client(create_app(proxied))
+    client = await aiohttp_client(make_app(proxied))
     spammer_ip = {"X-Forwarded-For": "203.0.113.50"}
     other_ip = {"X-Forwarded-For": "198.51.100.60"}
     first = (await submit(client, headers=spammer_ip, email="spammer@example.com", body="lần một"))["id"]

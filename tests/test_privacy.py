@@ -19,10 +19,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
-from support import ADMIN, articles_in_distinct_partitions, decide, submit_comment
+from support import ADMIN, articles_in_distinct_partitions, decide, make_app, submit_comment
 
 from service import keys
-from service.app import create_app
 from service.appkeys import METRICS, SETTINGS
 from service.settings import Settings
 
@@ -227,7 +226,7 @@ async def test_erasure_needs_an_admin(client: Client) -> None:
 async def test_self_service_requests_keep_the_link_to_themselves(aiohttp_client: Any, settings: Settings,
                                                                   redis: Redis) -> None:
     """The request's record and mail item (the email itself: tests/test_mail.py, which follows the link)."""
-    client: Client = await aiohttp_client(create_app(with_mail(settings)))
+    client: Client = await aiohttp_client(make_app(with_mail(settings)))
     response = await client.post("/v1/privacy/requests", json={"email": "mai@example.vn", "kind": "export",
                                                                "lang": "en"})
     assert response.status == 202 and (await response.json()) == {"status": "sent"}
@@ -240,7 +239,7 @@ async def test_self_service_requests_keep_the_link_to_themselves(aiohttp_client:
 
 
 async def test_self_service_requests_are_limited(aiohttp_client: Any, settings: Settings) -> None:
-    client: Client = await aiohttp_client(create_app(with_mail(settings)))
+    client: Client = await aiohttp_client(make_app(with_mail(settings)))
     count, _ = client.app[SETTINGS].rate_limit_data_request
     statuses = [(await client.post("/v1/privacy/requests", json={"email": "many@example.vn", "kind": "export"})).status
                 for _ in range(count + 1)]

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
-from support import comment_form
+from support import comment_form, make_app
 from yarl import URL
 
 from service import i18n
 from service.api.problems import type_url
-from service.app import create_app
 from service.errors import ServiceError, registry
 from service.settings import Settings
 
@@ -140,12 +139,12 @@ async def test_an_unknown_code_is_a_404_problem(client: Client, code: str) -> No
 
 async def test_the_scheme_comes_from_a_trusted_proxy_only(aiohttp_client: Any, settings: Settings) -> None:
     headers = {"X-Forwarded-Proto": "https"}
-    direct = await aiohttp_client(create_app(settings))
+    direct = await aiohttp_client(make_app(settings))
     problem = await (await direct.get("/khong-co", headers=headers)).json(content_type=PROBLEM)
     assert problem["type"].startswith("http://")
 
     behind_proxy = settings.model_copy(update={"trusted_proxies": [ip_network("127.0.0.0/8")]})
-    proxied = await aiohttp_client(create_app(behind_proxy))
+    proxied = await aiohttp_client(make_app(behind_proxy))
     problem = await (await proxied.get("/khong-co", headers=headers)).json(content_type=PROBLEM)
     assert problem["type"] == f"https://{proxied.make_url('/').authority}/problems/not_found"
 

@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
-from support import ADMIN, Client, PrivacyCheckingClient, comment_form, submit_comment
+from support import ADMIN, Client, PrivacyCheckingClient, comment_form, make_app, submit_comment
 
-from service.app import create_app
 from service.settings import Settings
 
 #: Routes only tokens reach: they may show moderators the email.
@@ -151,7 +150,7 @@ async def test_the_check_catches_a_leak(client: Client) -> None:
 async def test_every_client_in_the_suite_checks_public_responses(aiohttp_client: Any, settings: Settings) -> None:
     """The suite's client class (`support.PrivacyCheckingClient`) records submitted emails and fails on close if
     a public response showed one; here a leak is planted to show the check can fail."""
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(make_app(settings))
     assert isinstance(client, PrivacyCheckingClient)
     await submit_comment(client, "a1", email="Planted.Leak@Example.org", title="t", body="b")
     assert client.submitted_emails == {"planted.leak@example.org"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from support import ADMIN, decide, submit_comment
+from support import ADMIN, decide, make_app, submit_comment
 
 from service.appkeys import METRICS, REPORTS
 from service.clock import now_ms
@@ -157,7 +157,6 @@ async def test_the_widgets_report_button_works_in_chromium(aiohttp_server: Any, 
     approved comment, a reason and words, the thanks; the moderators' queue has the report."""
     import shutil
 
-    from service.app import create_app
 
     try:
         from playwright.async_api import async_playwright
@@ -166,7 +165,7 @@ async def test_the_widgets_report_button_works_in_chromium(aiohttp_server: Any, 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("Chromium is not installed")
-    app = create_app(settings)
+    app = make_app(settings)
     server = await aiohttp_server(app)
     base = str(server.make_url("")).rstrip("/")
     from aiohttp import ClientSession

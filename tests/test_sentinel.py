@@ -16,10 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis_topologies import SentinelSetup
-from support import comment_form, issue_captcha, service_settings
+from support import comment_form, issue_captcha, make_app, service_settings
 
 from service import keys
-from service.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +48,7 @@ async def api(aiohttp_client: Any, sentinels: SentinelSetup, tmp_path: Path) -> 
         # Where the primary refuses writes it cannot replicate, the service also waits for a replica's copy
         # before acknowledging: the pair is what makes "no acknowledged comment lost" hold in a failover.
         redis_replica_acks=1 if sentinels.master_lines == SAFE_WRITES else 0)
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    client: TestClient[Any, Any] = await aiohttp_client(make_app(settings))
     return client
 
 

@@ -24,10 +24,10 @@ from people import (
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from support import make_app
 from test_moderation import submit
 
 from service import keys
-from service.app import create_app
 from service.settings import Settings
 
 QUEUE = "/v1/moderation/queue"
@@ -73,7 +73,7 @@ async def test_the_cookie_is_secure_with_the_host_prefix_outside_development(aio
     production = settings.model_copy(update={
         "env": "production", "captcha_test_answer": None, "admin_token": SecretStr("a" * 40),
         "unsafe_allow": ["rate_limit_disabled", "min_fill_disabled"]})
-    client = await aiohttp_client(create_app(production))
+    client = await aiohttp_client(make_app(production))
     token = await invite(client, "Lan", headers={"Authorization": f"Bearer {'a' * 40}"})
     await client.post(f"/v1/accounts/invitations/{token}/accept", json={"password": PASSWORD})
     response = await client.post("/v1/session", json={"name": "lan", "password": PASSWORD})
@@ -143,7 +143,7 @@ async def test_a_cookie_request_that_changes_something_needs_the_same_origin_and
 
 async def test_the_public_url_is_the_services_origin_too(aiohttp_client: AiohttpClient, settings: Settings) -> None:
     behind = settings.model_copy(update={"public_url": "https://comments.example"})
-    client = await aiohttp_client(create_app(behind))
+    client = await aiohttp_client(make_app(behind))
     await person(client, "Lan")
     cookie, session = await sign_in(client, "Lan")
     response = await client.post("/v1/moderation/articles/a1/close",
@@ -191,7 +191,7 @@ def short_sessions(settings: Settings) -> Settings:
 
 async def test_the_idle_timeout_slides_and_the_lifetime_does_not(aiohttp_client: AiohttpClient,
                                                                  short_sessions: Settings, redis: Redis) -> None:
-    client = await aiohttp_client(create_app(short_sessions))
+    client = await aiohttp_client(make_app(short_sessions))
     await person(client, "Lan")
     now = [1_800_000_000.0]
     accounts(client).clock = lambda: now[0]
@@ -264,7 +264,7 @@ def limited(settings: Settings) -> Settings:
 
 
 async def test_failed_sign_ins_are_limited_per_account(aiohttp_client: AiohttpClient, limited: Settings) -> None:
-    client = await aiohttp_client(create_app(limited))
+    client = await aiohttp_client(make_app(limited))
     await person(client, "Lan")
     await person(client, "Minh")
     for _ in range(5):
@@ -283,7 +283,7 @@ async def test_failed_sign_ins_are_limited_per_account(aiohttp_client: AiohttpCl
 
 
 async def test_failed_sign_ins_are_limited_per_client(aiohttp_client: AiohttpClient, limited: Settings) -> None:
-    client = await aiohttp_client(create_app(limited))
+    client = await aiohttp_client(make_app(limited))
     await person(client, "Lan")
     for n in range(8):  # 8 different names, a wrong password each: no account reaches its own limit
         await sign_in(client, f"ai-do-{n}", "sai mật khẩu rồi", expect=401)
@@ -294,7 +294,7 @@ async def test_failed_sign_ins_are_limited_per_client(aiohttp_client: AiohttpCli
 
 
 async def test_a_success_clears_the_accounts_count(aiohttp_client: AiohttpClient, limited: Settings) -> None:
-    client = await aiohttp_client(create_app(limited.model_copy(update={"signin_limit_client": (20, 900)})))
+    client = await aiohttp_client(make_app(limited.model_copy(update={"signin_limit_client": (20, 900)})))
     await person(client, "Lan")
     for _ in range(3):
         for _ in range(4):

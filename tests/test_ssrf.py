@@ -14,11 +14,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN_TOKEN
+from support import ADMIN_TOKEN, make_app
 from test_webhooks import Receiver, comment_id, emit, receiver, register, settle
 
 from service import egress
-from service.app import create_app
 from service.scripts import Scripts
 from service.settings import IPNetwork, Settings
 from service.webhooks import Delivery, DeliveryState, Webhooks, delivery_error
@@ -82,7 +81,7 @@ def closed_settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def closed_client(aiohttp_client: AiohttpClient,
                         closed_settings: Settings) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(closed_settings))
+    return await aiohttp_client(make_app(closed_settings))
 
 
 #: test_webhooks' fixture (its `Receiver` on loopback), found by pytest under this name.

@@ -34,10 +34,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from redis import Redis as SyncRedis
-from support import ADMIN, RedisServer, bearer, comment_form, service_settings
+from support import ADMIN, RedisServer, bearer, comment_form, make_app, service_settings
 
 from service import keys
-from service.app import create_app
 from service.settings import Settings
 
 RUNS: Final = int(os.environ.get("FUZZ_EXAMPLES", "30"))
@@ -78,7 +77,7 @@ class ModerationMachine(RuleBasedStateMachine):
 
     def _start_service(self) -> None:
         async def start() -> TestClient[Any, Any]:
-            client = TestClient(TestServer(create_app(_settings(self.server.url, self.data_dir))))
+            client = TestClient(TestServer(make_app(_settings(self.server.url, self.data_dir))))
             await client.start_server()
             return client
         self.client = self.run(start())

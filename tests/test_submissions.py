@@ -17,10 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis_dump import dump_redis
-from support import ADMIN, comment_form, issue_captcha
+from support import ADMIN, comment_form, issue_captcha, make_app
 
 from service import keys
-from service.app import create_app
 from service.appkeys import CAPTCHAS
 from service.models import COMMENT_ID_RE, CommentSubmission
 from service.scripts import as_text
@@ -57,7 +56,7 @@ async def _stored_comments(redis: Redis) -> list[Any]:
 
 
 async def _app(aiohttp_client: MakeClient, settings: Settings, **changes: Any) -> Client:
-    return await aiohttp_client(create_app(settings.model_copy(update=changes)))
+    return await aiohttp_client(make_app(settings.model_copy(update=changes)))
 
 
 # -- the happy path and atomicity -------------------------------------------------------------------------
@@ -304,7 +303,7 @@ async def test_waiting_for_a_replica_that_is_not_there_is_not_an_acknowledgement
         aiohttp_client: MakeClient, settings: Settings, redis: Redis) -> None:
     """With `redis_replica_acks`, a comment only the primary holds is not acknowledged: 503 and Retry-After.
     It is kept all the same, and a retry with the same key returns the first answer instead of a duplicate."""
-    client = await aiohttp_client(create_app(settings.model_copy(update={
+    client = await aiohttp_client(make_app(settings.model_copy(update={
         "redis_replica_acks": 1, "redis_replica_ack_timeout_ms": 50})))
     status, body, headers = await _submit(client, headers={"Idempotency-Key": "form-1"})
     assert status == 503 and body["code"] == "unavailable" and headers["Retry-After"] == "1"

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
-from support import ADMIN, ADMIN_TOKEN, Client, bearer, create_token
+from support import ADMIN, ADMIN_TOKEN, Client, bearer, create_token, make_app
 
 from service import cli, keys
-from service.app import create_app
 from service.settings import Settings
 from service.tokens import Role, Tokens
 
@@ -84,7 +83,7 @@ async def test_admin_creates_lists_and_revokes_tokens_over_the_api(client: Clien
 
 async def test_a_revoked_token_stops_working_in_another_worker_within_the_cache_time(
         client: Client, aiohttp_client: AiohttpClient, settings: Settings) -> None:
-    other_worker = await aiohttp_client(create_app(settings))
+    other_worker = await aiohttp_client(make_app(settings))
     created = await create(client, "moderator", "Lan")
     assert (await other_worker.get(QUEUE, headers=bearer(created["token"]))).status == 200  # now cached there
     assert (await client.delete(f"/v1/tokens/{created['id']}", headers=ADMIN)).status == 204
@@ -93,7 +92,7 @@ async def test_a_revoked_token_stops_working_in_another_worker_within_the_cache_
     while (await other_worker.get(QUEUE, headers=bearer(created["token"]))).status == 200:
         assert time.monotonic() - revoked_at < 2.5, "a revoked token still works after the 2 s cache"
         await asyncio.sleep(0.1)
-    fresh_app = await aiohttp_client(create_app(settings))
+    fresh_app = await aiohttp_client(make_app(settings))
     assert (await fresh_app.get(QUEUE, headers=bearer(created["token"]))).status == 401
 
 
@@ -143,7 +142,7 @@ async def test_tokens_expire(client: Client, redis: Redis, settings: Settings,
 
     # Move its expiry into the past rather than wait an hour; a fresh worker has nothing cached.
     await redis.hset(keys.token(digest), "expires_at", int(time.time()) - 1)
-    fresh = await aiohttp_client(create_app(settings))
+    fresh = await aiohttp_client(make_app(settings))
     assert (await fresh.get("/v1/feed", headers=bearer(created["token"]))).status == 401
 
     tokens = Tokens(redis)

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from support import make_app
 
 from service.i18n import field_message
 from service.settings import Settings
@@ -77,9 +78,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def base(aiohttp_server: ServerFactory, settings: Settings) -> str:
-    from service.app import create_app
 
-    server = await aiohttp_server(create_app(settings))
+    server = await aiohttp_server(make_app(settings))
     return str(server.make_url("")).rstrip("/")
 
 

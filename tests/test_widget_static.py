@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
+from support import make_app
 
 from service import i18n
 from service.api.common import not_modified
@@ -328,9 +329,8 @@ def test_readme_commands_parse(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 async def test_readme_routes_exist(settings: Settings) -> None:
-    from service.app import create_app
 
-    app = create_app(settings)
+    app = make_app(settings)
     app.router.freeze()
     routes = re.findall(r"\b(GET|POST|DELETE) (/[\w/{}.-]+)", README)
     routes += [("GET" if "-X POST" not in line else "POST", path) for line, path in
