@@ -8,6 +8,12 @@ session cookie. What is stored:
 - An **invitation** (`keys.invitation(sha256)`): a name and role, for 72 hours, until the invitee sets a password.
   The link's token is 256 random bits, kept only as its SHA-256 (a fast hash is right for random input), and is
   used up in the same atomic step that creates the account (`lua/account_accept.lua`).
+- A **password reset** (`keys.password_reset(sha256)`): whose password a reset link sets, until it is used or
+  runs out: 24 hours when an admin made it (`POST /v1/accounts/{name}/password-reset`, `users reset`), 1 hour when
+  the person asked for it by name (`POST /v1/session/password-reset`, emailed to the account's notification
+  address). Its token is 256 random bits kept only as its SHA-256, as an invitation's; the account names its one
+  live reset (field `reset`), so a newer one voids the older. Using it (`lua/account_reset.lua`) sets the new
+  password, uses the reset up and ends every session of the person in one step; a second factor stays enrolled.
 - A **session** (`keys.session(sha256 of the cookie)`): the person, role, CSRF token, the absolute expiry and the
   idle deadline, checked at every use against the caller's clock (`lua/session_touch.lua`); each person's sessions
   are also in a sorted set (`keys.account_sessions`), so disabling an account, changing its role or an admin's
@@ -17,6 +23,11 @@ Passwords are hashed with argon2id (argon2-cffi's defaults, RFC 9106's second re
 passes), about 50 ms of CPU each, so hashing and verifying run in a small thread pool of their own: the event loop
 keeps serving, and no more than a few hashes (and their memory) run at once. A sign-in for a name that has no
 account verifies against a dummy hash, so its answer takes as long as a wrong password's.
+
+A request for a reset by name answers alike whether or not the name has an account, an address or is enabled
+(the API's 202): both paths are the same few Redis calls with no password hashing, and the email is only queued
+(the mailer sends it later). Such requests are limited per client address (past it: 429) and per name (past it:
+still 202, and no more email, so nobody can flood a person's mailbox or learn anything from the answer).
 
 Failed sign-ins are limited per account and per client address (`Settings.signin_limit_*`), with the fixed-window
 counter of `lua/rate_limit.lua`. The account's counter counts every attempt before the password is checked (so
@@ -33,6 +44,7 @@ import enum
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import string
 import struct
@@ -53,9 +65,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import keys
 from service.connections import RedisClient
 from service.errors import (
+    AccountDisabled,
+    Conflict,
     InvitationInvalid,
     NameTaken,
     NotFound,
+    PasswordResetInvalid,
+    RateLimited,
     SessionEnded,
     SigninFailed,
     SigninLimited,
@@ -80,6 +96,19 @@ PASSWORD_MIN: Final = 12
 PASSWORD_MAX: Final = 256
 INVITATION_SECONDS: Final = 72 * 3600
 INVITATION_PREFIX: Final = "cmi_"
+RESET_PREFIX: Final = "cmr_"
+#: A reset's token as a link carries it: the prefix and 256 random bits in base64url (43 characters), checked whole.
+RESET_TOKEN_PATTERN: Final = r"^cmr_[A-Za-z0-9_-]{43}$"
+_RESET_TOKEN_RE: Final = re.compile(r"cmr_[A-Za-z0-9_-]{43}")
+#: How long a reset link works: an admin hands it over by other means (a chat, a phone call), which may take a
+#: working day; a link the person asked for goes straight to their mailbox and is used at once.
+RESET_SECONDS_ADMIN: Final = 24 * 3600
+RESET_SECONDS_SELF: Final = 3600
+#: Self-service requests: (count, window seconds) per client address, and per name (past it: no more email).
+RESET_LIMIT_CLIENT: Final = (5, 900)
+RESET_LIMIT_ACCOUNT: Final = (3, 3600)
+#: How often a reset reads the person's sessions again when one started or ended in between (`lua/account_reset.lua`).
+RESET_ATTEMPTS: Final = 5
 TOTP_PERIOD: Final = 30
 TOTP_DIGITS: Final = 6
 TOTP_ISSUER: Final = "Comments"
@@ -109,6 +138,22 @@ class Invitation:
     name: str
     role: AccountRole
     expires_at: int  #: Unix ms
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    token: str  #: shown once, in the link ("" when read back)
+    name: str
+    expires_at: int  #: Unix ms
+
+
+@dataclass(frozen=True, slots=True)
+class ResetDelivery:
+    """A reset the person asked for, to be emailed (`mail.mailer.Mail.password_reset`)."""
+
+    reset: PasswordReset
+    email: str
+    lang: Literal["vi", "en"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +203,34 @@ class AcceptRequest(BaseModel):
     password: str = Field(min_length=1, max_length=PASSWORD_MAX,
                           description=f"The password the person chooses: at least {PASSWORD_MIN} characters, not "
                                       "one of the most common passwords and not containing the name.")
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="The account's name (case does not matter).")
+
+
+class ResetRequested(BaseModel):
+    detail: str = Field(description="The same words whether or not the name has an account: if it has one, is "
+                                    "enabled and has an email address for notifications, a link valid 1 hour is "
+                                    "on its way there.")
+
+
+class ResetView(BaseModel):
+    name: str = Field(description="Whose password the link sets.")
+    expires_at: str = Field(description="When the link runs out (ISO 8601, UTC).")
+
+
+class ResetCreated(ResetView):
+    link: str = Field(description="The one-time link to hand to the person (it holds the reset's secret token; "
+                                  "shown only now). Valid 24 hours; a newer link voids it.")
+
+
+class NewPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX,
+                          description=f"The new password: at least {PASSWORD_MIN} characters, not one of the most "
+                                      "common passwords and not containing the name.")
 
 
 class AccountView(BaseModel):
@@ -427,6 +500,98 @@ class Accounts:
             pipe.zrem(index, *digests)
         ended = await pipe.execute()
         return sum(int(n) for n in ended[:len(digests)])
+
+    # -- password resets -----------------------------------------------------------------------------------------
+
+    async def issue_reset(self, name: str, by: str) -> PasswordReset:
+        """An admin's reset link for an enabled account (valid `RESET_SECONDS_ADMIN`); any older link of the
+        account stops working."""
+        written = valid_name(name)
+        if written is None:
+            raise NotFound("no such account")
+        reply = await self._issue(fold(written), by, RESET_SECONDS_ADMIN, need_mail=False)
+        outcome = as_text(reply[0])
+        if outcome == "gone":
+            raise NotFound("no such account")
+        if outcome == "disabled":
+            raise AccountDisabled("the account {name} is disabled", params={"name": written})
+        return PasswordReset(token=as_text(reply[1]), name=as_text(reply[2]), expires_at=int(reply[3]))
+
+    async def request_reset(self, name: str, client: str, *, deliver: bool) -> ResetDelivery | None:
+        """A person asks for a reset by name. Returns the reset to email when the name has an enabled account with
+        an address and `deliver` (the service sends email); None otherwise, and past the name's limit. The caller
+        answers alike either way. `RateLimited` past the client's limit."""
+        written = valid_name(name)
+        folded = fold(written) if written else "-"  # "-" is no account's name: the same calls, nothing found
+        count, window = RESET_LIMIT_CLIENT
+        hits, retry_after = await self._limited(keys.rate_limit("reset-client", client, window), window)
+        if hits > count:
+            raise RateLimited("too many password reset requests; try again later", retry_after=retry_after)
+        count, window = RESET_LIMIT_ACCOUNT
+        hits, _ = await self._limited(keys.rate_limit("reset-account", folded, window), window)
+        if hits > count or not deliver:
+            return None
+        reply = await self._issue(folded, "self-service", RESET_SECONDS_SELF, need_mail=True)
+        if as_text(reply[0]) != "ok":
+            return None
+        reset = PasswordReset(token=as_text(reply[1]), name=as_text(reply[2]), expires_at=int(reply[3]))
+        return ResetDelivery(reset=reset, email=as_text(reply[4]), lang="en" if as_text(reply[5]) == "en" else "vi")
+
+    async def _issue(self, folded: str, by: str, seconds: int, *, need_mail: bool) -> builtins.list[Any]:
+        """Run `lua/account_reset_issue.lua`; returns its outcome, then (when "ok") the token, the name, the expiry,
+        the address and the language."""
+        token = RESET_PREFIX + secrets.token_urlsafe(32)
+        expires = self._now_ms() + seconds * 1000
+        previous = await self._redis.hget(keys.account(folded), "reset")
+        reset_keys = [keys.account(folded), keys.password_reset(digest(token))]
+        if previous:
+            reset_keys.append(keys.password_reset(as_text(previous)))
+        reply = await self._scripts.run("account_reset_issue", reset_keys,
+                                        [folded, digest(token), expires, seconds * 1000, by, int(need_mail)])
+        if as_text(reply[0]) != "ok":
+            return [reply[0]]
+        return [reply[0], token, reply[1], expires, reply[2], reply[3]]
+
+    async def reset(self, token: str) -> PasswordReset:
+        """The reset a link's token names (its token left out), or `PasswordResetInvalid`: gone, used, expired,
+        replaced by a newer one, or its account gone or disabled."""
+        if not _RESET_TOKEN_RE.fullmatch(token):
+            raise PasswordResetInvalid("this password reset link does not exist, was used or expired")
+        token_digest = digest(token)
+        row = _fields(await self._redis.hgetall(keys.password_reset(token_digest)))
+        expires = row.get("expires", "")
+        account = _fields(await self._redis.hgetall(keys.account(row["folded"]))) if row.get("folded") else {}
+        if (not (expires.isascii() and expires.isdigit()) or int(expires) <= self._now_ms() or not account
+                or account.get("disabled") == "1" or account.get("reset") != token_digest):
+            raise PasswordResetInvalid("this password reset link does not exist, was used or expired")
+        return PasswordReset(token="", name=account["name"], expires_at=int(expires))
+
+    async def use_reset(self, token: str, password: str) -> Account:
+        """Set the new password; the link works once. Every session of the person ends, the count of failed
+        sign-ins of the account is cleared, and a second factor stays enrolled."""
+        found = await self.reset(token)
+        check_password(password, found.name)
+        hashed = await self._hash(password)
+        folded = fold(found.name)
+        token_digest = digest(token)
+        index = keys.account_sessions(folded)
+        for _ in range(RESET_ATTEMPTS):
+            sessions = [as_text(d) for d in cast(list[bytes], await self._redis.zrange(index, 0, -1))]
+            reply = await self._scripts.run(
+                "account_reset",
+                [keys.password_reset(token_digest), keys.account(folded), index,
+                 *(keys.session(d) for d in sessions)],
+                [token_digest, folded, hashed, self._now_ms(), *sessions])
+            if as_text(reply[0]) != "retry":
+                break
+        outcome = as_text(reply[0])
+        if outcome == "retry":
+            raise Conflict("the account changed meanwhile; try again")
+        if outcome != "ok":
+            raise PasswordResetInvalid("this password reset link does not exist, was used or expired")
+        # Another slot ({g}) than the account's: not in the script; a count left by a crash here only ages out.
+        await self._redis.delete(keys.rate_limit("signin-account", folded, self._limit_account[1]))
+        return self._account((await self._row(found.name))[1])
 
     # -- signing in and sessions -------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The `comments-service` command: `run` serves the API; `token` manages access tokens; `users` invites, lists
-and disables people's accounts; `doctor` checks (and with `--repair` mends) the stored data.
+and disables people's accounts and makes password reset links; `doctor` checks (and with `--repair` mends) the
+stored data.
 
 Only this module reads the environment (through `Settings.from_environment()`).
 
@@ -40,7 +41,8 @@ EXAMPLES = """examples:
   comments-service token revoke <id>
   comments-service users invite --role moderator --name Lan
   comments-service users list
-  comments-service users disable Lan"""
+  comments-service users disable Lan
+  comments-service users reset --name Lan"""
 
 
 def _worker(settings: Settings, sockets: list[socket.socket]) -> None:
@@ -228,7 +230,8 @@ async def _tokens(settings: Settings, args: argparse.Namespace, url: str) -> int
 
 
 async def _users(settings: Settings, args: argparse.Namespace, url: str) -> int:
-    """People's accounts: an invitation prints its one-time link (valid 72 hours) on stdout."""
+    """People's accounts: an invitation prints its one-time link (valid 72 hours) on stdout, a password reset its
+    one-time link (valid 24 hours)."""
     from service.accounts import AccountRole, Accounts
     from service.connections import create_redis
     from service.errors import ServiceError
@@ -245,6 +248,11 @@ async def _users(settings: Settings, args: argparse.Namespace, url: str) -> int:
             print(f"{settings.public_origin}/moderation/invite/{made.token}")
             print(f"invited {made.name} as {made.role}; the link works once, for 72 hours (shown once; only its "
                   f"hash is kept)", file=sys.stderr)
+        elif args.action == "reset":
+            reset = await people.issue_reset(args.name, "comments-service users reset")
+            print(f"{settings.public_origin}/moderation/reset/{reset.token}")
+            print(f"a password reset link for {reset.name}: it works once, for 24 hours, and voids any earlier one; "
+                  f"their sessions end when it is used (shown once; only its hash is kept)", file=sys.stderr)
         elif args.action == "list":
             for account in await people.list():
                 print(f"{account.name}\t{account.role}\t{'disabled' if account.disabled else 'active'}\t"
@@ -294,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     invite = people.add_parser("invite", help="invite a person: prints a one-time link, valid 72 hours")
     invite.add_argument("--role", required=True, choices=["moderator", "admin"])
     invite.add_argument("--name", required=True, help="2 to 40 letters, digits, '.', '_' or '-'")
+    reset = people.add_parser("reset", help="a one-time password reset link for an enabled account, valid 24 hours")
+    reset.add_argument("--name", required=True, help="the account's name (case does not matter)")
     people.add_parser("list", help="list accounts (name, role, state, second factor)")
     disable = people.add_parser("disable", help="disable an account and end its sessions")
     disable.add_argument("name")

@@ -102,6 +102,13 @@ class InvitationInvalid(NotFound):
     code = "invitation_invalid"
 
 
+class PasswordResetInvalid(NotFound):
+    """The password reset link does not exist, was used, expired, was replaced by a newer one, or its account is
+    gone or disabled (which of these is not told)."""
+
+    code = "password_reset_invalid"
+
+
 class MethodNotAllowed(ServiceError):
     code = "method_not_allowed"
     status = 405
@@ -149,6 +156,12 @@ class IdempotencyInProgress(Conflict):
 
 class NameTaken(Conflict):
     code = "name_taken"
+
+
+class AccountDisabled(Conflict):
+    """The account is disabled: it cannot sign in, and no password reset is issued for it."""
+
+    code = "account_disabled"
 
 
 class Gone(ServiceError):

@@ -934,3 +934,45 @@ DETAILS.update({
     "the comment changed meanwhile; try again": "Bình luận vừa thay đổi; hãy thử lại",
     "you may set only your own notifications": "Bạn chỉ có thể đặt thông báo của chính mình",
 })
+
+
+# -- password resets (`accounts.Accounts.issue_reset`, `api.accounts`) -------------------------------------------
+
+TITLES["password_reset_invalid"] = ("Liên kết đặt lại mật khẩu không còn hiệu lực",
+                                    "The password reset link is not valid")
+TITLES["account_disabled"] = ("Tài khoản đã bị vô hiệu hóa", "The account is disabled")
+EXPLANATIONS["password_reset_invalid"] = Explanation(
+    ("Liên kết đặt lại mật khẩu không tồn tại, đã được dùng, đã hết hạn (1 giờ nếu bạn tự yêu cầu, 24 giờ nếu quản "
+     "trị viên tạo), đã bị thay bằng một liên kết mới hơn, hoặc tài khoản đã bị vô hiệu hóa; mỗi liên kết chỉ dùng "
+     "được một lần.",
+     "The password reset link does not exist, was used, has expired (1 hour when you asked for it, 24 hours when "
+     "an admin made it), was replaced by a newer link, or the account is disabled; each link works once."),
+    ("Yêu cầu liên kết mới từ trang đăng nhập (“Quên mật khẩu?”) hoặc nhờ quản trị viên.",
+     "Ask for a new link on the sign-in page (“Forgot your password?”) or ask an admin."))
+EXPLANATIONS["account_disabled"] = Explanation(
+    ("Tài khoản này đã bị quản trị viên vô hiệu hóa: không đăng nhập được và không thể đặt lại mật khẩu.",
+     "An admin disabled this account: it cannot sign in, and its password cannot be reset."),
+    ("Nếu tài khoản cần dùng lại, hãy mời người đó bằng một tên mới.",
+     "If the person needs an account again, invite them under a new name."))
+DETAILS.update({
+    "this password reset link does not exist, was used or expired":
+        "Liên kết đặt lại mật khẩu này không tồn tại, đã được dùng hoặc đã hết hạn",
+    "the account {name} is disabled": "Tài khoản {name} đã bị vô hiệu hóa",
+    "too many password reset requests; try again later": "Quá nhiều yêu cầu đặt lại mật khẩu; vui lòng thử lại sau",
+})
+CONSOLE_TEXT.update({
+    "signin.forgot": ("Quên mật khẩu?", "Forgot your password?"),
+    "forgot.title": ("Quên mật khẩu", "Forgot your password"),
+    "forgot.explain": ("Nhập tên đăng nhập. Nếu tài khoản có địa chỉ email nhận thông báo, chúng tôi sẽ gửi tới "
+                       "đó một liên kết đặt lại mật khẩu, có hiệu lực trong 1 giờ. Nếu không, hãy nhờ quản trị viên.",
+                       "Enter your name. If the account has an email address for notifications, we send a link "
+                       "there to reset the password, valid for 1 hour. Otherwise, ask an admin."),
+    "forgot.submit": ("Gửi liên kết", "Send the link"),
+    "forgot.sent": ("Nếu tên này có tài khoản với địa chỉ email, một liên kết đã được gửi tới đó.",
+                    "If this name has an account with an email address, a link is on its way there."),
+    "forgot.back": ("Quay lại đăng nhập", "Back to sign-in"),
+    "admin.reset": ("Liên kết đặt lại mật khẩu", "Password reset link"),
+    "admin.reset_link": ("Liên kết đặt lại mật khẩu cho {name} (24 giờ, một lần):",
+                         "Password reset link for {name} (24 hours, once):"),
+})
+DETAILS["the account changed meanwhile; try again"] = "Tài khoản vừa thay đổi; hãy thử lại"

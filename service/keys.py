@@ -85,6 +85,7 @@ fingerprint `f` is 32 hex digits since then; a record of before holds 64, and is
 | cm:{acct}:user:<folded name>         | hash   | none                 | accounts: name, role, password hash, TOTP |
 | cm:{acct}:users                      | set    | none                 | accounts: every folded name (listing) |
 | cm:{acct}:invite:<sha256>            | hash   | 72 hours             | accounts: an invitation's name and role |
+| cm:{acct}:reset:<sha256>             | hash   | 1 or 24 hours        | accounts: a password reset's person |
 | cm:{acct}:session:<sha256>           | hash   | idle timeout         | sessions: person, role, CSRF token, expiries |
 | cm:{acct}:sessions:<folded name>     | zset   | session lifetime     | sessions: a person's sessions -> expiry ms |
 | cm:{hooks}:webhooks                  | hash   | none                 | webhook id -> JSON registration |
@@ -461,6 +462,15 @@ def account_index() -> str:
 
 def invitation(digest: str) -> str:
     return f"{ACCOUNTS}:invite:{digest}"
+
+
+def password_reset(digest: str) -> str:
+    """A password reset link's state, by the SHA-256 of its token (the token itself is never stored): a hash of
+    `folded` (whose password it sets), `expires` (Unix ms) and `by` ("self-service" or the admin who asked). It
+    lives 1 hour when the person asked for it, 24 hours when an admin did, and is deleted when used. The account
+    names its one live reset in its field `reset` (the digest), so issuing a newer one voids the older
+    (`lua/account_reset_issue.lua`, `lua/account_reset.lua`)."""
+    return f"{ACCOUNTS}:reset:{digest}"
 
 
 def session(digest: str) -> str:

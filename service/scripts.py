@@ -28,6 +28,7 @@ from service.errors import StorageCorrupt
 
 ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide", "rate_limit", "set_open",
                      "trim_feed", "job_enqueue", "job_lease", "job_record", "account_accept",
+                     "account_reset_issue", "account_reset",
                      "session_start", "session_touch", "lease", "import", "erase", "report", "reports_resolve",
                      "index_batch"]
 #: Every script, named once (in `ScriptName`); tests/test_scripts.py checks that each lua/*.lua file is named.

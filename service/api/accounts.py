@@ -1,5 +1,6 @@
-"""Routes for people: invitations and accounts (admins), accepting an invitation, signing in and out, the
-session, and enrolling a second factor. The rules live in `service.accounts`; who may ask, in `api.auth`."""
+"""Routes for people: invitations and accounts (admins), accepting an invitation, password resets (an admin's
+link, or one emailed on request, and its page), signing in and out, the session, and enrolling a second factor.
+The rules live in `service.accounts`; who may ask, in `api.auth`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from service import i18n
 from service.accounts import (
     NAME_PATTERN,
     PASSWORD_MIN,
+    RESET_TOKEN_PATTERN,
     AcceptRequest,
     Account,
     AccountList,
@@ -19,6 +21,11 @@ from service.accounts import (
     InvitationCreated,
     InvitationRequest,
     InvitationView,
+    NewPassword,
+    ResetCreated,
+    ResetRequest,
+    ResetRequested,
+    ResetView,
     RoleChange,
     Session,
     SessionsEnded,
@@ -31,8 +38,8 @@ from service.api.auth import check_same_origin, require_role, require_session, s
 from service.api.clientinfo import client_ip_hash
 from service.api.common import json_response, read_json
 from service.api.docs import Param, operation
-from service.appkeys import ACCOUNTS, SETTINGS
-from service.errors import InvitationInvalid, NotFound, ServiceError
+from service.appkeys import ACCOUNTS, MAIL, SETTINGS
+from service.errors import InvitationInvalid, NotFound, PasswordResetInvalid, ServiceError
 from service.models import iso
 from service.tokens import Role
 
@@ -40,6 +47,8 @@ NAME: Final = Param("name", "path", {"type": "string", "pattern": NAME_PATTERN},
                     description="The account's name (case does not matter).")
 TOKEN: Final = Param("token", "path", {"type": "string", "pattern": r"^cmi_[A-Za-z0-9_-]{43}$"}, True,
                      description="The invitation's token, the last part of the link it was sent as.")
+RESET_TOKEN: Final = Param("token", "path", {"type": "string", "pattern": RESET_TOKEN_PATTERN}, True,
+                           description="The password reset's token, the last part of its link.")
 ADMIN_ERRORS: Final = (400, 401, 403, 429, 503)
 NO_STORE: Final = {"Cache-Control": "no-store"}
 
@@ -103,6 +112,17 @@ async def change_role(request: web.Request) -> web.Response:
 async def end_sessions(request: web.Request) -> web.Response:
     await require_role(request, Role.ADMIN)
     return json_response(SessionsEnded(ended=await request.app[ACCOUNTS].end_sessions(_name(request))))
+
+
+@operation(summary="A one-time password reset link for an enabled account (valid 24 hours; a newer one voids it)",
+           tag="accounts", role="admin", responses={201: ResetCreated}, params=(NAME,),
+           errors=(*ADMIN_ERRORS, 404, 409))
+async def issue_reset(request: web.Request) -> web.Response:
+    who = await require_role(request, Role.ADMIN)
+    made = await request.app[ACCOUNTS].issue_reset(_name(request), who.name)
+    link = f"{request.app[SETTINGS].public_origin}/moderation/reset/{made.token}"
+    return json_response(ResetCreated(name=made.name, expires_at=iso(made.expires_at), link=link), status=201,
+                         headers=NO_STORE)
 
 
 # -- the invitee -------------------------------------------------------------------------------------------------
@@ -188,6 +208,113 @@ def _html(body: str, status: int) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", headers=_PAGE_HEADERS)
 
 
+# -- password resets: the person -----------------------------------------------------------------------------------
+
+_RESET_REQUESTED: Final = ("If this name has an account with an email address, a link valid 1 hour is on its way "
+                           "there.")
+
+
+@operation(summary="Forgot the password: email a reset link (valid 1 hour) to the account's notification address. "
+                   "The same 202 whether or not the name has an account, is enabled or has an address; limited "
+                   "per client address (429) and per name (past it, still 202 and no email)",
+           tag="session", request=ResetRequest, responses={202: ResetRequested},
+           errors=(403, 413, 415, 422, 429, 503))
+async def request_reset(request: web.Request) -> web.Response:
+    check_same_origin(request, browser_only=True)
+    body = await read_json(request, ResetRequest)
+    mail = request.app[MAIL]
+    delivery = await request.app[ACCOUNTS].request_reset(body.name, client_ip_hash(request), deliver=mail.enabled)
+    if delivery is not None:
+        await mail.password_reset(delivery)  # queued: the mailer sends it, the request never waits on SMTP
+    return json_response(ResetRequested(detail=_RESET_REQUESTED), status=202, headers=NO_STORE)
+
+
+@operation(summary="Whose password a reset link sets, while it works", tag="session", responses={200: ResetView},
+           params=(RESET_TOKEN,), errors=(404, 503))
+async def show_reset(request: web.Request) -> web.Response:
+    found = await request.app[ACCOUNTS].reset(request.match_info["token"])
+    return json_response(ResetView(name=found.name, expires_at=iso(found.expires_at)), headers=NO_STORE)
+
+
+@operation(summary="Use a reset link: set the new password (the link works once; every session of the person "
+                   "ends; a second factor stays enrolled)", tag="session", request=NewPassword,
+           responses={200: AccountView}, params=(RESET_TOKEN,), errors=(403, 404, 409, 413, 415, 422, 503))
+async def use_reset(request: web.Request) -> web.Response:
+    check_same_origin(request, browser_only=True)
+    body = await read_json(request, NewPassword)
+    account = await request.app[ACCOUNTS].use_reset(request.match_info["token"], body.password)
+    return json_response(_account(account), headers=NO_STORE)
+
+
+_RESET_PAGE: Final = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin"><title>Đặt lại mật khẩu · Reset your password</title></head>
+<body><main>
+<h1>Đặt lại mật khẩu cho {name} <span lang="en">· Reset the password of {name}</span></h1>
+<p id="hint">Mật khẩu mới cần ít nhất {min} ký tự, không phải mật khẩu phổ biến và không chứa tên đăng nhập.
+Khi đặt xong, mọi phiên đăng nhập của tài khoản sẽ kết thúc; xác thực hai bước vẫn giữ nguyên.
+<span lang="en">(At least {min} characters, not a common password, without the name. Every session of the account
+ends once it is set; a second factor stays as it is.)</span></p>
+{error}
+<form method="post">
+<input type="text" name="username" autocomplete="username" value="{name}" readonly hidden>
+<p><label for="password">Mật khẩu mới <span lang="en">(new password)</span></label><br>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="{min}" maxlength="256"
+required aria-describedby="{described}" autofocus></p>
+<p><label for="again">Nhập lại mật khẩu mới <span lang="en">(the new password again)</span></label><br>
+<input id="again" name="again" type="password" autocomplete="new-password" maxlength="256" required></p>
+<p><button type="submit">Đặt mật khẩu <span lang="en">· Set the password</span></button></p>
+</form>
+</main></body></html>
+"""
+_RESET_DONE: Final = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><title>Đã đặt mật khẩu mới · New password set</title></head>
+<body><main><h1>Đã đặt mật khẩu mới <span lang="en">· New password set</span></h1>
+<p>Mật khẩu mới của {name} đã có hiệu lực; mọi phiên đăng nhập cũ đã kết thúc.
+<a href="/moderation/">Đăng nhập</a>
+<span lang="en">(The new password of {name} is set and every earlier session has ended:
+<a href="/moderation/">sign in</a>.)</span></p></main></body></html>
+"""
+_MISMATCH: Final = ("Hai mật khẩu không giống nhau.", "The two passwords differ.")
+
+
+@operation(summary="The password reset link: a page with a form that sets the new password (GET shows it, POST "
+                   "sends it as a form; plain HTML without script)", tag="session",
+           responses={200: "text", 201: "text"}, media={status: "text/html" for status in (200, 201, 403, 404, 422)},
+           params=(RESET_TOKEN,), errors=(403, 404, 422, 503))
+async def reset_page(request: web.Request) -> web.Response:
+    accounts = request.app[ACCOUNTS]
+    token = request.match_info["token"]
+    error = ""
+    try:
+        found = await accounts.reset(token)
+    except PasswordResetInvalid as exc:
+        return _html(_message(request, exc), status=404)
+    if request.method == "POST":
+        check_same_origin(request, browser_only=True)
+        form = await request.post()
+        password, again = form.get("password"), form.get("again")
+        password = password if isinstance(password, str) else ""
+        try:
+            if password != again:
+                lang = i18n.negotiate(request.headers.get("Accept-Language"))
+                raise _Mismatch(_MISMATCH[0] if lang == "vi" else _MISMATCH[1])
+            account = await accounts.use_reset(token, password)
+        except _Mismatch as exc:
+            error = f'<p role="alert" id="error">{html.escape(str(exc))}</p>'
+        except ServiceError as exc:
+            error = f'<p role="alert" id="error">{html.escape(_message(request, exc))}</p>'
+        else:
+            return _html(_RESET_DONE.format(name=html.escape(account.name)), status=201)
+    return _html(_RESET_PAGE.format(name=html.escape(found.name), min=PASSWORD_MIN, error=error,
+                                    described="error hint" if error else "hint"),
+                 status=422 if error else 200)
+
+
+class _Mismatch(Exception):
+    """The two passwords of the reset page differ (a form's check, before anything is asked of the domain)."""
+
+
 # -- signing in and the session ------------------------------------------------------------------------------------
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
@@ -248,6 +375,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/accounts/{name}/disable", disable)
     app.router.add_patch("/v1/accounts/{name}", change_role)
     app.router.add_post("/v1/accounts/{name}/sessions/revoke", end_sessions)
+    app.router.add_post("/v1/accounts/{name}/password-reset", issue_reset)
     app.router.add_get("/v1/accounts/invitations/{token}", show_invitation)
     app.router.add_post("/v1/accounts/invitations/{token}/accept", accept)
     app.router.add_get("/moderation/invite/{token}", invitation_page)
@@ -257,4 +385,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/session", sign_out)
     app.router.add_post("/v1/session/totp", totp_begin)
     app.router.add_post("/v1/session/totp/confirm", totp_confirm)
+    app.router.add_post("/v1/session/password-reset", request_reset)
+    app.router.add_get("/v1/session/password-reset/{token}", show_reset)
+    app.router.add_post("/v1/session/password-reset/{token}", use_reset)
+    app.router.add_get("/moderation/reset/{token}", reset_page)
+    app.router.add_post("/moderation/reset/{token}", reset_page)
 

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import WatchError
 
 from service import keys, tasks
-from service.accounts import Account, Accounts, Notifications, NotifyMode, fold
+from service.accounts import Account, Accounts, Notifications, NotifyMode, ResetDelivery, digest, fold
 from service.clients import email_hash
 from service.clock import now_ms
 from service.connections import RedisClient
@@ -410,6 +410,21 @@ class Mail:
         hours = max(1, math.ceil((int(expires) - now) / 3_600_000))
         return self._job("data_request", f"request:{entry_id}", to, lang,
                          {"to": to, "request": kind, "link": link, "hours": hours})
+
+    # -- password resets ---------------------------------------------------------------------------------------
+
+    async def password_reset(self, delivery: ResetDelivery) -> None:
+        """Queue the email of a reset a moderator asked for (`accounts.Accounts.request_reset`); the sender sends
+        it, never the request. Transactional: no List-Unsubscribe, and it reaches an address that unsubscribed
+        from notifications. The job (its message holds the link) is kept `DONE_TTL_SECONDS` once sent, as every
+        email is; the link is single use and runs out in an hour."""
+        if not self.enabled:
+            return
+        reset = delivery.reset
+        hours = max(1, math.ceil((reset.expires_at - now_ms()) / 3_600_000))
+        await self._enqueue([self._job("password_reset", f"reset:{digest(reset.token)}", delivery.email,
+                                       delivery.lang, {"name": reset.name, "hours": hours,
+                                                       "link": self.url(f"/moderation/reset/{reset.token}")})])
 
     # -- overdue reports -------------------------------------------------------------------------------------
 

@@ -28,12 +28,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from service.i18n import Lang
 
-Kind = Literal["approved", "rejected", "reply", "reply_confirm", "moderator", "data_request", "report_overdue"]
+Kind = Literal["approved", "rejected", "reply", "reply_confirm", "moderator", "data_request", "report_overdue",
+               "password_reset"]
 KINDS: Final[tuple[Kind, ...]] = ("approved", "rejected", "reply", "reply_confirm", "moderator", "data_request",
-                                  "report_overdue")
-#: Emails a reader asked for with a form just now: no List-Unsubscribe, and an unsubscribed address still gets
-#: them (`mailer.Mail._attempt`).
-TRANSACTIONAL: Final[frozenset[Kind]] = frozenset({"data_request"})
+                                  "report_overdue", "password_reset")
+#: Emails a reader (or a moderator: a password reset) asked for with a form just now: no List-Unsubscribe, and an
+#: unsubscribed address still gets them (`mailer.Mail._attempt`).
+TRANSACTIONAL: Final[frozenset[Kind]] = frozenset({"data_request", "password_reset"})
 
 SUBJECTS: Final[dict[Kind, tuple[str, str]]] = {
     "approved": ("Bình luận của bạn đã được duyệt", "Your comment has been approved"),
@@ -44,6 +45,7 @@ SUBJECTS: Final[dict[Kind, tuple[str, str]]] = {
     "data_request": ("Liên kết tới dữ liệu của bạn", "The link to your data"),
     "report_overdue": ("{count} bình luận bị báo vi phạm đã chờ quá {hours} giờ",
                        "Reported comments waiting over {hours} hours: {count}"),
+    "password_reset": ("Đặt lại mật khẩu kiểm duyệt", "Reset your moderation password"),
 }
 #: The words of the link pages (`api.mail`); placeholders are `{name}`.
 PAGE_TEXT: Final[dict[str, tuple[str, str]]] = {

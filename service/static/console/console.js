@@ -1303,6 +1303,13 @@
         button(t('admin.end_sessions'), async () => {
           const result = await act(() => api('POST', `/v1/accounts/${path(account.name)}/sessions/revoke`));
           if (result) toast(t('admin.sessions_ended', {n: result.ended, name: account.name}));
+        }, {'aria-describedby': row}),
+        account.disabled ? null : button(t('admin.reset'), async () => {
+          const made = await act(() => api('POST', `/v1/accounts/${path(account.name)}/password-reset`));
+          if (made) {
+            result.replaceChildren(secretOnce(t('admin.reset_link', {name: made.name}), made.link));
+            result.querySelector('input').focus();
+          }
         }, {'aria-describedby': row}))));
     const name = h('input', {type: 'text', name: 'name', required: true, minlength: '2', maxlength: '40', autocomplete: 'off'});
     const role = h('select', {name: 'role'}, ['moderator', 'admin'].map((r) => h('option', {value: r, text: t(`role.${r}`)})));
@@ -1751,6 +1758,7 @@
     const submit = h('button', {type: 'submit', text: t('signin.submit')});
     const form = h('form', {class: 'signin-form', 'aria-labelledby': 'signin-title'},
       field(t('signin.name'), name), field(t('signin.password'), password), codeField, error, h('p', null, submit));
+    const forgot = button(t('signin.forgot'), () => renderForgot(name.value.trim()), {class: 'forgot'});
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       error.textContent = '';
@@ -1772,13 +1780,48 @@
     });
     root.replaceChildren(h('main', {id: 'main', class: 'signin'},
       h('h1', {id: 'signin-title', text: t('signin.title')}),
-      h('p', {class: 'hint', text: t('signin.hint')}), form, h('p', {class: 'lang-line'}, langSwitch())));
+      h('p', {class: 'hint', text: t('signin.hint')}), form, h('p', null, forgot),
+      h('p', {class: 'lang-line'}, langSwitch())));
     if (knownName) {
       name.value = knownName;
       password.focus();
     } else {
       name.focus();
     }
+  }
+
+  /** "Forgot your password?": ask for a reset link by name. The answer is the same whether or not the name has an
+   *  account (the link goes to the account's notification address, if it has one). */
+  function renderForgot(knownName) {
+    stopTimers();
+    document.documentElement.lang = lang;
+    document.title = t('forgot.title');
+    const name = h('input', {id: 'forgot-name', name: 'username', type: 'text', autocomplete: 'username', required: true,
+      maxlength: '100', autocapitalize: 'none', spellcheck: 'false', value: knownName || ''});
+    const status = h('p', {role: 'status'});
+    const error = h('p', {class: 'error', role: 'alert'});
+    const submit = h('button', {type: 'submit', text: t('forgot.submit')});
+    const form = h('form', {class: 'signin-form', 'aria-labelledby': 'forgot-title'},
+      field(t('signin.name'), name), error, h('p', null, submit));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      error.textContent = '';
+      status.textContent = '';
+      submit.disabled = true;
+      try {
+        await api('POST', '/v1/session/password-reset', {name: name.value.trim()}, {signingIn: true});
+        status.textContent = t('forgot.sent');
+      } catch (failure) {
+        error.textContent = failure.message;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    root.replaceChildren(h('main', {id: 'main', class: 'signin'},
+      h('h1', {id: 'forgot-title', text: t('forgot.title')}), h('p', {class: 'hint', text: t('forgot.explain')}),
+      form, status, h('p', null, button(t('forgot.back'), () => renderSignIn('', name.value.trim()))),
+      h('p', {class: 'lang-line'}, langSwitch())));
+    name.focus();
   }
 
   function renderEnrolment() {
