@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import console_bench, wrk
-from bench.runner import EXTRAS, GROWTH_SIZES, OPT_IN, SCENARIOS, Options, run
+from bench.runner import CEILINGS, EXTRAS, GROWTH_SIZES, OPT_IN, SCENARIOS, Options, run
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
 #: Not a wrk scenario: a scripted keyboard moderator in the console, on a service of its own.
@@ -36,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="approved comments the sizing scenario stores at most (default 1,000,000)")
     parser.add_argument("--sizing-seconds", type=int, default=1200,
                         help="time the sizing scenario may take at most (default 1200 s)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of the main run's service and its ceilings (default 1)")
+    parser.add_argument("--ceilings", default=",".join(CEILINGS),
+                        help=f"comma-separated ceilings the main run measures (default all: {','.join(CEILINGS)})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON goes")
     args = parser.parse_args(argv)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
@@ -48,12 +52,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--concurrency takes integers, e.g. 16,64")
     if not concurrencies or min(concurrencies) < 1:
         parser.error("--concurrency needs at least one positive number")
+    ceilings = tuple(c.strip() for c in args.ceilings.split(",") if c.strip())
+    if set(ceilings) - set(CEILINGS):
+        parser.error(f"unknown ceilings: {', '.join(sorted(set(ceilings) - set(CEILINGS)))}")
+    if args.workers < 1:
+        parser.error("--workers needs at least 1")
     runs = args.runs or (1 if args.quick else 3)
     seconds = args.seconds or (1 if args.quick else 4)
     growth_sizes = ((2_000, 200), (4_000, 400)) if args.quick else GROWTH_SIZES
     return Options(runs=runs, seconds=seconds, concurrencies=concurrencies, scenarios=scenarios,
                    output=args.output, memory_comments=300 if args.quick else 20_000, growth_sizes=growth_sizes,
-                   sizing_comments=args.sizing_comments, sizing_seconds=args.sizing_seconds)
+                   sizing_comments=args.sizing_comments, sizing_seconds=args.sizing_seconds, workers=args.workers,
+                   ceilings=ceilings)
 
 
 def main(argv: list[str] | None = None) -> int:

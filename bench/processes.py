@@ -189,6 +189,12 @@ class Service:
                 break
         return time.monotonic() - started
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the service's processes (main, workers, render processes, its Redis)."""
+        if self.process is None:
+            return 0.0
+        return sum(map(cpu_seconds, [self.process.pid, *descendants(self.process.pid)]))
+
     def worker_count(self) -> int:
         """Worker processes `comments-service run` starts: COMMENTS_WORKERS, 0 meaning one per core."""
         return self.workers or os.cpu_count() or 1

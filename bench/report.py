@@ -119,9 +119,14 @@ def index_lag_lines(series: Sequence[Series]) -> list[str]:
         # The accepted submissions over the timer and the catch-up together: the rate with the indexing counted.
         whole = statistics.median(r.rate * r.seconds / (r.seconds + r.notes["index_catch_up_ms"] / 1000)
                                   for r in runs)
+        cpu = ""
+        if all("cpu_us_timed" in r.notes for r in runs):
+            cpu = (f"; the service's CPU per submission (median): "
+                   f"{statistics.median(r.notes['cpu_us_timed'] for r in runs):,.0f} µs while timed, "
+                   f"{statistics.median(r.notes['cpu_us_with_catch_up'] for r in runs):,.0f} µs with the catch-up")
         lines.append(f"Search index after submit at c{s.concurrency} (each run): {lags} comments not indexed when "
                      f"the timer stopped, caught up in {catch_up} s; {whole:,.0f}/s (median) counting the "
-                     "catch-up" + (f"; {left:,} still behind" if left else ""))
+                     "catch-up" + (f"; {left:,} still behind" if left else "") + cpu)
     return lines
 
 

@@ -47,6 +47,8 @@ SCENARIOS: Final[dict[str, tuple[str, str]]] = {
     "claim_approve": ("redis", "decisions/s"),
     "feed": ("redis", "req/s"),
 }
+#: The ceilings of the main run, in the order they are measured (`--ceilings`).
+CEILINGS: Final = ("hello", "json", "redis", "bare_page", "bare_304", "bare_submit")
 EXTRAS: Final = ("memory", "workers", "import", "growth", "sizing")
 #: (pending, approved in one article) at each step of the growth scenario.
 GROWTH_SIZES: Final = ((20_000, 2_000), (100_000, 10_000), (200_000, 20_000))
@@ -66,6 +68,10 @@ class Options:
     growth_sizes: tuple[tuple[int, int], ...] = GROWTH_SIZES
     sizing_comments: int = 1_000_000
     sizing_seconds: int = 1200
+    #: Worker processes of the main run's service and of its ceilings (the `workers` scenario adds all cores).
+    workers: int = 1
+    #: The ceilings the main run measures (`CEILINGS`); fewer when only some matter (an A/B of one scenario).
+    ceilings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +116,23 @@ class Bench:
     def _time(self, series: Series, load: Load) -> Run:
         for service in self.services:  # the background work of the last preparation done before the timer starts
             service.settle()
+        serving = next((s for s in self.services if load.url.startswith(s.base_url)), None)
+        cpu_before = serving.cpu_seconds() if serving is not None else 0.0
         result = wrk.run(load.url, connections=series.concurrency, seconds=self.options.seconds,
                          script=load.script, args=load.args)
+        cpu_timed = serving.cpu_seconds() if serving is not None else 0.0
         rate = result.ok_per_second
         if series.scenario == "claim_approve":
             rate = result.counters.get("decisions", 0) / result.seconds
         notes = dict(result.counters)
         if series.scenario == "submit":
             notes |= self._index_catch_up(load.url)
+            if serving is not None and result.ok_per_second:
+                # CPU of the service's processes (workers, Redis, renderers) per 202: while the timer ran, and with
+                # the indexer's catch-up after it (less noisy than the rate on a shared machine).
+                accepted = result.ok_per_second * result.seconds
+                notes["cpu_us_timed"] = round((cpu_timed - cpu_before) / accepted * 1e6)
+                notes["cpu_us_with_catch_up"] = round((serving.cpu_seconds() - cpu_before) / accepted * 1e6)
         run = Run(rate=rate, requests_per_second=result.requests / result.seconds, p50_ms=result.p50_ms,
                   p99_ms=result.p99_ms, requests=result.requests, errors=result.errors, seconds=result.seconds,
                   notes=notes)
@@ -158,18 +173,21 @@ class Bench:
     # -- ceilings -------------------------------------------------------------------------------------------
 
     def measure_ceilings(self, redis_url: str, capture: Path) -> None:
-        _log("ceilings: a bare aiohttp app, one worker process (as the service's one-worker runs)")
-        ceiling = Ceiling(self.workdir, redis_url, capture)
+        workers = self.options.workers
+        wanted = self.options.ceilings or CEILINGS
+        _log(f"ceilings: a bare aiohttp app, {workers} worker process(es) (as the service's runs here)")
+        ceiling = Ceiling(self.workdir, redis_url, capture, workers)
         ceiling.start()
         try:
             url = ceiling.base_url
             wrk.run(url + "/hello", connections=64, seconds=1)  # warm up
-            self.measure("hello", None, "req/s", lambda c: Load(url + "/hello"), self.ceilings)
-            self.measure("json", None, "req/s", lambda c: Load(url + "/json", "request", ("POST", '{"n":1}')),
-                         self.ceilings)
-            self.measure("redis", None, "req/s", lambda c: Load(url + "/redis", "request", ("POST", '{"n":1}')),
-                         self.ceilings)
-            self._measure_bare(url, self.ceilings, self.options.concurrencies)
+            generic = {"hello": Load(url + "/hello"), "json": Load(url + "/json", "request", ("POST", '{"n":1}')),
+                       "redis": Load(url + "/redis", "request", ("POST", '{"n":1}'))}
+            for name, load in generic.items():
+                if name in wanted:
+                    self.measure(name, None, "req/s", _fixed(load), self.ceilings)
+            self._measure_bare(url, self.ceilings, self.options.concurrencies,
+                               tuple(n for n in ("bare_page", "bare_304", "bare_submit") if n in wanted))
         finally:
             ceiling.stop()
 
@@ -432,7 +450,7 @@ class Bench:
         wanted = self.options.scenarios
         started = time.monotonic()
         if any(name in wanted for name in (*SCENARIOS, "workers", "import")):
-            service = self.run_service(1)
+            service = self.run_service(self.options.workers)
             try:
                 self.prepared = asyncio.run(self._prepare(service))
                 self.measure_ceilings(service.redis_url, self.prepared.capture)
@@ -531,8 +549,9 @@ class Bench:
                  f"on the same CPUs; {o.runs} run(s) x {o.seconds} s per scenario and concurrency; "
                  f"load average {m.get('load_average', '?')} at the start.\n"]
         if self.ceilings:
-            parts += ["Ceilings (bare aiohttp, one worker process):", report.table(list(self.ceilings.values()), {}),
-                      "", "Service (one worker process):", report.table(series_list(self.series), self.ceilings)]
+            processes = f"{o.workers} worker process{'es' if o.workers > 1 else ''}"
+            parts += [f"Ceilings (bare aiohttp, {processes}):", report.table(list(self.ceilings.values()), {}),
+                      "", f"Service ({processes}):", report.table(series_list(self.series), self.ceilings)]
             parts += report.index_lag_lines(series_list(self.series))
         if getattr(self, "workers_series", None):
             count = self.result.get("workers_count")
@@ -571,6 +590,11 @@ class Bench:
             parts += ["", f"Import: {import_bench.describe(self.result['import'])}"]
         parts += ["", "Targets:", report.targets_text(found)]
         return "\n".join(parts)
+
+
+def _fixed(load: Load) -> Callable[[int], Load]:
+    """The same load at every concurrency."""
+    return lambda concurrency: load
 
 
 def search_index_lag(redis: Redis) -> int:

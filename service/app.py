@@ -163,12 +163,15 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def indexer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The search indexer (`service.indexer`): every worker runs one; its task joins the app's background tasks."""
+    """The search indexer (`service.indexer`): every worker runs one, and the one holding the lease indexes; its
+    task joins the app's background tasks. Stopping gives the lease up."""
     indexer = Indexer(app[SCRIPTS], metrics=app[METRICS])
     task = asyncio.create_task(indexer.run())
     app[BACKGROUND].append(task)
     yield
     await stop([task])
+    with contextlib.suppress(*REDIS_UNREACHABLE):
+        await indexer.release_lease()
 
 
 async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -2,15 +2,16 @@
 submission (`service.search` documents the index).
 
 A submission's store gives its comment a number n and a slot in the partition's n -> comment map, in its own
-atomic step, and nothing more: writing its ~50 terms there cost ten times the rest of the store. Here, in every
-worker, a background loop (`run`, every `INTERVAL_SECONDS` or when woken) looks at each partition's last n and
-its watermark `done` (`keys.search_done`), and for a partition behind reads the slots of (done, done + BATCH], the
-records, computes each record's terms in Python (`search.record_terms`, as readers compute them) and groups them
-by term; lua/index_batch.lua then adds each term's n's in one command and moves `done`, atomically.
+atomic step, and nothing more: writing its ~50 terms there cost ten times the rest of the store. Here, in the
+worker holding the indexer's lease (`keys.search_indexer_lease`: every worker runs the loop, one indexes), a
+background loop (`run`, every `INTERVAL_SECONDS` or when woken) looks at each partition's last n and its watermark
+`done` (`keys.search_done`), and for a partition behind reads the slots of (done, done + BATCH], the records (one
+lua/index_read.lua call), computes each record's terms in Python (`search.record_terms`, as readers compute them)
+and groups them by term; lua/index_batch.lua then adds each term's n's in one command and moves `done`, atomically.
 
-Several indexers (workers, `catch_up` callers) may run at once: the script refuses a batch whose `done` is no
-longer the one read (another went first) or one of whose records changed since it was read (an erasure: its
-`d` and `er`), and the batch is read again. A damaged key refuses the batch with nothing written
+Several indexers (a worker whose lease ran out, `catch_up` callers) may run at once: the script refuses a batch
+whose `done` is no longer the one read (another went first) or one of whose records changed since it was read (an
+erasure: its `d` and `er`), and the batch is read again. A damaged key refuses the batch with nothing written
 (`StorageCorrupt`); that partition stays behind (readers still find its comments through the tail, bounded) and
 the others go on. Readers never wait for this: they read the unindexed tail from the map and the records.
 """
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -47,6 +49,16 @@ INTERVAL_SECONDS: Final = 0.2
 ERROR_PAUSE_SECONDS: Final = 2.0
 #: The idle wait's jitter, from a generator of our own so the global `random` is never touched (see jobs._RNG).
 _RNG: Final = random.Random()
+#: The background indexer's lease (`keys.search_indexer_lease`): one worker of a deployment indexes at a time.
+#: Each worker's indexer racing for the same batches (the loser's reads and planning refused as "moved") cost
+#: about 150-170 µs of Python a comment with two of them against 80-100 µs for one (docs/benchmarks.md,
+#: "indexer lease"). The lease lives `LEASE_MS`, renewed every `LEASE_RENEW_SECONDS` while its holder runs; a worker
+#: without it asks every `LEASE_POLL_SECONDS`, so a holder that stops is replaced within a few seconds. The index
+#: stays right without the lease (index_batch.lua refuses a batch another indexer wrote first): a lease that runs
+#: out while its holder is slow costs only a batch done twice.
+LEASE_MS: Final = 3000
+LEASE_RENEW_SECONDS: Final = 1.0
+LEASE_POLL_SECONDS: Final = 1.0
 
 
 class _WordTerms(dict[str, tuple[str, str]]):
@@ -128,6 +140,9 @@ class Indexer:
         self._metrics = metrics
         self._interval = interval_seconds
         self._woken = asyncio.Event()
+        self._token = secrets.token_hex(8)
+        self._holding = False
+        self._renewed = 0.0
 
     async def positions(self, partitions: Sequence[int]) -> list[tuple[int, int]]:
         """Each partition's (done, last n), in one round trip."""
@@ -158,13 +173,13 @@ class Indexer:
         if top <= done:
             return 0
         slots = await search.Index(self._scripts).slots(partition, range(done + 1, top + 1))
-        batch = self._scripts.batch()
-        for comment_id, _ in slots.values():
-            batch.command("HMGET", keys.comment(comment_id), "d", "er", "n")
-        try:
-            rows = await batch.execute() if slots else []
-        except ResponseError as exc:  # a record of the wrong type: the script would refuse it too
-            raise corrupt("wrong_type:comment") from exc
+        rows: list[Sequence[Any]] = []
+        if slots:
+            # One script call for the records (a record of the wrong type: StorageCorrupt, as index_batch.lua
+            # would refuse it), not an HMGET each: redis-py's cost of 64 commands was most of the read.
+            record_keys = [keys.comment(comment_id) for comment_id, _ in slots.values()]
+            raw = await self._scripts.run("index_read", record_keys, ())
+            rows = [raw[i:i + 3] for i in range(0, len(raw), 3)]
         script_keys, args = plan_batch(partition, done, top, slots, rows)
         result = await self._scripts.run("index_batch", script_keys, args)
         status = as_text(result[0])
@@ -209,16 +224,53 @@ class Indexer:
                           exc)
         return indexed
 
+    @property
+    def holding(self) -> bool:
+        """Whether this indexer held the lease when it last looked."""
+        return self._holding
+
+    async def hold_lease(self) -> bool:
+        """Whether this indexer holds the deployment's lease (`LEASE_MS`): taken when nobody holds it, renewed while
+        held (at most every `LEASE_RENEW_SECONDS`)."""
+        key = keys.search_indexer_lease()
+        now = asyncio.get_running_loop().time()
+        if not self._holding:
+            taken = await self._scripts.command_soon("SET", key, self._token, "NX", "PX", LEASE_MS)
+            self._holding, self._renewed = taken is not None, now
+        elif now - self._renewed >= LEASE_RENEW_SECONDS:
+            # PEXPIRE extends whoever holds it: when ours ran out and another worker took it, its lease, a little
+            # longer (harmless); we then see its token and step down.
+            holder, _ = await asyncio.gather(self._scripts.command_soon("GET", key),
+                                             self._scripts.command_soon("PEXPIRE", key, LEASE_MS))
+            self._holding, self._renewed = holder is not None and as_text(holder) == self._token, now
+        return self._holding
+
+    async def release_lease(self) -> None:
+        """Give the lease up (the worker stops), so another worker's indexer takes over at its next look rather
+        than when the lease runs out."""
+        if not self._holding:
+            return
+        self._holding = False
+        redis = self._scripts.redis
+        key = keys.search_indexer_lease()
+        holder = await redis.get(key)
+        if holder is not None and as_text(holder) == self._token:
+            await redis.delete(key)
+
     def wake(self) -> None:
         """Look for work now rather than at the next interval."""
         self._woken.set()
 
     async def run(self) -> None:
-        """Index until cancelled: round after round while there is work, else every `interval` (with jitter, so
-        that workers spread out) or when woken. Redis failures are waited out."""
+        """Index until cancelled, while this worker holds the lease (else ask for it every `LEASE_POLL_SECONDS`):
+        round after round while there is work, else every `interval` (with jitter) or when woken. Redis failures
+        are waited out."""
         while True:
             raise_if_cancelled()
             try:
+                if not await self.hold_lease():
+                    await asyncio.sleep(LEASE_POLL_SECONDS * _RNG.uniform(0.75, 1.25))
+                    continue
                 indexed = await self.step()
             except (RedisError, StorageCorrupt) as exc:
                 log.warning("search indexer: %s; retrying in %.0f s", exc, ERROR_PAUSE_SECONDS)

@@ -103,6 +103,7 @@ fingerprint `f` is 32 hex digits since then; a record of before holds 64, and is
 | cm:{privacy}:log                     | stream | capped (100,000)     | privacy: erasures, retention runs (ids only) |
 | cm:{privacy}:takedowns               | stream | none                 | takedowns: the register of lawful requests |
 | cm:{privacy}:retention:lock          | string | lock TTL             | retention: the one worker running it now |
+| cm:{search}:indexer                  | string | lease TTL (3 s)      | search: the indexer's lease (`indexer`) |
 | cm:{privacy}:req:<sha256>            | hash   | 24 hours             | privacy: a self-service request |
 | cm:{privacy}:mail                    | stream | until queued (mail)  | privacy: `data_request` mail items |
 
@@ -424,6 +425,14 @@ def takedowns() -> str:
 
 def retention_lock() -> str:
     return f"{PRIVACY}:retention:lock"
+
+
+def search_indexer_lease() -> str:
+    """The background search indexer's lease (`service.indexer`): the token of the one worker indexing now (SET
+    NX with a TTL, renewed while it runs), so the workers' indexers do not read and plan the same batches; the
+    index stays right without it (index_batch.lua refuses a batch another indexer wrote first). A key of its own
+    slot: it names no partition."""
+    return f"{PREFIX}:{{search}}:indexer"
 
 
 def data_request(digest: str) -> str:

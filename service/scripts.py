@@ -30,7 +30,7 @@ ScriptName = Literal["submit", "submit_gate", "submit_store", "claim", "decide",
                      "trim_feed", "job_enqueue", "job_lease", "job_record", "account_accept",
                      "account_reset_issue", "account_reset",
                      "session_start", "session_touch", "lease", "import", "erase", "report", "reports_resolve",
-                     "index_batch"]
+                     "index_batch", "index_read"]
 #: Every script, named once (in `ScriptName`); tests/test_scripts.py checks that each lua/*.lua file is named.
 NAMES: Final[tuple[ScriptName, ...]] = get_args(ScriptName)
 #: ARGV of one decision: decide.lua's header lists them (`moderation.Moderation.decide` builds them).

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from support import ADMIN, submit_comment
 
-from service import keys, search
+from service import indexer, keys, search
 from service.app import BACKGROUND
 from service.appkeys import METRICS, SCRIPTS
 from service.doctor import Doctor, doctor
@@ -292,3 +292,73 @@ async def test_the_idle_background_loops_leave_the_global_random_alone(client: C
     state = random.getstate()
     await asyncio.sleep(1.0)  # about five idle rounds of the indexer (0.2 s each), and the job queues' polls
     assert random.getstate() == state
+
+
+async def test_the_read_script_gives_each_record_as_hmget_does(redis: Redis) -> None:
+    """lua/index_read.lua: a batch's records in one call, the same values as an HMGET d er n of each (absent fields
+    and records as None); a record of the wrong type refuses the read as a damaged key."""
+    scripts = Scripts(redis)
+    ids = await store(scripts, 3)
+    await redis.hset(keys.comment(ids[1]), "er", "strip_ip")
+    record_keys = [keys.comment(i) for i in ids] + [keys.comment(new_comment_id(ARTICLE))]
+    raw = await scripts.run("index_read", record_keys, ())
+    assert [raw[i:i + 3] for i in range(0, len(raw), 3)] == [
+        await redis.hmget(key, "d", "er", "n") for key in record_keys]
+    assert raw[-3:] == [None, None, None]
+    await redis.rpush(record_keys[-1], "not a record")
+    with pytest.raises(StorageCorrupt):
+        await scripts.run("index_read", record_keys, ())
+
+
+async def test_one_indexer_holds_the_lease_and_another_takes_over_when_it_is_given_up(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    first, second = Indexer(scripts), Indexer(scripts)
+    assert await first.hold_lease() and not await second.hold_lease()
+    assert await first.hold_lease()  # still its own
+    assert 0 < await redis.pttl(keys.search_indexer_lease()) <= indexer.LEASE_MS
+    await first.release_lease()
+    assert not first.holding and await second.hold_lease() and not await first.hold_lease()
+    await first.release_lease()  # not its own: left alone
+    assert await redis.exists(keys.search_indexer_lease())
+
+
+async def test_a_holder_whose_lease_ran_out_and_was_taken_steps_down(redis: Redis,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(indexer, "LEASE_RENEW_SECONDS", 0.0)
+    scripts = Scripts(redis)
+    first, second = Indexer(scripts), Indexer(scripts)
+    assert await first.hold_lease()
+    await redis.delete(keys.search_indexer_lease())  # ran out
+    assert await second.hold_lease()
+    assert not await first.hold_lease()  # sees the other's token
+    assert await second.hold_lease()
+
+
+async def test_only_the_worker_holding_the_lease_indexes(redis: Redis) -> None:
+    """Two workers' background indexers: one indexes everything, the other never gets to (its batches are not read
+    twice); once the first stops, the second takes over."""
+    scripts = Scripts(redis)
+    first, second = Indexer(scripts, interval_seconds=0.01), Indexer(scripts, interval_seconds=0.01)
+    tasks = [asyncio.create_task(first.run())]
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not first.holding:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        tasks.append(asyncio.create_task(second.run()))
+        await store(scripts, 40)
+        while (await watermark(redis))[0] < 40:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        assert first.holding and not second.holding
+        await stop(tasks[:1])
+        await first.release_lease()
+        await store(scripts, 10)
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await watermark(redis))[0] < 50:
+            assert asyncio.get_running_loop().time() < deadline, "the second indexer did not take over"
+            await asyncio.sleep(0.05)
+        assert second.holding
+    finally:
+        await stop(tasks)
+    assert await doctor(redis, repair=False) == []
