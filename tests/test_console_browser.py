@@ -224,6 +224,43 @@ async def test_the_invitation_link_itself_sets_the_password(
     await page.context.close()
 
 
+@pytest.mark.timeout(120)
+async def test_forgot_password_and_the_reset_link_by_keyboard(
+        browser: Browser, base: str, http: aiohttp.ClientSession) -> None:
+    """The sign-in page asks for a reset by name (the same answer for any name), and an admin's reset link (a
+    script-free page) sets a new password by keyboard alone, with which the person then signs in."""
+    name = f"Quy{secrets.token_hex(2)}"
+    await make_person(http, base, name)
+    page, problems = await new_page(browser)
+    await page.goto(f"{base}/moderation/")
+    await page.get_by_label("Tên đăng nhập").fill(name)
+    await page.get_by_role("button", name="Quên mật khẩu?").focus()
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name="Quên mật khẩu").wait_for()
+    assert await page.get_by_label("Tên đăng nhập").input_value() == name
+    await page.keyboard.press("Enter")  # the name field has the focus
+    await page.get_by_role("status").filter(has_text="liên kết đã được gửi").wait_for()
+
+    async with http.post(f"{base}/v1/accounts/{name}/password-reset", headers=ADMIN) as response:
+        assert response.status == 201, await response.text()
+        token = (await response.json())["link"].rsplit("/", 1)[1]
+    await page.goto(f"{base}/moderation/reset/{token}")
+    await page.get_by_role("heading", name=f"Đặt lại mật khẩu cho {name}").wait_for()
+    new_password = PASSWORD + " mới"
+    await page.keyboard.type(new_password)  # the new password's field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(new_password)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name="Đã đặt mật khẩu mới").wait_for()
+    await page.goto(f"{base}/moderation/")
+    await page.get_by_label("Tên đăng nhập").fill(name)
+    await page.get_by_label("Mật khẩu").fill(new_password)
+    await page.get_by_role("button", name="Đăng nhập").click()
+    await page.locator(".top .person").wait_for()
+    assert problems == []
+    await page.context.close()
+
+
 @pytest.mark.timeout(300)
 async def test_two_moderators_see_disjoint_comments_and_empty_the_queue(
         browser: Browser, base: str, api: Api, http: aiohttp.ClientSession) -> None:

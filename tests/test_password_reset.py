@@ -132,6 +132,22 @@ async def test_who_may_issue_and_for_whom(client: Client) -> None:
     assert (await _use(client, token, expect=404))["code"] == "password_reset_invalid"
 
 
+async def test_a_damaged_key_changes_nothing(client: Client, redis: Redis) -> None:
+    """lua/account_reset.lua checks every key it was given before its first write."""
+    await person(client, "Lan")
+    cookie, _ = await sign_in(client, "Lan")
+    token = await _issue(client, "Lan")
+    account = keys.account(fold("Lan"))
+    before = await redis.hgetall(account)
+    damaged = "d" * 64
+    await redis.zadd(keys.account_sessions(fold("Lan")), {damaged: 9e15})
+    await redis.set(keys.session(damaged), "not a hash")
+    await _problem(await client.post(f"/v1/session/password-reset/{token}", json={"password": NEW_PASSWORD}), 500,
+                   "storage_corrupt")
+    assert await redis.hgetall(account) == before and await redis.exists(keys.password_reset(digest(token)))
+    assert (await client.get("/v1/session", headers=browser(client, cookie))).status == 200
+
+
 @pytest.mark.parametrize("token", ["cmr_" + "A" * 43, "cmr_" + "A" * 42, "cmr_" + "A" * 44, "cmi_" + "A" * 43,
                                    "cmr_" + "A" * 42 + "%0A", "cmr_" + "A" * 42 + "%21", "x", "%2F..%2F"])
 async def test_an_unknown_or_malformed_link_is_invalid(client: Client, token: str) -> None:
