@@ -25,8 +25,9 @@ keeps serving, and no more than a few hashes (and their memory) run at once. A s
 account verifies against a dummy hash, so its answer takes as long as a wrong password's.
 
 A request for a reset by name answers alike whether or not the name has an account, an address or is enabled
-(the API's 202): both paths are the same few Redis calls with no password hashing, and the email is only queued
-(the mailer sends it later). Such requests are limited per client address (past it: 429) and per name (past it:
+(the API's 202): every name costs the same Redis calls (two counters, a read, one script) and no password
+hashing; a name that gets a link adds only the queueing of its email (one script; the mailer sends it later, never
+the request). Such requests are limited per client address (past it: 429) and per name (past it:
 still 202, and no more email, so nobody can flood a person's mailbox or learn anything from the answer).
 
 Failed sign-ins are limited per account and per client address (`Settings.signin_limit_*`), with the fixed-window

@@ -275,7 +275,7 @@ _RESET_DONE: Final = """<!doctype html>
 <span lang="en">(The new password of {name} is set and every earlier session has ended:
 <a href="/moderation/">sign in</a>.)</span></p></main></body></html>
 """
-_MISMATCH: Final = ("Hai mật khẩu không giống nhau.", "The two passwords differ.")
+_MISMATCH_HTML: Final = 'Hai mật khẩu không giống nhau. <span lang="en">(The two passwords differ.)</span>'
 
 
 @operation(summary="The password reset link: a page with a form that sets the new password (GET shows it, POST "
@@ -295,24 +295,18 @@ async def reset_page(request: web.Request) -> web.Response:
         form = await request.post()
         password, again = form.get("password"), form.get("again")
         password = password if isinstance(password, str) else ""
-        try:
-            if password != again:
-                lang = i18n.negotiate(request.headers.get("Accept-Language"))
-                raise _Mismatch(_MISMATCH[0] if lang == "vi" else _MISMATCH[1])
-            account = await accounts.use_reset(token, password)
-        except _Mismatch as exc:
-            error = f'<p role="alert" id="error">{html.escape(str(exc))}</p>'
-        except ServiceError as exc:
-            error = f'<p role="alert" id="error">{html.escape(_message(request, exc))}</p>'
+        if password != again:  # the form's own check, before anything is asked of the domain
+            error = f'<p role="alert" id="error">{_MISMATCH_HTML}</p>'
         else:
-            return _html(_RESET_DONE.format(name=html.escape(account.name)), status=201)
+            try:
+                account = await accounts.use_reset(token, password)
+            except ServiceError as exc:
+                error = f'<p role="alert" id="error">{html.escape(_message(request, exc))}</p>'
+            else:
+                return _html(_RESET_DONE.format(name=html.escape(account.name)), status=201)
     return _html(_RESET_PAGE.format(name=html.escape(found.name), min=PASSWORD_MIN, error=error,
                                     described="error hint" if error else "hint"),
                  status=422 if error else 200)
-
-
-class _Mismatch(Exception):
-    """The two passwords of the reset page differ (a form's check, before anything is asked of the domain)."""
 
 
 # -- signing in and the session ------------------------------------------------------------------------------------
