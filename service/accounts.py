@@ -654,10 +654,23 @@ class Accounts:
             raise TotpInvalid("the code is wrong or was already used")
         if outcome != "ok":
             raise SigninFailed("wrong name or password")
+        await self._unless_reset_meanwhile(folded, row.get("pw_reset", ""), session_digest)
         await self._redis.delete(account_key)
         return cookie, Session(digest=session_digest, folded=folded, name=as_text(reply[1]),
                                role=AccountRole(as_text(reply[2])), csrf=csrf,
                                expires_at=now + self._lifetime_ms, enrol_only=enrol_only)
+
+    async def _unless_reset_meanwhile(self, folded: str, stamp: str, session_digest: str) -> None:
+        """End the session just started, and refuse the sign-in, if the password was reset since the account was
+        read: the old password was checked, and a reset ends every session, this one included (it started after
+        the reset's script ended the others). `pw_reset` names the latest reset used (`lua/account_reset.lua`)."""
+        latest = as_text(await self._redis.hget(keys.account(folded), "pw_reset") or b"")
+        if latest != stamp:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(keys.session(session_digest))
+            pipe.zrem(keys.account_sessions(folded), session_digest)
+            await pipe.execute()
+            raise SigninFailed("wrong name or password")
 
     async def _failures(self, key: str) -> tuple[int, int]:
         pipe = self._redis.pipeline(transaction=False)

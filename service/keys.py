@@ -478,7 +478,7 @@ def password_reset(digest: str) -> str:
     `folded` (whose password it sets), `expires` (Unix ms) and `by` ("self-service" or the admin who asked). It
     lives 1 hour when the person asked for it, 24 hours when an admin did, and is deleted when used. The account
     names its one live reset in its field `reset` (the digest), so issuing a newer one voids the older
-    (`lua/account_reset_issue.lua`, `lua/account_reset.lua`)."""
+    (`lua/account_reset_issue.lua`), and the latest one used in `pw_reset` (`lua/account_reset.lua`)."""
     return f"{ACCOUNTS}:reset:{digest}"
 
 

@@ -103,6 +103,28 @@ async def test_a_newer_link_voids_the_older_and_links_expire(client: Client, red
     await sign_in(client, "Lan", PASSWORD)  # nothing changed
 
 
+async def test_a_sign_in_checked_before_a_reset_gets_no_session(client: Client, redis: Redis) -> None:
+    """The old password is verified, then (before the session starts) the password is reset: the sign-in is
+    refused and leaves no session behind."""
+    await person(client, "Lan")
+    token = await _issue(client, "Lan")
+    people = accounts(client)
+    verify = people._verify
+
+    async def reset_meanwhile(hashed: str, password: str) -> bool:
+        verified = await verify(hashed, password)
+        await people.use_reset(token, NEW_PASSWORD)
+        return verified
+
+    people._verify = reset_meanwhile  # type: ignore[method-assign]
+    _, problem = await sign_in(client, "Lan", PASSWORD, expect=401)
+    assert problem["code"] == "signin_failed"
+    people._verify = verify  # type: ignore[method-assign]
+    assert await redis.zcard(keys.account_sessions(fold("Lan"))) == 0
+    assert not [k async for k in redis.scan_iter(match=keys.session("*"))]
+    await sign_in(client, "Lan", NEW_PASSWORD)
+
+
 async def test_racing_uses_of_one_link_set_one_password(client: Client) -> None:
     await person(client, "Lan")
     token = await _issue(client, "Lan")

@@ -6,6 +6,9 @@
 -- KEYS[4..] each session (hash) the caller read from KEYS[3], in the order of ARGV[5..]
 -- ARGV[1] the token's SHA-256   ARGV[2] the folded name   ARGV[3] the new password's argon2id hash
 -- ARGV[4] now, Unix ms   ARGV[5..] the session digests the caller read (one per KEYS[4..])
+-- The account keeps the used token's SHA-256 as `pw_reset`: a sign-in that read the account, checked the old
+-- password and started its session after this step sees it changed and ends that session
+-- (`accounts.Accounts.sign_in`).
 -- Returns {'ok', name as written, role}; {'invalid'} when the reset is gone, expired, replaced by a newer one, or
 -- the account is gone or disabled; {'retry'} when the person's sessions changed since the caller read them (it
 -- reads them again). An error reply "CORRUPT <what>" when a key has the wrong type. Everything is checked before
@@ -27,7 +30,7 @@ for i = 5, #ARGV do
   if not redis.call('ZSCORE', KEYS[3], ARGV[i]) then return {'retry'} end
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[2], 'password', ARGV[3])
+redis.call('HSET', KEYS[2], 'password', ARGV[3], 'pw_reset', ARGV[1])
 redis.call('HDEL', KEYS[2], 'reset')
 for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[3])
