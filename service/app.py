@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import captcha_audio, captcha_render
+from service import captcha_audio, captcha_render, server
 from service.accounts import Accounts
 from service.api import (
     accounts,
@@ -165,7 +165,7 @@ async def domain_ctx(app: web.Application) -> AsyncIterator[None]:
 async def indexer_ctx(app: web.Application) -> AsyncIterator[None]:
     """The search indexer (`service.indexer`): every worker runs one, and the one holding the lease indexes; its
     task joins the app's background tasks. Stopping gives the lease up."""
-    indexer = Indexer(app[SCRIPTS], metrics=app[METRICS])
+    indexer = Indexer(app[SCRIPTS], metrics=app[METRICS], activity=lambda: server.ACTIVITY.reads)
     task = asyncio.create_task(indexer.run())
     app[BACKGROUND].append(task)
     yield

@@ -8,6 +8,8 @@ background loop (`run`, every `INTERVAL_SECONDS` or when woken) looks at each pa
 `done` (`keys.search_done`), and for a partition behind reads the slots of (done, done + BATCH], the records (one
 lua/index_read.lua call), computes each record's terms in Python (`search.record_terms`, as readers compute them)
 and groups them by term; lua/index_batch.lua then adds each term's n's in one command and moves `done`, atomically.
+While its worker is busy serving requests, the loop gives way: it indexes only a partition `BUSY_LAG` or more
+behind, and the rest once the worker is quiet (`Indexer.busy`).
 
 Several indexers (a worker whose lease ran out, `catch_up` callers) may run at once: the script refuses a batch
 whose `done` is no longer the one read (another went first) or one of whose records changed since it was read (an
@@ -24,7 +26,7 @@ import logging
 import random
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.exceptions import RedisError, ResponseError
@@ -49,6 +51,13 @@ INTERVAL_SECONDS: Final = 0.2
 ERROR_PAUSE_SECONDS: Final = 2.0
 #: The idle wait's jitter, from a generator of our own so the global `random` is never touched (see jobs._RNG).
 _RNG: Final = random.Random()
+#: While its worker serves more than `BUSY_READS_PER_SECOND` (reads of request bytes, about one a request), the
+#: background indexer gives way to the requests: it indexes a partition only once `BUSY_LAG` of its comments wait
+#: (searches find them meanwhile through their records: `search.TAIL_MAX` a partition at most), so under a burst
+#: the indexing waits for the loop's quiet moments, and under a sustained load it keeps each partition's tail at
+#: about `BUSY_LAG` (docs/benchmarks.md, "indexer: giving way").
+BUSY_READS_PER_SECOND: Final = 200
+BUSY_LAG: Final = 512
 #: The background indexer's lease (`keys.search_indexer_lease`): one worker of a deployment indexes at a time.
 #: Each worker's indexer racing for the same batches (the loser's reads and planning refused as "moved") cost
 #: about 150-170 µs of Python a comment with two of them against 80-100 µs for one (docs/benchmarks.md,
@@ -134,12 +143,16 @@ def plan_batch(partition: int, done: int, top: int, slots: dict[int, tuple[str, 
 
 class Indexer:
     def __init__(self, scripts: Scripts, *, batch: int = BATCH, metrics: Metrics | None = None,
-                 interval_seconds: float = INTERVAL_SECONDS) -> None:
+                 interval_seconds: float = INTERVAL_SECONDS, activity: Callable[[], int] | None = None) -> None:
+        """`activity`: the worker's count of request reads so far (`server.ACTIVITY`), for `run` to give way to
+        requests while it climbs fast; None: never busy."""
         self._scripts = scripts
         self._batch = batch
         self._metrics = metrics
         self._interval = interval_seconds
         self._woken = asyncio.Event()
+        self._activity = activity
+        self._looked = (0.0, 0)
         self._token = secrets.token_hex(8)
         self._holding = False
         self._renewed = 0.0
@@ -205,9 +218,17 @@ class Indexer:
         counts = await asyncio.gather(*(one(p, done, last) for p, (done, last) in zip(chosen, goals, strict=True)))
         return sum(counts)
 
-    async def step(self) -> int:
-        """One round over the partitions: a batch in each that is behind (in turn, from a random one, so that
-        workers meet less). Comments indexed; a partition with a damaged key is logged and left behind."""
+    def busy(self) -> bool:
+        """Whether the worker served more than `BUSY_READS_PER_SECOND` since the last look."""
+        if self._activity is None:
+            return False
+        now, reads = asyncio.get_running_loop().time(), self._activity()
+        (then, before), self._looked = self._looked, (now, reads)
+        return reads - before > BUSY_READS_PER_SECOND * (now - then)
+
+    async def step(self, *, least: int = 1) -> int:
+        """One round over the partitions: a batch in each that is `least` or more behind (in turn, from a random
+        one). Comments indexed; a partition with a damaged key is logged and left behind."""
         start = _RNG.randrange(keys.PARTITIONS)
         order = [(start + i) % keys.PARTITIONS for i in range(keys.PARTITIONS)]
         positions = await self.positions(order)
@@ -215,7 +236,7 @@ class Indexer:
             self._metrics.search_index_lag.set(sum(max(0, last - done) for done, last in positions))
         indexed = 0
         for p, (done, last) in zip(order, positions, strict=True):
-            if done >= last:
+            if last - done < least:
                 continue
             try:
                 indexed += await self.index_batch(p, done, last)
@@ -271,7 +292,7 @@ class Indexer:
                 if not await self.hold_lease():
                     await asyncio.sleep(LEASE_POLL_SECONDS * _RNG.uniform(0.75, 1.25))
                     continue
-                indexed = await self.step()
+                indexed = await self.step(least=BUSY_LAG if self.busy() else 1)
             except (RedisError, StorageCorrupt) as exc:
                 log.warning("search indexer: %s; retrying in %.0f s", exc, ERROR_PAUSE_SECONDS)
                 await asyncio.sleep(ERROR_PAUSE_SECONDS)

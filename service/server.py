@@ -117,6 +117,20 @@ class HeadDeadlines:
         self._timer = loop.call_later(self.interval, self._sweep, loop)
 
 
+class Activity:
+    """How busy this process is serving: every connection counts its reads of request bytes here
+    (`HeadDeadlineHandler.data_received`), for background work that gives way to requests (the search indexer:
+    `indexer.Indexer`)."""
+
+    __slots__ = ("reads",)
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+
+#: This process's (a worker's) activity.
+ACTIVITY: Final = Activity()
+
 #: aiohttp's own, called directly rather than through `super()` (it runs for every read).
 _received: Final = web.RequestHandler.data_received
 
@@ -144,6 +158,7 @@ class HeadDeadlineHandler(web.RequestHandler):
         self._deadlines.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        ACTIVITY.reads += 1
         _received(self, data)
         if self._messages:  # a head complete (the usual case: a whole head in one read): nothing awaited
             self._head_since = None

@@ -362,3 +362,44 @@ async def test_only_the_worker_holding_the_lease_indexes(redis: Redis) -> None:
     finally:
         await stop(tasks)
     assert await doctor(redis, repair=False) == []
+
+
+async def test_a_busy_worker_indexes_only_partitions_far_behind(redis: Redis) -> None:
+    """While its worker serves more than `BUSY_READS_PER_SECOND`, the background indexer leaves a partition fewer
+    than `BUSY_LAG` behind to the tail (found through its records meanwhile) and indexes it once the worker is
+    quiet."""
+    reads = [0]
+    scripts = Scripts(redis)
+    busy = Indexer(scripts, activity=lambda: reads[0])
+    assert not busy.busy()  # nothing read yet
+    reads[0] += 10**9  # far more than BUSY_READS_PER_SECOND in any time this test takes
+    assert busy.busy()
+    assert not busy.busy()  # nothing read since the last look
+    await store(scripts, 10)
+    assert await busy.step(least=indexer.BUSY_LAG) == 0
+    assert await watermark(redis) == (0, 10)
+    assert await busy.step() == 10
+    assert await watermark(redis) == (10, 10)
+    assert not Indexer(scripts).busy()  # no activity given: never busy
+
+
+async def test_a_busy_background_indexer_waits_and_indexes_when_the_worker_is_quiet(redis: Redis) -> None:
+    reads = [0]
+    scripts = Scripts(redis)
+    background = Indexer(scripts, interval_seconds=0.01, activity=lambda: reads[0])
+    task = asyncio.create_task(background.run())
+    try:
+        await store(scripts, 10)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not background.holding:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        for _ in range(20):  # busy: the ten comments wait
+            reads[0] += 10**9
+            await asyncio.sleep(0.02)
+            assert (await watermark(redis))[0] in (0, 10)  # indexed before the first look, or not at all
+        while (await watermark(redis))[0] < 10:  # quiet: indexed
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        await stop([task])
