@@ -135,8 +135,9 @@ class Metrics:
         Counted here and written to prometheus_client once per turn of the event loop: with several workers each
         write is an mmap'ed file's (a lock, a getpid, a struct pack), three per request (the counter, the
         histogram's sum and bucket), more than the rest of a 304's middleware work (docs/benchmarks.md). Under
-        load a turn handles many requests, so they share the writes; alone a request is written one turn later,
-        before any scrape can ask (`render` writes what is pending too).
+        load a turn handles many requests, so they share the writes; alone a request is written one turn later.
+        A scrape of this worker sees them all (`render` writes what is pending first); another worker's scrape,
+        with several workers, may miss the requests of the turn this one is in.
         """
         key = (method, route, status)
         tally = self._pending.get(key)

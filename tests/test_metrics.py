@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from redis import Redis as SyncRedis
 from support import (
     ADMIN,
     ADMIN_TOKEN,
@@ -370,6 +371,8 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    with SyncRedis.from_url(redis_server.url) as redis:
+        redis.flushdb()  # what earlier tests stored (the queue's depth is counted)
     port = free_port()
     stderr = tmp_path / "stderr.log"
     env = {**os.environ, "COMMENTS_WORKERS": "2", "COMMENTS_DATA_DIR": str(tmp_path / "data"),
@@ -403,6 +406,13 @@ def test_metrics_add_up_across_worker_processes_and_sigterm_exits_cleanly(
         workers_seen.add(worker_of(headers))
     assert workers_seen == ready, "60 connections to the shared socket should have reached both workers"
 
+    # A worker writes its requests' metrics once per turn of its loop (`Metrics.observe_request`): the other
+    # worker's scrape may come in that turn and miss the last ones. Once written, every scrape sees them all.
+    deadline = time.monotonic() + 10
+    while parse(get(port, "/metrics")[2].decode()).value("comments_http_requests_total",
+                                                         route="/healthz") != requests:
+        assert time.monotonic() < deadline, "the workers' request counts never added up"
+        time.sleep(0.05)
     scraped_by: set[str] = set()
     for _ in range(20):
         status, headers, body = get(port, "/metrics")
