@@ -57,7 +57,7 @@ def _worker(settings: Settings, sockets: list[socket.socket]) -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(serve(create_app(settings), sockets, head_timeout=settings.http_head_timeout_seconds,
-                      keepalive_timeout=settings.http_keepalive_timeout_seconds))
+                      keepalive_timeout=settings.http_keepalive_timeout_seconds, settle=True))
 
 
 @contextlib.contextmanager

@@ -5,9 +5,11 @@ hints, the keyed hashes and the store's keys."""
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import string
+import weakref
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -15,7 +17,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import keys, risk, search, text
+from service import keys, risk, search, server, text
 from service.captcha import _TOKEN_ID
 from service.clients import email_digests, email_hash, keyed_hash
 from service.models import CommentSubmission, iso
@@ -121,3 +123,27 @@ def test_index_words_and_record_terms_are_as_before(body: str, partition: int) -
     raw = orjson.dumps({"name": "Lan", "title": "t", "body": body, "email_hash": "e", "ip_hash": "i"})
     assert search.record_terms(partition, raw) == keys.comment_terms(
         partition, "e", "i", obvious_index_words("Lan", "t", body))
+
+
+class _Node:
+    ref: object = None
+
+
+def test_a_worker_settles_its_garbage_collector_once_started() -> None:
+    """`server.settle_garbage` (a worker, once its app started): what exists is frozen out of the collector's
+    generations, the young generation is collected less often; cycles made later are still collected."""
+    threshold = gc.get_threshold()
+    try:
+        server.settle_garbage()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == server.GC_THRESHOLD
+
+        node = _Node()
+        node.ref = node
+        gone = weakref.ref(node)
+        del node
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
