@@ -32,7 +32,8 @@ COMMAND: Final = str(Path(sys.executable).parent / "comments-service")
 SECRET: Final = b"s" * 48
 OWN: Final = "bai-viet-42"
 #: Keys that an export does not carry (events, stats) or that only say when caches must be renewed.
-_NOT_EXPORTED: Final = (":feed", ":outbox", ":stats:", ":lat:", "{g}", "{auth}", "{hooks}", "{acct}")
+#: Keys an export does not carry: streams, stats, the gate, people and hooks, and the running indexer's lease.
+_NOT_EXPORTED: Final = (":feed", ":outbox", ":stats:", ":lat:", "{g}", "{auth}", "{hooks}", "{acct}", "{search}")
 
 
 async def _submit(client: Client, article: str, body: str) -> str:
