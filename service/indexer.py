@@ -9,7 +9,7 @@ background loop (`run`, every `INTERVAL_SECONDS` or when woken) looks at each pa
 lua/index_read.lua call), computes each record's terms in Python (`search.record_terms`, as readers compute them)
 and groups them by term; lua/index_batch.lua then adds each term's n's in one command and moves `done`, atomically.
 While its worker is busy serving requests, the loop gives way: it indexes only a partition `BUSY_LAG` or more
-behind, and the rest once the worker is quiet (`Indexer.busy`).
+behind or behind for `BUSY_WAIT_SECONDS`, and the rest once the worker is quiet (`Indexer.busy`).
 
 Several indexers (a worker whose lease ran out, `catch_up` callers) may run at once: the script refuses a batch
 whose `done` is no longer the one read (another went first) or one of whose records changed since it was read (an
@@ -58,6 +58,9 @@ _RNG: Final = random.Random()
 #: about `BUSY_LAG` (docs/benchmarks.md, "indexer: giving way").
 BUSY_READS_PER_SECOND: Final = 200
 BUSY_LAG: Final = 512
+#: ... yet never lets a partition's comments wait longer than this while its worker stays busy: under a sustained
+#: load (not a burst) the tail that every search reads from the records stays what a few seconds bring.
+BUSY_WAIT_SECONDS: Final = 5.0
 #: The background indexer's lease (`keys.search_indexer_lease`): one worker of a deployment indexes at a time.
 #: Each worker's indexer racing for the same batches (the loser's reads and planning refused as "moved") cost
 #: about 150-170 µs of Python a comment with two of them against 80-100 µs for one (docs/benchmarks.md,
@@ -143,9 +146,11 @@ def plan_batch(partition: int, done: int, top: int, slots: dict[int, tuple[str, 
 
 class Indexer:
     def __init__(self, scripts: Scripts, *, batch: int = BATCH, metrics: Metrics | None = None,
-                 interval_seconds: float = INTERVAL_SECONDS, activity: Callable[[], int] | None = None) -> None:
+                 interval_seconds: float = INTERVAL_SECONDS, activity: Callable[[], int] | None = None,
+                 busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> None:
         """`activity`: the worker's count of request reads so far (`server.ACTIVITY`), for `run` to give way to
-        requests while it climbs fast; None: never busy."""
+        requests while it climbs fast; None: never busy. `busy_wait_seconds`: how long a partition behind waits
+        for a busy worker at most."""
         self._scripts = scripts
         self._batch = batch
         self._metrics = metrics
@@ -156,6 +161,9 @@ class Indexer:
         self._token = secrets.token_hex(8)
         self._holding = False
         self._renewed = 0.0
+        self._busy_wait = busy_wait_seconds
+        #: Partition -> when a step first found it behind and left it (`least`): it waits `busy_wait` at most.
+        self._waiting_since: dict[int, float] = {}
 
     async def positions(self, partitions: Sequence[int]) -> list[tuple[int, int]]:
         """Each partition's (done, last n), in one round trip."""
@@ -227,19 +235,27 @@ class Indexer:
         return reads - before > BUSY_READS_PER_SECOND * (now - then)
 
     async def step(self, *, least: int = 1) -> int:
-        """One round over the partitions: a batch in each that is `least` or more behind (in turn, from a random
-        one). Comments indexed; a partition with a damaged key is logged and left behind."""
+        """One round over the partitions: a batch in each that is `least` or more behind, or that has been behind
+        for `busy_wait_seconds` (in turn, from a random one). Comments indexed; a partition with a damaged key is
+        logged and left behind."""
         start = _RNG.randrange(keys.PARTITIONS)
         order = [(start + i) % keys.PARTITIONS for i in range(keys.PARTITIONS)]
         positions = await self.positions(order)
         if self._metrics is not None:
             self._metrics.search_index_lag.set(sum(max(0, last - done) for done, last in positions))
         indexed = 0
+        now = asyncio.get_running_loop().time()
         for p, (done, last) in zip(order, positions, strict=True):
-            if last - done < least:
+            if last <= done:
+                self._waiting_since.pop(p, None)
+                continue
+            if last - done < least and now - self._waiting_since.setdefault(p, now) < self._busy_wait:
                 continue
             try:
-                indexed += await self.index_batch(p, done, last)
+                covered = await self.index_batch(p, done, last)
+                indexed += covered
+                if done + covered >= last:  # caught up: its next comments wait afresh
+                    self._waiting_since.pop(p, None)
             except StorageCorrupt as exc:
                 log.error("search indexer: partition %02x has a damaged key (%s); run comments-service doctor", p,
                           exc)

@@ -383,6 +383,23 @@ async def test_a_busy_worker_indexes_only_partitions_far_behind(redis: Redis) ->
     assert not Indexer(scripts).busy()  # no activity given: never busy
 
 
+async def test_a_busy_worker_still_indexes_what_waited_too_long(redis: Redis) -> None:
+    """Under a sustained load (not a burst) the tail stays what `busy_wait_seconds` brings: a partition behind
+    by fewer than `BUSY_LAG` is indexed once it has waited that long, however busy the worker stays."""
+    scripts = Scripts(redis)
+    busy = Indexer(scripts, busy_wait_seconds=0.3)
+    await store(scripts, 10)
+    assert await busy.step(least=indexer.BUSY_LAG) == 0  # first seen behind now
+    assert await watermark(redis) == (0, 10)
+    await asyncio.sleep(0.4)
+    assert await busy.step(least=indexer.BUSY_LAG) == 10
+    assert await watermark(redis) == (10, 10)
+    # Caught up, the partition's wait starts again with its next comments.
+    await store(scripts, 5)
+    assert await busy.step(least=indexer.BUSY_LAG) == 0
+    assert await watermark(redis) == (10, 15)
+
+
 async def test_a_busy_background_indexer_waits_and_indexes_when_the_worker_is_quiet(redis: Redis) -> None:
     reads = [0]
     scripts = Scripts(redis)
