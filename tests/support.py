@@ -22,6 +22,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import StrOrURL
 from pydantic import SecretStr
+from redis import Redis as SyncRedis
 
 from service import keys
 from service.app import create_app, start_render_pool
@@ -93,6 +94,12 @@ class RedisServer:
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+
+    def empty(self) -> None:
+        """Delete what earlier tests stored (the `redis` fixture does this for tests in-process; a test that
+        starts a `comments-service run` of its own against this server calls it first)."""
+        with SyncRedis.from_url(self.url) as client:
+            client.flushdb()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -26,7 +26,6 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
-from redis import Redis as SyncRedis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -79,7 +78,7 @@ LINKS: Final = {
 
 @pytest.fixture(scope="module")
 def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedService]:
-    SyncRedis.from_url(redis_server.url).flushdb()  # what earlier tests left behind is not this run's data
+    redis_server.empty()  # what earlier tests left behind is not this run's data
     service = ServedService(redis_server.url, tmp_path_factory.mktemp("fuzz-service"))
     service.start()
     yield service

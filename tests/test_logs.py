@@ -196,6 +196,7 @@ def request(port: int, path: str, body: Json | None = None, headers: dict[str, s
 
 @pytest.mark.slow
 def test_service_writes_json_access_lines_on_stderr_at_info(redis_server: RedisServer, tmp_path: Path) -> None:
+    redis_server.empty()  # the queue it reads holds only its own comment
     port = free_port()
     stderr = tmp_path / "stderr.log"
     env = {**os.environ, "COMMENTS_WORKERS": "1", "COMMENTS_DATA_DIR": str(tmp_path / "data"),

@@ -22,7 +22,6 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from redis import Redis as SyncRedis
 from support import (
     ADMIN,
     ADMIN_TOKEN,
@@ -371,8 +370,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    with SyncRedis.from_url(redis_server.url) as redis:
-        redis.flushdb()  # what earlier tests stored (the queue's depth is counted)
+    redis_server.empty()  # what earlier tests stored (the queue's depth is counted)
     port = free_port()
     stderr = tmp_path / "stderr.log"
     env = {**os.environ, "COMMENTS_WORKERS": "2", "COMMENTS_DATA_DIR": str(tmp_path / "data"),
