@@ -82,6 +82,7 @@ from service.errors import (
     ValidationFailed,
     WeakPassword,
 )
+from service.records import stored_ms
 from service.scripts import Scripts, as_text
 from service.tokens import Principal, Role
 
@@ -100,7 +101,7 @@ INVITATION_PREFIX: Final = "cmi_"
 RESET_PREFIX: Final = "cmr_"
 #: A reset's token as a link carries it: the prefix and 256 random bits in base64url (43 characters), checked whole.
 RESET_TOKEN_PATTERN: Final = r"^cmr_[A-Za-z0-9_-]{43}$"
-_RESET_TOKEN_RE: Final = re.compile(r"cmr_[A-Za-z0-9_-]{43}")
+_RESET_TOKEN_RE: Final = re.compile(RESET_TOKEN_PATTERN)  # with `fullmatch`: a trailing newline is refused too
 #: How long a reset link works: an admin hands it over by other means (a chat, a phone call), which may take a
 #: working day; a link the person asked for goes straight to their mailbox and is used at once.
 RESET_SECONDS_ADMIN: Final = 24 * 3600
@@ -560,12 +561,12 @@ class Accounts:
             raise PasswordResetInvalid("this password reset link does not exist, was used or expired")
         token_digest = digest(token)
         row = _fields(await self._redis.hgetall(keys.password_reset(token_digest)))
-        expires = row.get("expires", "")
+        expires = stored_ms(row.get("expires"))
         account = _fields(await self._redis.hgetall(keys.account(row["folded"]))) if row.get("folded") else {}
-        if (not (expires.isascii() and expires.isdigit()) or int(expires) <= self._now_ms() or not account
+        if (expires is None or expires <= self._now_ms() or not account
                 or account.get("disabled") == "1" or account.get("reset") != token_digest):
             raise PasswordResetInvalid("this password reset link does not exist, was used or expired")
-        return PasswordReset(token="", name=account["name"], expires_at=int(expires))
+        return PasswordReset(token="", name=account["name"], expires_at=expires)
 
     async def use_reset(self, token: str, password: str) -> Account:
         """Set the new password; the link works once. Every session of the person ends, the count of failed

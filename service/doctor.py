@@ -48,6 +48,7 @@ from service.connections import RedisClient
 from service.errors import StorageCorrupt
 from service.indexer import Indexer
 from service.models import COMMENT_ID_RE
+from service.records import stored_ms
 from service.scripts import Scripts, as_text, scored
 
 #: The type each kind of key must have.
@@ -96,11 +97,6 @@ class _Partition:
     #: The search watermark read before the scan: every term holding an n at or below it existed before the scan
     #: began, so the scan lists it (an indexer running meanwhile only adds n's above it).
     search_done: int = 0
-
-
-def _number(raw: bytes | str | None) -> int:
-    """A counter as stored (ASCII digits), or 0 when absent or not one."""
-    return int(raw) if raw is not None and as_text(raw).isascii() and as_text(raw).isdigit() else 0
 
 
 def _kind_of(partition: int, key: str) -> tuple[str, str] | None:
@@ -210,7 +206,7 @@ class Doctor:
 
     async def _partition(self, number: int) -> None:
         await self._catch_up(number)
-        part = _Partition(number, search_done=_number(await self._redis.get(keys.search_done(number))))
+        part = _Partition(number, search_done=stored_ms(await self._redis.get(keys.search_done(number))) or 0)
         names = [as_text(k) async for k in self._redis.scan_iter(match=f"{keys.PREFIX}:{{p{number:02x}}}:*",
                                                               count=1000)]
         found_types = await _each(self._redis, [("TYPE", name) for name in names])
@@ -290,7 +286,7 @@ class Doctor:
         buckets = [k for k in part.types if _SEARCH_BUCKET.fullmatch(k[len(tag) + 1:])]
         if seq_key in part.wrong or any(k.startswith(seq_key + ":") for k in part.wrong):
             return
-        seq = _number(await self._redis.get(seq_key))
+        seq = stored_ms(await self._redis.get(seq_key)) or 0
         done = part.search_done
         slots = await self._search_slots(part)
         rows = await _each(self._redis, [("HMGET", keys.comment(i), "d", "t", "n") for i in ids])

@@ -275,7 +275,7 @@ _RESET_DONE: Final = """<!doctype html>
 <span lang="en">(The new password of {name} is set and every earlier session has ended:
 <a href="/moderation/">sign in</a>.)</span></p></main></body></html>
 """
-_MISMATCH_HTML: Final = 'Hai mật khẩu không giống nhau. <span lang="en">(The two passwords differ.)</span>'
+_MISMATCH_HTML: Final = '{} <span lang="en">({})</span>'.format(*i18n.CONSOLE_TEXT["invite.mismatch"])
 
 
 @operation(summary="The password reset link: a page with a form that sets the new password (GET shows it, POST "
